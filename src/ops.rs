@@ -1,0 +1,810 @@
+//! The queue operations: enqueue, claim, progress, complete, fail, cancel,
+//! retry. Plain Rust over a [`Conn`]; `functions.rs` and `vtab.rs` are thin
+//! adapters over these, so each rule lives here once.
+//!
+//! Every operation is exactly one write statement. That is what makes it
+//! all-or-nothing in every context the extension is called from: a
+//! statement is atomic on its own (SQLite's statement journal), whereas a
+//! SAVEPOINT cannot be opened inside a trigger or a virtual-table write. One
+//! statement is also what keeps `SELECT task_claim(...)` free of
+//! SQLITE_BUSY_SNAPSHOT: the statement takes the write lock before it reads,
+//! so its snapshot can never be stale. When a write matches no row, a
+//! read-only follow-up explains why (unknown id, wrong status, stale attempt);
+//! nothing has changed by then.
+
+use crate::error::{Error, Result};
+use crate::sqlite::{Conn, Statement, randomness};
+use rusqlite::ffi;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const DEFAULT_QUEUE: &str = "default";
+pub const DEFAULT_MAX_ATTEMPTS: i64 = 3;
+pub const DEFAULT_LEASE_MS: i64 = 300_000;
+pub const BACKOFF_BASE_MS: i64 = 1_000;
+pub const BACKOFF_CAP_MS: i64 = 3_600_000;
+pub const MAX_ATTEMPTS_LIMIT: i64 = 1_000;
+/// Latest accepted timestamp: 9999-12-31T23:59:59.999Z in milliseconds.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+pub const MAX_LEASE_MS: i64 = 366 * 24 * 3_600_000;
+
+/// Milliseconds since the Unix epoch, from the system clock. Time is taken
+/// in Rust, never from SQL: `unixepoch('subsec')` is NULL on SQLite 3.40.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// What `task_enqueue` and `INSERT INTO tasks` accept.
+#[derive(Debug, Default, Clone)]
+pub struct NewTask<'a> {
+    pub kind: &'a str,
+    pub details: Option<&'a str>,
+    pub queue: Option<&'a str>,
+    pub priority: Option<i64>,
+    pub run_at: Option<i64>,
+    pub delay: Option<i64>,
+    pub max_attempts: Option<i64>,
+    pub parent_id: Option<&'a str>,
+    pub id: Option<&'a str>,
+    pub now: Option<i64>,
+}
+
+/// Which queues a claim takes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Queues {
+    All,
+    One(String),
+    /// A JSON array of queue names, as text (bound to `json_each`).
+    Many(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimArgs<'a> {
+    pub worker: &'a str,
+    pub queues: Queues,
+    pub lease_ms: i64,
+    pub now: Option<i64>,
+}
+
+/// The claimed task, as `task_claim` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub id: String,
+    pub queue: String,
+    pub kind: String,
+    pub details: Option<String>,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub priority: i64,
+    pub parent_id: Option<String>,
+    pub run_at: i64,
+    pub lease_until: i64,
+    pub created_at: i64,
+}
+
+/// Fencing and clock for the calls a worker makes on its task.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WorkerArgs {
+    /// The attempt number from the claim; a different current attempt means
+    /// the lease was lost and the task re-claimed, and the call is refused.
+    pub attempt: Option<i64>,
+    /// New lease length in ms (progress and heartbeat only).
+    pub lease_ms: Option<i64>,
+    pub now: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FailArgs {
+    pub worker: WorkerArgs,
+    /// False: fail for good, whatever attempts remain.
+    pub retry: bool,
+    /// Fixed delay before the retry, instead of the backoff.
+    pub delay_ms: Option<i64>,
+}
+
+fn clock(now: Option<i64>) -> i64 {
+    now.unwrap_or_else(now_ms)
+}
+
+/// Validates and canonicalises a task id (any UUID form → lowercase hyphenated).
+pub fn parse_id(id: &str) -> Result<String> {
+    uuid::Uuid::try_parse(id)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| Error::new(format!("{} is not a task id (expected a UUID)", quoted(id))))
+}
+
+/// A user value quoted for an error message, cut to a readable length.
+pub fn quoted(s: &str) -> String {
+    const MAX: usize = 60;
+    if s.chars().count() <= MAX {
+        format!("'{s}'")
+    } else {
+        let cut: String = s.chars().take(MAX).collect();
+        format!("'{cut}…'")
+    }
+}
+
+/// Checks that `text` is one JSON value. Nothing is allocated for it.
+pub fn check_json(what: &str, text: &str) -> Result<()> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(|_| ())
+        .map_err(|e| Error::new(format!("{what} is not valid JSON: {e}")))
+}
+
+pub fn check_range(what: &str, v: i64, lo: i64, hi: i64) -> Result<i64> {
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(Error::new(format!(
+            "{what} must be between {lo} and {hi}, got {v}"
+        )))
+    }
+}
+
+fn new_id(now: i64) -> String {
+    let secs = u64::try_from(now.div_euclid(1000)).unwrap_or(0);
+    let nanos = u32::try_from(now.rem_euclid(1000) * 1_000_000).unwrap_or(0);
+    let ts = uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos);
+    uuid::Uuid::new_v7(ts).hyphenated().to_string()
+}
+
+const ENQUEUE_SQL: &str = "\
+INSERT INTO main.task_store
+  (id, queue, type, status, priority, max_attempts, run_at, created_at, updated_at, details)
+VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?7, ?8)";
+
+const ENQUEUE_CHILD_SQL: &str = "\
+INSERT INTO main.task_store
+  (id, queue, type, status, priority, max_attempts, run_at, created_at, updated_at, details,
+   parent_id)
+SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?7, ?8, ?9
+WHERE EXISTS (SELECT 1 FROM main.task_store WHERE id = ?9)";
+
+/// A task just added: its id and its storage rowid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueued {
+    pub id: String,
+    pub seq: i64,
+}
+
+/// Adds a task.
+pub fn enqueue(conn: &Rc<Conn>, t: &NewTask<'_>) -> Result<Enqueued> {
+    if t.kind.is_empty() {
+        return Err(Error::new("type must not be empty"));
+    }
+    if let Some(d) = t.details {
+        check_json("details", d)?;
+    }
+    let queue = t.queue.unwrap_or(DEFAULT_QUEUE);
+    if queue.is_empty() {
+        return Err(Error::new("queue must not be empty"));
+    }
+    let priority = check_range(
+        "priority",
+        t.priority.unwrap_or(0),
+        i64::from(i32::MIN),
+        i64::from(i32::MAX),
+    )?;
+    let max_attempts = check_range(
+        "max_attempts",
+        t.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+        1,
+        MAX_ATTEMPTS_LIMIT,
+    )?;
+    let now = check_range("now", clock(t.now), 0, MAX_TIME_MS)?;
+    let run_at = match (t.run_at, t.delay) {
+        (Some(_), Some(_)) => return Err(Error::new("give run_at or delay, not both")),
+        (Some(at), None) => check_range("run_at", at, 0, MAX_TIME_MS)?,
+        (None, Some(d)) => now + check_range("delay", d, 0, MAX_TIME_MS - now)?,
+        (None, None) => now,
+    };
+    let id = match t.id {
+        Some(s) => parse_id(s)?,
+        None => new_id(now),
+    };
+    let parent = t.parent_id.map(parse_id).transpose()?;
+
+    let mut st = conn.prepare(if parent.is_some() {
+        ENQUEUE_CHILD_SQL
+    } else {
+        ENQUEUE_SQL
+    })?;
+    st.bind_text(1, &id)?;
+    st.bind_text(2, queue)?;
+    st.bind_text(3, t.kind)?;
+    st.bind_i64(4, priority)?;
+    st.bind_i64(5, max_attempts)?;
+    st.bind_i64(6, run_at)?;
+    st.bind_i64(7, now)?;
+    st.bind_opt_text(8, t.details)?;
+    if let Some(p) = &parent {
+        st.bind_text(9, p)?;
+    }
+    match st.finish() {
+        Ok(()) => {}
+        Err(e) if e.code == ffi::SQLITE_CONSTRAINT_UNIQUE && e.msg.contains("task_store.id") => {
+            return Err(Error::with_code(
+                e.code,
+                format!("task {id} already exists"),
+            ));
+        }
+        Err(e) => return Err(e),
+    }
+    drop(st);
+    if let Some(p) = parent
+        && conn.changes() == 0
+    {
+        return Err(Error::new(format!("parent task {p} not found")));
+    }
+    Ok(Enqueued {
+        id,
+        seq: conn.last_insert_rowid(),
+    })
+}
+
+// The claim, in one UPDATE. The candidate is the best of: the head of each
+// requested queue's ready index (priority, then run_at, then FIFO by seq)
+// and any running task whose lease has expired (it competes as if it had
+// become runnable when its lease ran out). Expired tasks with no attempts
+// left are failed by the same statement, so nothing stays stuck in
+// 'running' and no daemon is needed.
+macro_rules! claim_sql {
+    ($heads:literal, $expired_filter:literal) => {
+        concat!(
+            "UPDATE main.task_store SET
+  status       = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN 'failed' ELSE 'running' END,
+  error        = CASE WHEN status = 'running'
+                      THEN 'lease expired on attempt ' || attempts
+                           || ' (worker ' || ifnull(worker, '?') || ')'
+                      ELSE error END,
+  completed_at = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN ?1 ELSE NULL END,
+  lease_until  = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN NULL ELSE ?1 + ?3 END,
+  lease_ms     = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN lease_ms ELSE ?3 END,
+  worker       = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN worker ELSE ?2 END,
+  started_at   = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN started_at ELSE ?1 END,
+  progress     = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN progress ELSE 0 END,
+  attempts     = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN attempts ELSE attempts + 1 END,
+  updated_at   = ?1
+WHERE seq IN (
+  SELECT seq FROM (
+    SELECT seq, priority, due FROM (",
+            $heads,
+            ")
+    UNION ALL
+    SELECT seq, priority, lease_until AS due FROM main.task_store
+     WHERE status = 'running' AND lease_until <= ?1 AND attempts < max_attempts",
+            $expired_filter,
+            "
+    ORDER BY priority DESC, due, seq LIMIT 1)
+  UNION ALL
+  SELECT seq FROM main.task_store
+   WHERE status = 'running' AND lease_until <= ?1 AND attempts >= max_attempts)
+RETURNING status, id, queue, type, details, attempts, max_attempts, priority, parent_id,
+          run_at, lease_until, created_at"
+        )
+    };
+}
+
+const CLAIM_ONE_SQL: &str = claim_sql!(
+    "SELECT seq, priority, run_at AS due FROM main.task_store
+      WHERE status = 'queued' AND queue = ?4 AND run_at <= ?1
+      ORDER BY priority DESC, run_at LIMIT 1",
+    " AND queue = ?4"
+);
+
+// All queues: walk the distinct queue names in the ready index (one seek
+// each), take each queue's head, and let the outer ORDER BY pick the best.
+const CLAIM_ALL_SQL: &str = claim_sql!(
+    "WITH RECURSIVE qs(name) AS (
+       SELECT (SELECT queue FROM main.task_store WHERE status = 'queued'
+                ORDER BY queue LIMIT 1)
+       UNION ALL
+       SELECT (SELECT queue FROM main.task_store WHERE status = 'queued' AND queue > qs.name
+                ORDER BY queue LIMIT 1)
+         FROM qs WHERE qs.name IS NOT NULL)
+     SELECT t.seq, t.priority, t.run_at AS due
+       FROM qs JOIN main.task_store t ON t.seq = (
+            SELECT seq FROM main.task_store
+             WHERE status = 'queued' AND queue = qs.name AND run_at <= ?1
+             ORDER BY priority DESC, run_at LIMIT 1)
+      WHERE qs.name IS NOT NULL",
+    ""
+);
+
+const CLAIM_MANY_SQL: &str = claim_sql!(
+    "SELECT t.seq, t.priority, t.run_at AS due
+       FROM json_each(?4) AS qs JOIN main.task_store t ON t.seq = (
+            SELECT seq FROM main.task_store
+             WHERE status = 'queued' AND queue = qs.value AND run_at <= ?1
+             ORDER BY priority DESC, run_at LIMIT 1)",
+    " AND queue IN (SELECT value FROM json_each(?4))"
+);
+
+/// Claims the next ready task for `worker`, or `None` when nothing is ready.
+pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>) -> Result<Option<Claimed>> {
+    if a.worker.is_empty() {
+        return Err(Error::new("worker must not be empty"));
+    }
+    let lease = check_range("lease", a.lease_ms, 1, MAX_LEASE_MS)?;
+    let now = check_range("now", clock(a.now), 0, MAX_TIME_MS)?;
+    let sql = match a.queues {
+        Queues::All => CLAIM_ALL_SQL,
+        Queues::One(_) => CLAIM_ONE_SQL,
+        Queues::Many(_) => CLAIM_MANY_SQL,
+    };
+    let mut st = conn.prepare(sql)?;
+    st.bind_i64(1, now)?;
+    st.bind_text(2, a.worker)?;
+    st.bind_i64(3, lease)?;
+    match &a.queues {
+        Queues::All => {}
+        Queues::One(q) | Queues::Many(q) => st.bind_text(4, q)?,
+    }
+    let mut claimed = None;
+    while st.step()? {
+        // Rows with status 'failed' are expired tasks reaped on the way.
+        if st.column_text(0).as_deref() == Some("running") {
+            claimed = Some(Claimed {
+                id: st.column_text(1).unwrap_or_default(),
+                queue: st.column_text(2).unwrap_or_default(),
+                kind: st.column_text(3).unwrap_or_default(),
+                details: st.column_text(4),
+                attempt: st.column_i64(5),
+                max_attempts: st.column_i64(6),
+                priority: st.column_i64(7),
+                parent_id: st.column_text(8),
+                run_at: st.column_i64(9),
+                lease_until: st.column_i64(10),
+                created_at: st.column_i64(11),
+            });
+        }
+    }
+    Ok(claimed)
+}
+
+impl Claimed {
+    /// The JSON object `task_claim` returns. `details` is embedded as the
+    /// JSON it is; if the stored text is not JSON (edited by hand), it is
+    /// returned as a JSON string rather than producing invalid output.
+    pub fn to_json(&self) -> String {
+        use serde_json::Value as J;
+        let details = match &self.details {
+            None => "null".to_string(),
+            Some(d) if check_json("details", d).is_ok() => d.clone(),
+            Some(d) => J::String(d.clone()).to_string(),
+        };
+        let s = |v: &str| J::String(v.to_string()).to_string();
+        let opt = |v: &Option<String>| v.as_deref().map_or("null".to_string(), s);
+        format!(
+            "{{\"id\":{},\"type\":{},\"queue\":{},\"details\":{},\"attempt\":{},\
+             \"max_attempts\":{},\"priority\":{},\"parent_id\":{},\"run_at\":{},\
+             \"lease_until\":{},\"created_at\":{}}}",
+            s(&self.id),
+            s(&self.kind),
+            s(&self.queue),
+            details,
+            self.attempt,
+            self.max_attempts,
+            self.priority,
+            opt(&self.parent_id),
+            self.run_at,
+            self.lease_until,
+            self.created_at
+        )
+    }
+}
+
+/// The current state of a task, for explaining why a write matched nothing.
+struct Current {
+    status: String,
+    attempts: i64,
+    worker: Option<String>,
+}
+
+const CURRENT_SQL: &str = "SELECT status, attempts, worker FROM main.task_store WHERE id = ?1";
+
+fn current(conn: &Rc<Conn>, id: &str) -> Result<Current> {
+    let mut st = conn.prepare(CURRENT_SQL)?;
+    st.bind_text(1, id)?;
+    if !st.step()? {
+        return Err(Error::new(format!("task {id} not found")));
+    }
+    Ok(Current {
+        status: st.column_text(0).unwrap_or_default(),
+        attempts: st.column_i64(1),
+        worker: st.column_text(2),
+    })
+}
+
+/// The error for a worker-side call that matched no running task.
+fn not_running(conn: &Rc<Conn>, id: &str, attempt: Option<i64>) -> Error {
+    let cur = match current(conn, id) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    if let Some(a) = attempt
+        && a != cur.attempts
+    {
+        let holder = match (&cur.status[..], &cur.worker) {
+            ("running", Some(w)) => format!(", held by worker {}", quoted(w)),
+            _ => String::new(),
+        };
+        return Error::new(format!(
+            "attempt {a} of task {id} is stale: the task is on attempt {} ({}{holder})",
+            cur.attempts, cur.status
+        ));
+    }
+    if cur.status == "running" {
+        // Changed between the write and this read: report it plainly.
+        return Error::with_code(
+            ffi::SQLITE_BUSY,
+            format!("task {id} changed concurrently; retry"),
+        );
+    }
+    Error::new(format!("task {id} is {}, not running", cur.status))
+}
+
+fn check_attempt(attempt: Option<i64>) -> Result<Option<i64>> {
+    attempt
+        .map(|a| check_range("attempt", a, 1, MAX_ATTEMPTS_LIMIT))
+        .transpose()
+}
+
+const PROGRESS_SQL: &str = "\
+UPDATE main.task_store
+   SET progress = coalesce(?3, progress),
+       lease_ms = coalesce(?5, lease_ms),
+       lease_until = ?2 + coalesce(?5, lease_ms),
+       updated_at = ?2
+ WHERE id = ?1 AND status = 'running' AND (?4 IS NULL OR attempts = ?4)";
+
+/// Records progress (or, with `percent = None`, only renews the lease).
+/// Returns the task's status: `running`, or `cancelled` when the task was
+/// cancelled while it ran — the worker's signal to stop.
+pub fn progress(
+    conn: &Rc<Conn>,
+    id: &str,
+    percent: Option<f64>,
+    w: &WorkerArgs,
+) -> Result<&'static str> {
+    let id = parse_id(id)?;
+    if let Some(p) = percent
+        && !(0.0..=100.0).contains(&p)
+    {
+        return Err(Error::new(format!(
+            "progress must be between 0 and 100, got {p}"
+        )));
+    }
+    let attempt = check_attempt(w.attempt)?;
+    let lease = w
+        .lease_ms
+        .map(|l| check_range("lease", l, 1, MAX_LEASE_MS))
+        .transpose()?;
+    let now = check_range("now", clock(w.now), 0, MAX_TIME_MS)?;
+    let mut st = conn.prepare(PROGRESS_SQL)?;
+    st.bind_text(1, &id)?;
+    st.bind_i64(2, now)?;
+    match percent {
+        // Whole numbers are stored as integers (the column has NUMERIC
+        // affinity), so the shell shows 40, not 40.0.
+        Some(p) => st.bind_f64(3, p)?,
+        None => st.bind_null(3)?,
+    }
+    st.bind_opt_i64(4, attempt)?;
+    st.bind_opt_i64(5, lease)?;
+    st.finish()?;
+    drop(st);
+    if conn.changes() == 1 {
+        return Ok("running");
+    }
+    let cur = current(conn, &id)?;
+    if cur.status == "cancelled" && attempt.is_none_or(|a| a == cur.attempts) {
+        return Ok("cancelled");
+    }
+    Err(not_running(conn, &id, attempt))
+}
+
+const COMPLETE_SQL: &str = "\
+UPDATE main.task_store
+   SET status = 'completed', result = ?3, progress = 100, lease_until = NULL,
+       completed_at = ?2, updated_at = ?2
+ WHERE id = ?1 AND status = 'running' AND (?4 IS NULL OR attempts = ?4)";
+
+/// Marks a running task completed with an optional JSON result.
+pub fn complete(conn: &Rc<Conn>, id: &str, result: Option<&str>, w: &WorkerArgs) -> Result<()> {
+    let id = parse_id(id)?;
+    if let Some(r) = result {
+        check_json("result", r)?;
+    }
+    let attempt = check_attempt(w.attempt)?;
+    let now = check_range("now", clock(w.now), 0, MAX_TIME_MS)?;
+    let mut st = conn.prepare(COMPLETE_SQL)?;
+    st.bind_text(1, &id)?;
+    st.bind_i64(2, now)?;
+    st.bind_opt_text(3, result)?;
+    st.bind_opt_i64(4, attempt)?;
+    st.finish()?;
+    drop(st);
+    if conn.changes() == 1 {
+        Ok(())
+    } else {
+        Err(not_running(conn, &id, attempt))
+    }
+}
+
+// Retry or fail for good. The backoff is exponential in the attempt number
+// (base · 2^(attempt-1), capped) times a jitter factor in [0.5, 1] drawn in
+// Rust, so workers that fail together do not retry together.
+const FAIL_SQL: &str = "\
+UPDATE main.task_store
+   SET status = CASE WHEN ?5 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+       run_at = CASE WHEN ?5 OR attempts >= max_attempts THEN run_at
+                     ELSE ?2 + coalesce(?6, CAST(min(?7 * (1 << min(attempts - 1, 40)), ?8) * ?9
+                                                 AS INTEGER)) END,
+       completed_at = CASE WHEN ?5 OR attempts >= max_attempts THEN ?2 ELSE NULL END,
+       worker = CASE WHEN ?5 OR attempts >= max_attempts THEN worker ELSE NULL END,
+       error = ?3, lease_until = NULL, updated_at = ?2
+ WHERE id = ?1 AND status = 'running' AND (?4 IS NULL OR attempts = ?4)
+RETURNING status";
+
+/// Fails the current attempt. Returns `queued` when the task will be retried,
+/// `failed` when it has no attempts left (or `retry` is false).
+pub fn fail(conn: &Rc<Conn>, id: &str, error: &str, f: &FailArgs) -> Result<String> {
+    let id = parse_id(id)?;
+    let attempt = check_attempt(f.worker.attempt)?;
+    let now = check_range("now", clock(f.worker.now), 0, MAX_TIME_MS)?;
+    let delay = f
+        .delay_ms
+        .map(|d| check_range("delay", d, 0, MAX_TIME_MS - now))
+        .transpose()?;
+    let mut st = conn.prepare(FAIL_SQL)?;
+    st.bind_text(1, &id)?;
+    st.bind_i64(2, now)?;
+    st.bind_text(3, error)?;
+    st.bind_opt_i64(4, attempt)?;
+    st.bind_i64(5, i64::from(!f.retry))?;
+    st.bind_opt_i64(6, delay)?;
+    st.bind_i64(7, BACKOFF_BASE_MS)?;
+    st.bind_i64(8, BACKOFF_CAP_MS)?;
+    st.bind_f64(9, jitter())?;
+    let status = if st.step()? { st.column_text(0) } else { None };
+    st.finish()?;
+    drop(st);
+    status.ok_or_else(|| not_running(conn, &id, attempt))
+}
+
+/// A factor in [0.5, 1.0] from SQLite's PRNG.
+fn jitter() -> f64 {
+    let mut b = [0u8; 4];
+    randomness(&mut b);
+    0.5 + 0.5 * (f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX))
+}
+
+const CANCEL_SQL: &str = "\
+UPDATE main.task_store
+   SET status = 'cancelled', lease_until = NULL, completed_at = ?2, updated_at = ?2
+ WHERE id = ?1 AND status IN ('queued', 'running')";
+
+/// Cancels a queued or running task. A running task's worker learns it at
+/// its next progress or heartbeat call, and can no longer complete it.
+pub fn cancel(conn: &Rc<Conn>, id: &str, now: Option<i64>) -> Result<()> {
+    let id = parse_id(id)?;
+    let now = check_range("now", clock(now), 0, MAX_TIME_MS)?;
+    let mut st = conn.prepare(CANCEL_SQL)?;
+    st.bind_text(1, &id)?;
+    st.bind_i64(2, now)?;
+    st.finish()?;
+    drop(st);
+    if conn.changes() == 1 {
+        return Ok(());
+    }
+    let cur = current(conn, &id)?;
+    Err(Error::new(format!(
+        "task {id} is already {}; only queued or running tasks can be cancelled",
+        cur.status
+    )))
+}
+
+const RETRY_SQL: &str = "\
+UPDATE main.task_store
+   SET status = 'queued', attempts = 0, progress = 0, run_at = ?2, worker = NULL,
+       lease_until = NULL, started_at = NULL, completed_at = NULL, updated_at = ?2
+ WHERE id = ?1 AND status IN ('failed', 'cancelled')";
+
+/// Puts a failed or cancelled task back in its queue with a fresh budget of
+/// attempts. Its last error is kept until it runs again.
+pub fn retry(conn: &Rc<Conn>, id: &str, now: Option<i64>) -> Result<()> {
+    let id = parse_id(id)?;
+    let now = check_range("now", clock(now), 0, MAX_TIME_MS)?;
+    let mut st = conn.prepare(RETRY_SQL)?;
+    st.bind_text(1, &id)?;
+    st.bind_i64(2, now)?;
+    st.finish()?;
+    drop(st);
+    if conn.changes() == 1 {
+        return Ok(());
+    }
+    let cur = current(conn, &id)?;
+    Err(Error::new(format!(
+        "task {id} is {}; only failed or cancelled tasks can be retried",
+        cur.status
+    )))
+}
+
+/// What `UPDATE tasks SET ...` may change on a queued task.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Reschedule {
+    pub queue: Option<String>,
+    pub priority: Option<i64>,
+    pub run_at: Option<i64>,
+    pub max_attempts: Option<i64>,
+    pub now: Option<i64>,
+}
+
+const RESCHEDULE_SQL: &str = "\
+UPDATE main.task_store
+   SET queue = coalesce(?2, queue), priority = coalesce(?3, priority),
+       run_at = coalesce(?4, run_at), max_attempts = coalesce(?5, max_attempts),
+       updated_at = ?6
+ WHERE id = ?1 AND status = 'queued' AND (?5 IS NULL OR ?5 > attempts)";
+
+/// Changes the queue, priority, run_at or max_attempts of a queued task.
+pub fn reschedule(conn: &Rc<Conn>, id: &str, r: &Reschedule) -> Result<()> {
+    let id = parse_id(id)?;
+    if r.queue.as_deref() == Some("") {
+        return Err(Error::new("queue must not be empty"));
+    }
+    let priority = r
+        .priority
+        .map(|p| check_range("priority", p, i64::from(i32::MIN), i64::from(i32::MAX)))
+        .transpose()?;
+    let run_at = r
+        .run_at
+        .map(|t| check_range("run_at", t, 0, MAX_TIME_MS))
+        .transpose()?;
+    let max_attempts = r
+        .max_attempts
+        .map(|m| check_range("max_attempts", m, 1, MAX_ATTEMPTS_LIMIT))
+        .transpose()?;
+    let now = check_range("now", clock(r.now), 0, MAX_TIME_MS)?;
+    let mut st = conn.prepare(RESCHEDULE_SQL)?;
+    st.bind_text(1, &id)?;
+    st.bind_opt_text(2, r.queue.as_deref())?;
+    st.bind_opt_i64(3, priority)?;
+    st.bind_opt_i64(4, run_at)?;
+    st.bind_opt_i64(5, max_attempts)?;
+    st.bind_i64(6, now)?;
+    st.finish()?;
+    drop(st);
+    if conn.changes() == 1 {
+        return Ok(());
+    }
+    let cur = current(conn, &id)?;
+    if cur.status != "queued" {
+        return Err(Error::new(format!(
+            "task {id} is {}; only queued tasks can be changed",
+            cur.status
+        )));
+    }
+    Err(Error::new(format!(
+        "max_attempts must be more than the {} attempts task {id} has made",
+        cur.attempts
+    )))
+}
+
+// A task is deleted with its descendants, and only if none of them is still
+// queued or running (UNION, not UNION ALL, so a parent cycle made by hand
+// cannot recurse forever).
+const DELETE_SQL: &str = "\
+WITH RECURSIVE sub(id, seq, status) AS (
+  SELECT id, seq, status FROM main.task_store WHERE seq = ?1
+  UNION
+  SELECT t.id, t.seq, t.status FROM main.task_store t JOIN sub ON t.parent_id = sub.id)
+DELETE FROM main.task_store
+ WHERE seq IN (SELECT seq FROM sub)
+   AND NOT EXISTS (SELECT 1 FROM sub WHERE status IN ('queued', 'running'))";
+
+const BLOCKER_SQL: &str = "\
+WITH RECURSIVE sub(id, seq, status) AS (
+  SELECT id, seq, status FROM main.task_store WHERE seq = ?1
+  UNION
+  SELECT t.id, t.seq, t.status FROM main.task_store t JOIN sub ON t.parent_id = sub.id)
+SELECT id, status, seq = ?1 FROM sub WHERE status IN ('queued', 'running')
+ ORDER BY seq = ?1 DESC LIMIT 1";
+
+/// Deletes a finished task (by storage rowid) and its finished descendants.
+/// A task already gone (deleted with its parent) is not an error.
+pub fn delete(conn: &Rc<Conn>, seq: i64) -> Result<()> {
+    let mut st = conn.prepare(DELETE_SQL)?;
+    st.bind_i64(1, seq)?;
+    st.finish()?;
+    drop(st);
+    if conn.changes() > 0 {
+        return Ok(());
+    }
+    let mut st = conn.prepare(BLOCKER_SQL)?;
+    st.bind_i64(1, seq)?;
+    if !st.step()? {
+        return Ok(());
+    }
+    let id = st.column_text(0).unwrap_or_default();
+    let status = st.column_text(1).unwrap_or_default();
+    if st.column_i64(2) == 1 {
+        Err(Error::new(format!(
+            "task {id} is {status}; cancel it or let it finish before deleting it"
+        )))
+    } else {
+        Err(Error::new(format!(
+            "task {id}, a descendant of the task being deleted, is {status}; \
+             cancel it or let it finish first"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_canonicalised() {
+        let id = parse_id("0193C1F2-7A5B-7C3D-8E9F-0123456789AB").unwrap();
+        assert_eq!(id, "0193c1f2-7a5b-7c3d-8e9f-0123456789ab");
+        assert!(parse_id("not-a-uuid").unwrap_err().msg.contains("not a task id"));
+    }
+
+    #[test]
+    fn generated_ids_follow_the_supplied_clock() {
+        let a = new_id(1_000);
+        let b = new_id(2_000);
+        assert!(a < b, "v7 ids sort by time: {a} {b}");
+        assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 7);
+    }
+
+    #[test]
+    fn json_checks_reject_garbage() {
+        assert!(check_json("details", r#"{"a":[1,2]}"#).is_ok());
+        assert!(check_json("details", "{").is_err());
+        assert!(check_json("details", "NaN").is_err());
+        assert!(check_json("details", "1 2").is_err());
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let q = quoted(&"x".repeat(500));
+        assert!(q.len() < 80);
+    }
+
+    #[test]
+    fn claimed_json_is_valid_even_with_bad_details() {
+        let mut c = Claimed {
+            id: "i".into(),
+            queue: "q".into(),
+            kind: "t\"x".into(),
+            details: Some("{\"a\":1}".into()),
+            attempt: 1,
+            max_attempts: 3,
+            priority: 0,
+            parent_id: None,
+            run_at: 0,
+            lease_until: 5,
+            created_at: 0,
+        };
+        let v: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        assert_eq!(v["details"]["a"], 1);
+        assert_eq!(v["type"], "t\"x");
+        c.details = Some("{broken".into());
+        let v: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        assert_eq!(v["details"], "{broken");
+    }
+}

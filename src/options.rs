@@ -1,0 +1,127 @@
+//! The optional last argument of every verb: a JSON object of options.
+//! Unknown keys and wrongly typed values are errors, so a typo such as
+//! `{"prority": 5}` is reported instead of silently ignored.
+
+use crate::error::{Error, Result};
+use serde_json::{Map, Value as J};
+
+pub struct Options {
+    map: Map<String, J>,
+}
+
+impl Options {
+    /// Parses `text` (NULL or an absent argument gives no options), allowing
+    /// only the keys in `allowed`.
+    pub fn parse(text: Option<&str>, allowed: &[&str]) -> Result<Options> {
+        let Some(text) = text else {
+            return Ok(Options { map: Map::new() });
+        };
+        let v: J = serde_json::from_str(text)
+            .map_err(|e| Error::new(format!("options are not valid JSON: {e}")))?;
+        let J::Object(map) = v else {
+            return Err(Error::new(
+                "options must be a JSON object, e.g. '{\"queue\": \"images\"}'",
+            ));
+        };
+        if let Some(bad) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(Error::new(format!(
+                "unknown option \"{bad}\" (expected one of: {})",
+                allowed.join(", ")
+            )));
+        }
+        Ok(Options { map })
+    }
+
+    /// An integer option. `null` counts as absent.
+    pub fn int(&self, key: &str) -> Result<Option<i64>> {
+        match self.map.get(key) {
+            None | Some(J::Null) => Ok(None),
+            Some(J::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+                Error::new(format!(
+                    "option \"{key}\" must be a whole number within 64 bits, got {n}"
+                ))
+            }),
+            Some(other) => Err(wrong_type(key, "a whole number", other)),
+        }
+    }
+
+    /// A non-empty string option. `null` counts as absent.
+    pub fn str(&self, key: &str) -> Result<Option<&str>> {
+        match self.map.get(key) {
+            None | Some(J::Null) => Ok(None),
+            Some(J::String(s)) if s.is_empty() => {
+                Err(Error::new(format!("option \"{key}\" must not be empty")))
+            }
+            Some(J::String(s)) => Ok(Some(s)),
+            Some(other) => Err(wrong_type(key, "a string", other)),
+        }
+    }
+
+    pub fn bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.map.get(key) {
+            None | Some(J::Null) => Ok(None),
+            Some(J::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(wrong_type(key, "true or false", other)),
+        }
+    }
+
+    /// The raw JSON value of an option, for options with several forms.
+    pub fn get(&self, key: &str) -> Option<&J> {
+        match self.map.get(key) {
+            None | Some(J::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+}
+
+fn wrong_type(key: &str, want: &str, got: &J) -> Error {
+    let kind = match got {
+        J::Null => "null",
+        J::Bool(_) => "a boolean",
+        J::Number(_) => "a number",
+        J::String(_) => "a string",
+        J::Array(_) => "an array",
+        J::Object(_) => "an object",
+    };
+    Error::new(format!("option \"{key}\" must be {want}, got {kind}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_and_null_mean_no_options() {
+        let o = Options::parse(None, &["queue"]).unwrap();
+        assert_eq!(o.str("queue").unwrap(), None);
+        let o = Options::parse(Some(r#"{"queue": null}"#), &["queue"]).unwrap();
+        assert_eq!(o.str("queue").unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Options::parse(Some(r#"{"prority": 5}"#), &["priority"])
+            .err()
+            .unwrap();
+        assert!(e.msg.contains("unknown option \"prority\""), "{}", e.msg);
+    }
+
+    #[test]
+    fn types_are_checked() {
+        let o = Options::parse(Some(r#"{"priority": 1.5, "queue": 3}"#), &["priority", "queue"])
+            .unwrap();
+        assert!(o.int("priority").is_err());
+        assert!(o.str("queue").unwrap_err().msg.contains("must be a string"));
+        assert!(Options::parse(Some("[1]"), &[]).is_err());
+        assert!(Options::parse(Some("{"), &[]).is_err());
+    }
+
+    #[test]
+    fn huge_numbers_are_rejected_not_wrapped() {
+        let o = Options::parse(Some(r#"{"priority": 1e300}"#), &["priority"]).unwrap();
+        assert!(o.int("priority").is_err());
+        let o = Options::parse(Some(r#"{"priority": 18446744073709551615}"#), &["priority"])
+            .unwrap();
+        assert!(o.int("priority").is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! The storage: plain tables any SQLite client can read, and their
+//! versioned migrations.
+//!
+//! Layout decisions (measured in `make bench`):
+//! - `seq INTEGER PRIMARY KEY` is the rowid. It gives FIFO order for free and
+//!   keeps every secondary index entry small (an index entry carries the
+//!   rowid, not the 36-byte UUID).
+//! - The claim path reads one partial index, `task_store_ready`, holding only
+//!   queued tasks in claim order. A task enters it once (enqueue, retry) and
+//!   leaves it once (claim), so finished tasks cost nothing there and the
+//!   claim stays O(log n) however many tasks have finished.
+//! - Running tasks sit in `task_store_running`, ordered by lease expiry, so
+//!   finding expired leases is one index seek. No daemon is needed: every
+//!   claim reclaims what has expired.
+//! - Finished tasks sit in `task_store_finished` by status and completion
+//!   time: one insert per task, never updated, and it serves "what failed
+//!   lately" and purges.
+//! - Children are found through `task_store_parent`, which only holds tasks
+//!   that have a parent.
+
+use crate::error::{Error, NOT_INITIALIZED, Result};
+use crate::sqlite::{Conn, Statement};
+use std::rc::Rc;
+
+/// The schema version this build writes and expects.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1: the initial layout. Later versions append a migration here and
+/// never edit an earlier one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE main.task_store (
+  seq          INTEGER PRIMARY KEY,
+  id           TEXT    NOT NULL,
+  queue        TEXT    NOT NULL,
+  type         TEXT    NOT NULL,
+  status       TEXT    NOT NULL,
+  priority     INTEGER NOT NULL DEFAULT 0,
+  progress     NUMERIC NOT NULL DEFAULT 0,
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL,
+  parent_id    TEXT,
+  worker       TEXT,
+  lease_until  INTEGER,
+  lease_ms     INTEGER,
+  run_at       INTEGER NOT NULL,
+  created_at   INTEGER NOT NULL,
+  updated_at   INTEGER NOT NULL,
+  started_at   INTEGER,
+  completed_at INTEGER,
+  details      TEXT,
+  result       TEXT,
+  error        TEXT
+);
+CREATE UNIQUE INDEX main.task_store_id ON task_store(id);
+CREATE INDEX main.task_store_ready ON task_store(queue, priority DESC, run_at)
+  WHERE status = 'queued';
+CREATE INDEX main.task_store_running ON task_store(lease_until)
+  WHERE status = 'running';
+CREATE INDEX main.task_store_finished ON task_store(status, completed_at)
+  WHERE status IN ('completed', 'failed', 'cancelled');
+CREATE INDEX main.task_store_parent ON task_store(parent_id)
+  WHERE parent_id IS NOT NULL;
+"#];
+
+const META_DDL: &str = "CREATE TABLE IF NOT EXISTS main.task_meta (key TEXT PRIMARY KEY, value)";
+
+/// The stored schema version: `None` when the storage does not exist.
+pub fn stored_version(conn: &Rc<Conn>) -> Result<Option<i64>> {
+    let mut exists = conn.prepare_once(
+        "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'task_meta'",
+    )?;
+    if !exists.step()? {
+        return Ok(None);
+    }
+    drop(exists);
+    let mut st =
+        conn.prepare_once("SELECT value FROM main.task_meta WHERE key = 'schema_version'")?;
+    if st.step()? {
+        Ok(st.column_opt_i64(0))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Verifies once per connection that the storage exists at this version.
+/// Cheap after the first call: no schema lookup on the hot path.
+pub fn ensure_ready(conn: &Rc<Conn>) -> Result<()> {
+    if conn.schema_checked() {
+        return Ok(());
+    }
+    match stored_version(conn)? {
+        None => Err(Error::new(NOT_INITIALIZED)),
+        Some(v) if v < SCHEMA_VERSION => Err(Error::new(format!(
+            "the task storage is at schema version {v}, this extension needs \
+             {SCHEMA_VERSION}; run SELECT task_init() to migrate it"
+        ))),
+        Some(v) if v > SCHEMA_VERSION => Err(Error::new(format!(
+            "the task storage is at schema version {v}, newer than this extension \
+             (version {SCHEMA_VERSION}); load a newer sqlite-task"
+        ))),
+        Some(_) => {
+            conn.set_schema_checked(true);
+            Ok(())
+        }
+    }
+}
+
+/// Creates or migrates the storage. Idempotent; returns the schema version.
+///
+/// Outside a transaction it takes the write lock first (BEGIN IMMEDIATE) so
+/// two processes initialising at once serialise instead of one failing with
+/// SQLITE_BUSY_SNAPSHOT; inside the caller's transaction it uses a savepoint
+/// so the migration commits or rolls back with the caller.
+pub fn init(conn: &Rc<Conn>) -> Result<i64> {
+    if stored_version(conn)? == Some(SCHEMA_VERSION) {
+        conn.set_schema_checked(true);
+        return Ok(SCHEMA_VERSION);
+    }
+    let own_txn = conn.autocommit();
+    if own_txn {
+        conn.exec("BEGIN IMMEDIATE")?;
+    } else {
+        conn.exec("SAVEPOINT task_init")?;
+    }
+    let result = migrate(conn);
+    match (&result, own_txn) {
+        (Ok(_), true) => conn.exec("COMMIT")?,
+        (Ok(_), false) => conn.exec("RELEASE task_init")?,
+        (Err(_), true) => {
+            let _ = conn.exec("ROLLBACK");
+        }
+        (Err(_), false) => {
+            let _ = conn.exec("ROLLBACK TO task_init; RELEASE task_init");
+        }
+    }
+    let version = result?;
+    conn.set_schema_checked(true);
+    Ok(version)
+}
+
+fn migrate(conn: &Rc<Conn>) -> Result<i64> {
+    conn.exec(META_DDL)?;
+    let current = stored_version(conn)?.unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(Error::new(format!(
+            "the task storage is at schema version {current}, newer than this \
+             extension (version {SCHEMA_VERSION}); load a newer sqlite-task"
+        )));
+    }
+    for (i, ddl) in MIGRATIONS.iter().enumerate() {
+        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        if version > current {
+            conn.exec(ddl)?;
+        }
+    }
+    let mut st = conn.prepare_once(
+        "INSERT INTO main.task_meta(key, value) VALUES ('schema_version', ?1) \
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?;
+    st.bind_i64(1, SCHEMA_VERSION)?;
+    st.finish()?;
+    Ok(SCHEMA_VERSION)
+}
