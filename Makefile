@@ -1,0 +1,59 @@
+# sqlite-task — `make help` lists the targets.
+
+UNAME := $(shell uname -s)
+ifeq ($(UNAME),Darwin)
+  EXT_SUFFIX := dylib
+else
+  EXT_SUFFIX := so
+endif
+
+LOADABLE := dist/task0.$(EXT_SUFFIX)
+SQLITE3  ?= sqlite3
+VENV     := .venv
+PYTHON   := $(VENV)/bin/python
+
+.PHONY: help loadable test test-unit test-rust test-sql test-python demo fmt lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+loadable: ## release build of the extension → dist/task0.so
+	cargo build --release -p sqlite-task
+	@mkdir -p dist
+	cp target/release/libsqlite_task.$(EXT_SUFFIX) $(LOADABLE)
+
+test: loadable test-unit test-rust test-sql test-python ## every suite, against one build
+	@echo "all suites passed"
+
+test-unit: ## Rust unit tests (no SQLite needed)
+	cargo test --release -p sqlite-task --lib
+
+test-rust: loadable ## Rust integration tests loading dist/task0 into rusqlite
+	TASK_EXT=$(CURDIR)/dist/task0 cargo test --release -p sqlite-task-tests
+
+test-sql: loadable ## SQL scripts run by the real sqlite3 shell, diffed against expected output
+	SQLITE3=$(SQLITE3) bash tests/sql/run.sh
+
+$(PYTHON): tests/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r tests/python/requirements.txt
+	@touch $(PYTHON)
+
+test-python: loadable $(PYTHON) ## pytest suite loading dist/task0 through apsw
+	TASK_EXT=$(CURDIR)/dist/task0 $(PYTHON) -m pytest -q tests/python
+
+demo: loadable ## the queue at work, in the sqlite3 shell
+	@rm -f /tmp/sqlite-task-demo.db /tmp/sqlite-task-demo.db-wal /tmp/sqlite-task-demo.db-shm
+	$(SQLITE3) /tmp/sqlite-task-demo.db < sql/demo.sql
+
+fmt: ## format the Rust code
+	cargo fmt --all
+
+lint: ## rustfmt check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --release -p sqlite-task --all-targets -- -D warnings
+	cargo clippy --release -p sqlite-task-tests --all-targets -- -D warnings
+
+clean: ## remove build output
+	cargo clean
+	rm -rf dist $(VENV)

@@ -1,0 +1,78 @@
+//! Shared helpers for the integration tests: open a database and load the
+//! built extension into it, as an application would.
+
+use rusqlite::{Connection, LoadExtensionGuard};
+use std::path::PathBuf;
+
+/// Path of the built extension, without suffix (SQLite adds `.so`/`.dylib`).
+/// `make test-rust` sets TASK_EXT; the default is the repository's dist/.
+pub fn extension_path() -> PathBuf {
+    match std::env::var_os("TASK_EXT") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dist/task0"),
+    }
+}
+
+/// Loads the extension into `conn`.
+pub fn load(conn: &Connection) {
+    let path = extension_path();
+    // SAFETY: loading our own extension; the guard re-disables loading.
+    unsafe {
+        let _guard = LoadExtensionGuard::new(conn).expect("enable extension loading");
+        conn.load_extension(&path, None::<&str>)
+            .unwrap_or_else(|e| panic!("load {}: {e} (run `make loadable`)", path.display()));
+    }
+}
+
+/// An in-memory database with the extension loaded and the storage created.
+pub fn memory_db() -> Connection {
+    let conn = Connection::open_in_memory().expect("open");
+    load(&conn);
+    conn.query_row("SELECT task_init()", [], |_| Ok(())).expect("task_init");
+    conn
+}
+
+/// A file database in a fresh temporary directory, WAL mode, extension loaded.
+pub fn file_db(dir: &std::path::Path) -> Connection {
+    let conn = Connection::open(dir.join("queue.db")).expect("open");
+    conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    conn.busy_timeout(std::time::Duration::from_secs(10)).expect("busy timeout");
+    load(&conn);
+    conn.query_row("SELECT task_init()", [], |_| Ok(())).expect("task_init");
+    conn
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("sqlite-task-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("mkdir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs a query that returns one value.
+pub fn one<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> T {
+    conn.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Runs a statement expected to fail and returns the error message.
+pub fn err(conn: &Connection, sql: &str) -> String {
+    match conn.query_row(sql, [], |_| Ok(())) {
+        Ok(()) => panic!("expected an error from: {sql}"),
+        Err(e) => e.to_string(),
+    }
+}
