@@ -239,7 +239,10 @@ fn arg<'a>(args: &'a [Value<'a>], i: usize) -> Value<'a> {
 fn text<'a>(args: &'a [Value<'a>], i: usize, what: &str) -> Result<&'a str> {
     match arg(args, i) {
         Value::Text(s) => Ok(s),
-        v => Err(Error::new(format!("{what} must be text, got {}", v.type_name()))),
+        v => Err(Error::new(format!(
+            "{what} must be text, got {}",
+            v.type_name()
+        ))),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod options;
 pub mod schema;
 pub mod sqlite;
 pub mod vtab;
+pub mod vtab_sql;
 
 use rusqlite::ffi;
 use std::os::raw::{c_char, c_int};
@@ -81,11 +82,7 @@ unsafe fn init(
 
 /// Hands a message to the loader through `pz_err_msg`, allocated with the
 /// host's `sqlite3_malloc` (the loader frees it with `sqlite3_free`).
-unsafe fn set_load_error(
-    api: &ffi::sqlite3_api_routines,
-    pz_err_msg: *mut *mut c_char,
-    msg: &str,
-) {
+unsafe fn set_load_error(api: &ffi::sqlite3_api_routines, pz_err_msg: *mut *mut c_char, msg: &str) {
     let Some(malloc) = api.malloc else { return };
     if pz_err_msg.is_null() {
         return;

@@ -109,11 +109,12 @@ fn clock(now: Option<i64>) -> i64 {
     now.unwrap_or_else(now_ms)
 }
 
-/// Validates and canonicalises a task id (any UUID form → lowercase hyphenated).
-pub fn parse_id(id: &str) -> Result<String> {
+/// Validates and canonicalises a task id (any UUID form → lowercase
+/// hyphenated). `what` names the argument or option in the error.
+pub fn parse_id(what: &str, id: &str) -> Result<String> {
     uuid::Uuid::try_parse(id)
         .map(|u| u.hyphenated().to_string())
-        .map_err(|_| Error::new(format!("{} is not a task id (expected a UUID)", quoted(id))))
+        .map_err(|_| Error::new(format!("{what} must be a UUID, got {}", quoted(id))))
 }
 
 /// A user value quoted for an error message, cut to a readable length.
@@ -202,10 +203,10 @@ pub fn enqueue(conn: &Rc<Conn>, t: &NewTask<'_>) -> Result<Enqueued> {
         (None, None) => now,
     };
     let id = match t.id {
-        Some(s) => parse_id(s)?,
+        Some(s) => parse_id("id", s)?,
         None => new_id(now),
     };
-    let parent = t.parent_id.map(parse_id).transpose()?;
+    let parent = t.parent_id.map(|p| parse_id("parent_id", p)).transpose()?;
 
     let mut st = conn.prepare(if parent.is_some() {
         ENQUEUE_CHILD_SQL
@@ -478,7 +479,7 @@ pub fn progress(
     percent: Option<f64>,
     w: &WorkerArgs,
 ) -> Result<&'static str> {
-    let id = parse_id(id)?;
+    let id = parse_id("id", id)?;
     if let Some(p) = percent
         && !(0.0..=100.0).contains(&p)
     {
@@ -523,7 +524,7 @@ UPDATE main.task_store
 
 /// Marks a running task completed with an optional JSON result.
 pub fn complete(conn: &Rc<Conn>, id: &str, result: Option<&str>, w: &WorkerArgs) -> Result<()> {
-    let id = parse_id(id)?;
+    let id = parse_id("id", id)?;
     if let Some(r) = result {
         check_json("result", r)?;
     }
@@ -561,7 +562,7 @@ RETURNING status";
 /// Fails the current attempt. Returns `queued` when the task will be retried,
 /// `failed` when it has no attempts left (or `retry` is false).
 pub fn fail(conn: &Rc<Conn>, id: &str, error: &str, f: &FailArgs) -> Result<String> {
-    let id = parse_id(id)?;
+    let id = parse_id("id", id)?;
     let attempt = check_attempt(f.worker.attempt)?;
     let now = check_range("now", clock(f.worker.now), 0, MAX_TIME_MS)?;
     let delay = f
@@ -599,7 +600,7 @@ UPDATE main.task_store
 /// Cancels a queued or running task. A running task's worker learns it at
 /// its next progress or heartbeat call, and can no longer complete it.
 pub fn cancel(conn: &Rc<Conn>, id: &str, now: Option<i64>) -> Result<()> {
-    let id = parse_id(id)?;
+    let id = parse_id("id", id)?;
     let now = check_range("now", clock(now), 0, MAX_TIME_MS)?;
     let mut st = conn.prepare(CANCEL_SQL)?;
     st.bind_text(1, &id)?;
@@ -625,7 +626,7 @@ UPDATE main.task_store
 /// Puts a failed or cancelled task back in its queue with a fresh budget of
 /// attempts. Its last error is kept until it runs again.
 pub fn retry(conn: &Rc<Conn>, id: &str, now: Option<i64>) -> Result<()> {
-    let id = parse_id(id)?;
+    let id = parse_id("id", id)?;
     let now = check_range("now", clock(now), 0, MAX_TIME_MS)?;
     let mut st = conn.prepare(RETRY_SQL)?;
     st.bind_text(1, &id)?;
@@ -661,7 +662,7 @@ UPDATE main.task_store
 
 /// Changes the queue, priority, run_at or max_attempts of a queued task.
 pub fn reschedule(conn: &Rc<Conn>, id: &str, r: &Reschedule) -> Result<()> {
-    let id = parse_id(id)?;
+    let id = parse_id("id", id)?;
     if r.queue.as_deref() == Some("") {
         return Err(Error::new("queue must not be empty"));
     }
@@ -698,7 +699,7 @@ pub fn reschedule(conn: &Rc<Conn>, id: &str, r: &Reschedule) -> Result<()> {
         )));
     }
     Err(Error::new(format!(
-        "max_attempts must be more than the {} attempts task {id} has made",
+        "max_attempts must be greater than the attempts task {id} has already made ({})",
         cur.attempts
     )))
 }
@@ -758,9 +759,10 @@ mod tests {
 
     #[test]
     fn ids_are_canonicalised() {
-        let id = parse_id("0193C1F2-7A5B-7C3D-8E9F-0123456789AB").unwrap();
+        let id = parse_id("id", "0193C1F2-7A5B-7C3D-8E9F-0123456789AB").unwrap();
         assert_eq!(id, "0193c1f2-7a5b-7c3d-8e9f-0123456789ab");
-        assert!(parse_id("not-a-uuid").unwrap_err().msg.contains("not a task id"));
+        let e = parse_id("parent_id", "not-a-uuid").unwrap_err();
+        assert_eq!(e.msg, "parent_id must be a UUID, got 'not-a-uuid'");
     }
 
     #[test]

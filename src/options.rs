@@ -18,10 +18,14 @@ impl Options {
         };
         let v: J = serde_json::from_str(text)
             .map_err(|e| Error::new(format!("options are not valid JSON: {e}")))?;
-        let J::Object(map) = v else {
-            return Err(Error::new(
-                "options must be a JSON object, e.g. '{\"queue\": \"images\"}'",
-            ));
+        let map = match v {
+            J::Object(map) => map,
+            other => {
+                return Err(Error::new(format!(
+                    "options must be a JSON object, got {}",
+                    kind(&other)
+                )));
+            }
         };
         if let Some(bad) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(Error::new(format!(
@@ -36,11 +40,15 @@ impl Options {
     pub fn int(&self, key: &str) -> Result<Option<i64>> {
         match self.map.get(key) {
             None | Some(J::Null) => Ok(None),
-            Some(J::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
-                Error::new(format!(
-                    "option \"{key}\" must be a whole number within 64 bits, got {n}"
-                ))
-            }),
+            Some(J::Number(n)) => match (n.as_i64(), n.is_u64()) {
+                (Some(i), _) => Ok(Some(i)),
+                (None, true) => Err(Error::new(format!(
+                    "option \"{key}\" is out of range, got {n}"
+                ))),
+                (None, false) => Err(Error::new(format!(
+                    "option \"{key}\" must be a whole number, got {n}"
+                ))),
+            },
             Some(other) => Err(wrong_type(key, "a whole number", other)),
         }
     }
@@ -74,16 +82,22 @@ impl Options {
     }
 }
 
-fn wrong_type(key: &str, want: &str, got: &J) -> Error {
-    let kind = match got {
+fn kind(v: &J) -> &'static str {
+    match v {
         J::Null => "null",
         J::Bool(_) => "a boolean",
         J::Number(_) => "a number",
         J::String(_) => "a string",
         J::Array(_) => "an array",
         J::Object(_) => "an object",
-    };
-    Error::new(format!("option \"{key}\" must be {want}, got {kind}"))
+    }
+}
+
+fn wrong_type(key: &str, want: &str, got: &J) -> Error {
+    Error::new(format!(
+        "option \"{key}\" must be {want}, got {}",
+        kind(got)
+    ))
 }
 
 #[cfg(test)]
@@ -108,8 +122,11 @@ mod tests {
 
     #[test]
     fn types_are_checked() {
-        let o = Options::parse(Some(r#"{"priority": 1.5, "queue": 3}"#), &["priority", "queue"])
-            .unwrap();
+        let o = Options::parse(
+            Some(r#"{"priority": 1.5, "queue": 3}"#),
+            &["priority", "queue"],
+        )
+        .unwrap();
         assert!(o.int("priority").is_err());
         assert!(o.str("queue").unwrap_err().msg.contains("must be a string"));
         assert!(Options::parse(Some("[1]"), &[]).is_err());
@@ -120,8 +137,8 @@ mod tests {
     fn huge_numbers_are_rejected_not_wrapped() {
         let o = Options::parse(Some(r#"{"priority": 1e300}"#), &["priority"]).unwrap();
         assert!(o.int("priority").is_err());
-        let o = Options::parse(Some(r#"{"priority": 18446744073709551615}"#), &["priority"])
-            .unwrap();
+        let o =
+            Options::parse(Some(r#"{"priority": 18446744073709551615}"#), &["priority"]).unwrap();
         assert!(o.int("priority").is_err());
     }
 }

@@ -24,31 +24,6 @@ use std::os::raw::{c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 use std::rc::Rc;
-use std::sync::OnceLock;
-
-/// Visible columns, in declaration order; the storage SELECT returns them in
-/// the same order, followed by `seq` (the rowid).
-pub const COLUMNS: &[&str] = &[
-    "id",
-    "queue",
-    "type",
-    "status",
-    "priority",
-    "progress",
-    "details",
-    "result",
-    "error",
-    "attempts",
-    "max_attempts",
-    "parent_id",
-    "worker",
-    "lease_until",
-    "run_at",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "completed_at",
-];
 
 const COL_ID: usize = 0;
 const COL_QUEUE: usize = 1;
@@ -72,50 +47,25 @@ const DECLARATION: &CStr = c"CREATE TABLE x(
   created_at INTEGER, updated_at INTEGER, started_at INTEGER, completed_at INTEGER,
   delay INTEGER HIDDEN, now INTEGER HIDDEN)";
 
-/// Columns that can be filtered in the storage, with their idxNum bit.
-const FILTERS: &[(usize, &str)] = &[
-    (COL_ID, "id"),
-    (COL_QUEUE, "queue"),
-    (COL_TYPE, "type"),
-    (COL_STATUS, "status"),
-    (COL_PARENT, "parent_id"),
-];
-/// idxNum bit for a rowid (seq) lookup, used by UPDATE.
-const BY_SEQ: usize = 1 << FILTERS.len();
+pub use crate::vtab_sql::{BY_SEQ, COLUMNS, FILTERS};
 
-/// The storage SELECT for each combination of filters, built once.
-fn select_sql(idx: usize) -> &'static str {
-    static SQL: OnceLock<Vec<String>> = OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        (0..(BY_SEQ << 1))
-            .map(|mask| {
-                let mut sql = format!(
-                    "SELECT {}, seq FROM main.task_store",
-                    COLUMNS.join(", ")
-                );
-                let mut terms: Vec<String> = FILTERS
-                    .iter()
-                    .enumerate()
-                    .filter(|(bit, _)| mask & (1 << bit) != 0)
-                    .map(|(_, (_, name))| format!("{name} = ?"))
-                    .collect();
-                if mask & BY_SEQ != 0 {
-                    terms.push("seq = ?".into());
-                }
-                if !terms.is_empty() {
-                    sql.push_str(" WHERE ");
-                    sql.push_str(&terms.join(" AND "));
-                }
-                sql
-            })
-            .collect()
-    });
-    all.get(idx).map_or("SELECT NULL WHERE 0", String::as_str)
+// The storage SELECT for each idxNum, generated at build time from
+// `vtab_sql.rs` (build.rs): a static table, so nothing is allocated that a
+// host unloading the library (dlclose) would leak.
+include!(concat!(env!("OUT_DIR"), "/select_sql.rs"));
+
+fn select_sql(idx: usize) -> &'static CStr {
+    SELECT_SQL
+        .get(idx)
+        .copied()
+        .unwrap_or(c"SELECT NULL WHERE 0")
 }
 
-/// The storage query a given idxNum runs (for tests and EXPLAIN).
+/// The storage query a given idxNum runs.
 pub fn query_for(idx_num: c_int) -> &'static str {
     select_sql(usize::try_from(idx_num).unwrap_or(0))
+        .to_str()
+        .unwrap_or("SELECT NULL WHERE 0")
 }
 
 #[repr(C)]
@@ -302,11 +252,12 @@ unsafe extern "C" fn best_index(
         let mut mask = 0usize;
         let mut argv = 0;
         // argv order must match the WHERE order in select_sql: by FILTERS bit.
-        for (bit, (col, _)) in FILTERS.iter().enumerate() {
+        for (bit, (name, _)) in FILTERS.iter().enumerate() {
+            let col = COLUMNS.iter().position(|c| c == name);
             let found = cons.iter().position(|c| {
                 c.usable != 0
                     && c.op as c_int == ffi::SQLITE_INDEX_CONSTRAINT_EQ
-                    && usize::try_from(c.iColumn).ok() == Some(*col)
+                    && usize::try_from(c.iColumn).ok() == col
             });
             if let Some(i) = found {
                 mask |= 1 << bit;
@@ -316,14 +267,22 @@ unsafe extern "C" fn best_index(
             }
         }
         info.idxNum = c_int::try_from(mask).unwrap_or(0);
+        // The storage query, visible in EXPLAIN QUERY PLAN output of the
+        // outer statement (tests check which index it uses). Static text,
+        // so SQLite must not free it.
+        info.idxStr = select_sql(mask).as_ptr().cast_mut();
+        info.needToFreeIdxStr = 0;
+        // Rough selectivities: an id is unique, a parent has a few children,
+        // a status/queue/type filter still matches many rows.
         let (rows, cost) = if mask & 1 != 0 {
             (1, 1.0)
         } else if mask & (1 << 4) != 0 {
             (10, 10.0)
-        } else if mask & (1 << 3) != 0 {
-            (1_000, 1_000.0)
         } else if mask != 0 {
-            (10_000, 10_000.0)
+            (
+                10_000 >> mask.count_ones().min(3),
+                10_000.0 / f64::from(mask.count_ones()),
+            )
         } else {
             (1_000_000, 1_000_000.0)
         };
@@ -633,7 +592,10 @@ fn update_row(conn: &Rc<Conn>, old: i64, new_rowid: Value<'_>, cols: &[Value<'_>
             None
         },
         priority: if pick(COL_PRIORITY) {
-            Some(col_int(cols, COL_PRIORITY)?.ok_or_else(|| Error::new("priority cannot be NULL"))?)
+            Some(
+                col_int(cols, COL_PRIORITY)?
+                    .ok_or_else(|| Error::new("priority cannot be NULL"))?,
+            )
         } else {
             None
         },
@@ -653,4 +615,36 @@ fn update_row(conn: &Rc<Conn>, old: i64, new_rowid: Value<'_>, cols: &[Value<'_>
         now,
     };
     ops::reschedule(conn, &id, &r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_constants_match_the_declared_columns() {
+        assert_eq!(COLUMNS[COL_ID], "id");
+        assert_eq!(COLUMNS[COL_QUEUE], "queue");
+        assert_eq!(COLUMNS[COL_TYPE], "type");
+        assert_eq!(COLUMNS[COL_STATUS], "status");
+        assert_eq!(COLUMNS[COL_PRIORITY], "priority");
+        assert_eq!(COLUMNS[COL_DETAILS], "details");
+        assert_eq!(COLUMNS[COL_MAX_ATTEMPTS], "max_attempts");
+        assert_eq!(COLUMNS[COL_PARENT], "parent_id");
+        assert_eq!(COLUMNS[COL_RUN_AT], "run_at");
+        let decl = DECLARATION.to_str().unwrap();
+        let mut at = 0;
+        for c in COLUMNS {
+            let found = decl[at..].find(&format!(" {c} ")).expect(c);
+            at += found + 1;
+        }
+    }
+
+    #[test]
+    fn the_generated_queries_are_the_builder_s() {
+        for (mask, sql) in SELECT_SQL.iter().enumerate() {
+            assert_eq!(sql.to_str().unwrap(), crate::vtab_sql::build_select(mask));
+        }
+        assert_eq!(SELECT_SQL.len(), BY_SEQ << 1);
+    }
 }

@@ -28,17 +28,21 @@ pub fn load(conn: &Connection) {
 pub fn memory_db() -> Connection {
     let conn = Connection::open_in_memory().expect("open");
     load(&conn);
-    conn.query_row("SELECT task_init()", [], |_| Ok(())).expect("task_init");
+    conn.query_row("SELECT task_init()", [], |_| Ok(()))
+        .expect("task_init");
     conn
 }
 
 /// A file database in a fresh temporary directory, WAL mode, extension loaded.
 pub fn file_db(dir: &std::path::Path) -> Connection {
     let conn = Connection::open(dir.join("queue.db")).expect("open");
-    conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    conn.busy_timeout(std::time::Duration::from_secs(10)).expect("busy timeout");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
     load(&conn);
-    conn.query_row("SELECT task_init()", [], |_| Ok(())).expect("task_init");
+    conn.query_row("SELECT task_init()", [], |_| Ok(()))
+        .expect("task_init");
     conn
 }
 

@@ -1,0 +1,984 @@
+"""The SQL functions: every verb's happy path, the queue's rules, and every bad
+input.
+
+A failing call is checked twice: its message names the function and the
+problem, and the storage is exactly as it was before (`fails` compares
+snapshots of task_store). Time is always supplied with {"now": ms}; nothing
+here sleeps.
+"""
+
+import json
+import re
+import uuid
+
+import apsw
+import pytest
+
+from conftest import (
+    ID1,
+    ID2,
+    ID3,
+    REPO,
+    UNKNOWN,
+    claim,
+    connect,
+    enqueue,
+    fails,
+    one,
+    opts,
+    rows,
+    snapshot,
+    task,
+)
+
+MAX_TIME = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+MAX_LEASE = 366 * 24 * 3_600_000
+NOT_AN_OBJECT = """options must be a JSON object, e.g. '{"queue": "images"}'"""
+NOT_INITIALIZED = (
+    "the task storage does not exist in this database; run SELECT task_init() first"
+)
+
+
+@pytest.fixture
+def queued(db):
+    """ID1, queued since t=1000."""
+    enqueue(db, "job", '{"n": 1}', id=ID1, now=1000)
+    return ID1
+
+
+@pytest.fixture
+def running(db, queued):
+    """ID1, claimed by w1 at t=2000 with a 10 s lease (attempt 1)."""
+    assert claim(db, "w1", now=2000, lease=10_000)["attempt"] == 1
+    return ID1
+
+
+def expire_and_reclaim(db, task_id, worker="w2", now=20_000):
+    """Lets `task_id`'s lease run out and has `worker` claim it again."""
+    got = claim(db, worker, now=now)
+    assert got["id"] == task_id
+    return got["attempt"]
+
+
+# ---- version, debug, init -------------------------------------------------
+
+
+def test_version_is_the_crate_version(raw_db):
+    cargo = (REPO / "Cargo.toml").read_text()
+    version = re.search(r'^version\s*=\s*"([^"]+)"', cargo, re.M).group(1)
+    assert one(raw_db, "SELECT task_version()") == f"v{version}"
+
+
+def test_debug_reports_version_host_schema_and_build(db, raw_db):
+    lines = one(db, "SELECT task_debug()").split("\n")
+    sqlite_version = one(db, "SELECT sqlite_version()")
+    assert lines[0] == "sqlite-task " + one(db, "SELECT task_version()")
+    assert lines[1] == f"sqlite {sqlite_version} (floor 3.35.4)"
+    assert lines[2] == "schema 1 (this build: 1)"
+    assert lines[3] in ("build release", "build debug")
+    assert len(lines) == 4
+    raw = one(raw_db, "SELECT task_debug()").split("\n")
+    assert raw[2] == "schema none: run SELECT task_init()"
+
+
+def test_init_creates_the_storage_and_is_idempotent(raw_db):
+    assert one(raw_db, "SELECT task_init()") == 1
+    names = [r[0] for r in rows(raw_db, "SELECT name FROM sqlite_master ORDER BY name")]
+    assert names == [
+        "sqlite_autoindex_task_meta_1",
+        "task_meta",
+        "task_store",
+        "task_store_finished",
+        "task_store_id",
+        "task_store_parent",
+        "task_store_ready",
+        "task_store_running",
+    ]
+    assert rows(raw_db, "SELECT key, value FROM task_meta") == [("schema_version", 1)]
+    enqueue(raw_db, "job", id=ID1)
+    before = snapshot(raw_db)
+    assert one(raw_db, "SELECT task_init()") == 1
+    assert snapshot(raw_db) == before
+
+
+def test_init_inside_a_transaction_rolls_back_with_it(raw_db):
+    raw_db.execute("BEGIN")
+    assert one(raw_db, "SELECT task_init()") == 1
+    raw_db.execute("ROLLBACK")
+    assert one(raw_db, "SELECT count(*) FROM sqlite_master") == 0
+
+
+def test_init_is_refused_in_triggers_and_views(raw_db):
+    raw_db.execute("CREATE TABLE t(x)")
+    raw_db.execute("CREATE TRIGGER t_init AFTER INSERT ON t BEGIN SELECT task_init(); END")
+    raw_db.execute("CREATE VIEW v AS SELECT task_init() AS v")
+    fails(raw_db, "INSERT INTO t VALUES (1)", match="unsafe use of task_init()")
+    fails(raw_db, "SELECT * FROM v", match="unsafe use of task_init()")
+
+
+def test_a_storage_from_a_newer_release_is_refused(db, tmp_path):
+    db.execute("UPDATE task_meta SET value = 2 WHERE key = 'schema_version'")
+    newer = "the task storage is at schema version 2, newer than this extension (version 1); load a newer sqlite-task"
+    other = connect(tmp_path / "task.db")
+    try:
+        msg = fails(other, "SELECT task_init()", match=newer)
+        assert msg == "task_init: " + newer
+        msg = fails(other, "SELECT task_enqueue('job')", match=newer)
+        assert msg == "task_enqueue: " + newer
+    finally:
+        other.close()
+
+
+VERB_CALLS = [
+    ("task_enqueue", "SELECT task_enqueue('job')"),
+    ("task_claim", "SELECT task_claim('w1')"),
+    ("task_progress", f"SELECT task_progress('{ID1}', 5)"),
+    ("task_heartbeat", f"SELECT task_heartbeat('{ID1}')"),
+    ("task_complete", f"SELECT task_complete('{ID1}')"),
+    ("task_fail", f"SELECT task_fail('{ID1}', 'boom')"),
+    ("task_cancel", f"SELECT task_cancel('{ID1}')"),
+    ("task_retry", f"SELECT task_retry('{ID1}')"),
+    ("tasks", "SELECT * FROM tasks"),
+    ("tasks", "INSERT INTO tasks(type) VALUES ('job')"),
+]
+
+
+@pytest.mark.parametrize("name, sql", VERB_CALLS)
+def test_verbs_before_init_say_to_run_task_init(raw_db, name, sql):
+    msg = fails(raw_db, sql, match=NOT_INITIALIZED)
+    assert msg == f"{name}: {NOT_INITIALIZED}"
+    assert one(raw_db, "SELECT count(*) FROM sqlite_master") == 0
+
+
+# ---- arity ----------------------------------------------------------------
+
+ARITIES = {
+    "task_version": [0],
+    "task_debug": [0],
+    "task_init": [0],
+    "task_enqueue": [1, 2, 3],
+    "task_claim": [1, 2],
+    "task_progress": [2, 3],
+    "task_heartbeat": [1, 2],
+    "task_complete": [1, 2, 3],
+    "task_fail": [2, 3],
+    "task_cancel": [1, 2],
+    "task_retry": [1, 2],
+}
+WRONG_ARITIES = [
+    (name, n) for name, ok in ARITIES.items() for n in range(5) if n not in ok
+]
+
+
+@pytest.mark.parametrize("name, n", WRONG_ARITIES)
+def test_wrong_number_of_arguments_is_refused_by_sqlite(db, queued, name, n):
+    args = ", ".join(["'x'"] * n)
+    msg = fails(db, f"SELECT {name}({args})", match="wrong number of arguments")
+    assert msg == f"wrong number of arguments to function {name}()"
+
+
+# ---- task_enqueue ---------------------------------------------------------
+
+
+def test_enqueue_defaults(db):
+    task_id = enqueue(db, "email", '{"to": "ann"}', now=1000)
+    assert uuid.UUID(task_id).version == 7
+    assert str(uuid.UUID(task_id)) == task_id
+    assert task(db, task_id) == {
+        "id": task_id,
+        "queue": "default",
+        "type": "email",
+        "status": "queued",
+        "priority": 0,
+        "progress": 0,
+        "details": '{"to": "ann"}',
+        "result": None,
+        "error": None,
+        "attempts": 0,
+        "max_attempts": 3,
+        "parent_id": None,
+        "worker": None,
+        "lease_until": None,
+        "run_at": 1000,
+        "created_at": 1000,
+        "updated_at": 1000,
+        "started_at": None,
+        "completed_at": None,
+    }
+
+
+def test_enqueue_without_options_or_details(db):
+    task_id = one(db, "SELECT task_enqueue('job')")
+    row = task(db, task_id)
+    assert row["details"] is None and row["status"] == "queued"
+    assert one(db, "SELECT task_enqueue('job', NULL, NULL)") != task_id
+    assert one(db, "SELECT task_enqueue('job', NULL, '{}')") != task_id
+
+
+def test_generated_ids_are_v7_on_the_supplied_clock(db):
+    a = enqueue(db, now=1_700_000_000_123)
+    b = enqueue(db, now=1_700_000_000_124)
+    assert a < b
+    assert int(a.replace("-", "")[:12], 16) == 1_700_000_000_123
+
+
+def test_enqueue_with_every_option(db, queued):
+    task_id = enqueue(
+        db,
+        "thumb",
+        '["a", 1]',
+        id=ID2,
+        queue="images",
+        priority=-7,
+        run_at=5000,
+        max_attempts=9,
+        parent_id=ID1,
+        now=1500,
+    )
+    assert task_id == ID2
+    row = task(db, ID2)
+    assert (row["queue"], row["type"], row["priority"], row["run_at"]) == ("images", "thumb", -7, 5000)
+    assert (row["max_attempts"], row["parent_id"], row["details"]) == (9, ID1, '["a", 1]')
+    assert (row["created_at"], row["updated_at"]) == (1500, 1500)
+
+
+def test_enqueue_delay_counts_from_now(db):
+    task_id = enqueue(db, delay=2500, now=1000)
+    assert task(db, task_id)["run_at"] == 3500
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ID1.upper(),
+        ID1.replace("-", ""),
+        "{" + ID1 + "}",
+    ],
+)
+def test_ids_are_canonicalised(db, given):
+    assert enqueue(db, id=given) == ID1
+    assert one(db, "SELECT task_cancel(?)", given.upper()) == "cancelled"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"priority": -2147483648},
+        {"priority": 2147483647},
+        {"max_attempts": 1},
+        {"max_attempts": 1000},
+        {"delay": 0, "now": 0},
+        {"run_at": 0},
+        {"run_at": MAX_TIME},
+        {"now": MAX_TIME},
+        {"queue": None, "priority": None, "id": None},
+    ],
+)
+def test_enqueue_accepts_the_boundaries(db, options):
+    task_id = enqueue(db, **options)
+    assert task(db, task_id)["status"] == "queued"
+
+
+@pytest.mark.parametrize("details", ['"text"', "1", "null", "[]", ' {"a": [1, {"b": null}]} '])
+def test_any_json_value_is_valid_details(db, details):
+    assert task(db, enqueue(db, "job", details))["details"] == details
+
+
+def test_values_are_bound_never_spliced(db):
+    evil = "a'); DROP TABLE task_store; --"
+    task_id = enqueue(db, evil, json.dumps({"q": evil}), queue=evil)
+    got = claim(db, queue=evil)
+    assert (got["id"], got["type"], got["queue"], got["details"]) == (task_id, evil, evil, {"q": evil})
+
+
+ENQUEUE_BAD = [
+    # type
+    (("", None, None), "type must not be empty"),
+    ((1, None, None), "type must be text, got an integer"),
+    ((1.5, None, None), "type must be text, got a real"),
+    ((b"job", None, None), "type must be text, got a blob"),
+    ((None, None, None), "type must be text, got NULL"),
+    # details
+    (("job", 5, None), "details must be text or NULL, got an integer"),
+    (("job", b"{}", None), "details must be text or NULL, got a blob"),
+    (("job", '{"a":', None), "details is not valid JSON: EOF while parsing a value at line 1 column 5"),
+    (("job", "NaN", None), "details is not valid JSON: expected value at line 1 column 1"),
+    (("job", "{} {}", None), "details is not valid JSON: trailing characters at line 1 column 4"),
+    (("job", "", None), "details is not valid JSON: EOF while parsing a value at line 1 column 0"),
+    # options: shape
+    (("job", None, 5), "options must be text or NULL, got an integer"),
+    (("job", None, b"{}"), "options must be text or NULL, got a blob"),
+    (("job", None, "{"), "options are not valid JSON: EOF while parsing an object at line 1 column 1"),
+    (("job", None, "[]"), NOT_AN_OBJECT),
+    (("job", None, "null"), NOT_AN_OBJECT),
+    (("job", None, '"queue"'), NOT_AN_OBJECT),
+    (
+        ("job", None, '{"prority": 1}'),
+        'unknown option "prority" (expected one of: queue, priority, run_at, delay, max_attempts, parent_id, id, now)',
+    ),
+    (
+        ("job", None, '{"lease": 1, "queue": "q"}'),
+        'unknown option "lease" (expected one of: queue, priority, run_at, delay, max_attempts, parent_id, id, now)',
+    ),
+    # options: types and ranges
+    (("job", None, '{"priority": "5"}'), 'option "priority" must be a whole number, got a string'),
+    (("job", None, '{"priority": true}'), 'option "priority" must be a whole number, got a boolean'),
+    (("job", None, '{"priority": 1.5}'), 'option "priority" must be a whole number within 64 bits, got 1.5'),
+    (("job", None, '{"priority": 1e300}'), 'option "priority" must be a whole number within 64 bits, got 1e+300'),
+    (
+        ("job", None, '{"priority": 9223372036854775808}'),
+        'option "priority" must be a whole number within 64 bits, got 9223372036854775808',
+    ),
+    (("job", None, '{"priority": 2147483648}'), "priority must be between -2147483648 and 2147483647, got 2147483648"),
+    (("job", None, '{"priority": -2147483649}'), "priority must be between -2147483648 and 2147483647, got -2147483649"),
+    (("job", None, '{"max_attempts": 0}'), "max_attempts must be between 1 and 1000, got 0"),
+    (("job", None, '{"max_attempts": 1001}'), "max_attempts must be between 1 and 1000, got 1001"),
+    (("job", None, '{"max_attempts": "3"}'), 'option "max_attempts" must be a whole number, got a string'),
+    (("job", None, '{"delay": -1, "now": 1000}'), f"delay must be between 0 and {MAX_TIME - 1000}, got -1"),
+    (
+        ("job", None, f'{{"delay": {MAX_TIME}, "now": 1000}}'),
+        f"delay must be between 0 and {MAX_TIME - 1000}, got {MAX_TIME}",
+    ),
+    (("job", None, '{"run_at": 5000, "delay": 10}'), "give run_at or delay, not both"),
+    (("job", None, '{"run_at": -1}'), f"run_at must be between 0 and {MAX_TIME}, got -1"),
+    (("job", None, f'{{"run_at": {MAX_TIME + 1}}}'), f"run_at must be between 0 and {MAX_TIME}, got {MAX_TIME + 1}"),
+    (("job", None, '{"now": -1}'), f"now must be between 0 and {MAX_TIME}, got -1"),
+    (("job", None, '{"now": "soon"}'), 'option "now" must be a whole number, got a string'),
+    (("job", None, '{"queue": ""}'), 'option "queue" must not be empty'),
+    (("job", None, '{"queue": 5}'), 'option "queue" must be a string, got a number'),
+    (("job", None, '{"queue": ["a"]}'), 'option "queue" must be a string, got an array'),
+    # ids
+    (("job", None, '{"id": "not-a-uuid"}'), "'not-a-uuid' is not a task id (expected a UUID)"),
+    (("job", None, '{"id": 5}'), 'option "id" must be a string, got a number'),
+    (("job", None, '{"id": {}}'), 'option "id" must be a string, got an object'),
+    (("job", None, '{"parent_id": "p1"}'), "'p1' is not a task id (expected a UUID)"),
+    (("job", None, f'{{"parent_id": "{UNKNOWN}"}}'), f"parent task {UNKNOWN} not found"),
+]
+
+
+@pytest.mark.parametrize("args, problem", ENQUEUE_BAD)
+def test_enqueue_bad_input(db, queued, args, problem):
+    msg = fails(db, "SELECT task_enqueue(?, ?, ?)", *args, match=problem)
+    assert msg == f"task_enqueue: {problem}"
+
+
+def test_enqueue_duplicate_id(db, queued):
+    for given in (ID1, ID1.upper()):
+        msg = fails(
+            db,
+            "SELECT task_enqueue('job', NULL, ?)",
+            opts(id=given),
+            match="already exists",
+            exc=apsw.ConstraintError,
+        )
+        assert msg == f"task_enqueue: task {ID1} already exists"
+
+
+def test_long_values_are_cut_in_messages(db):
+    msg = fails(db, "SELECT task_enqueue('job', NULL, ?)", opts(id="x" * 500), match="is not a task id")
+    assert msg == f"task_enqueue: '{'x' * 60}…' is not a task id (expected a UUID)"
+
+
+# ---- task_claim -----------------------------------------------------------
+
+
+def test_claim_returns_the_task_and_records_the_lease(db):
+    enqueue(db, "email", '{"to": "ann"}', id=ID1, queue="mail", priority=3, max_attempts=5, now=1000)
+    enqueue(db, "child", id=ID2, parent_id=ID1, now=1000)
+    got = claim(db, "w1", now=2000, lease=30_000)
+    assert got == {
+        "id": ID1,
+        "type": "email",
+        "queue": "mail",
+        "details": {"to": "ann"},
+        "attempt": 1,
+        "max_attempts": 5,
+        "priority": 3,
+        "parent_id": None,
+        "run_at": 1000,
+        "lease_until": 32_000,
+        "created_at": 1000,
+    }
+    row = task(db, ID1)
+    assert (row["status"], row["worker"], row["attempts"]) == ("running", "w1", 1)
+    assert (row["started_at"], row["updated_at"], row["lease_until"]) == (2000, 2000, 32_000)
+    child = claim(db, "w1", now=2000)
+    assert child["parent_id"] == ID1 and child["details"] is None
+
+
+def test_claim_key_order_is_stable(db, queued):
+    text = one(db, "SELECT task_claim('w1', '{\"now\": 2000}')")
+    assert list(json.loads(text)) == [
+        "id", "type", "queue", "details", "attempt", "max_attempts", "priority",
+        "parent_id", "run_at", "lease_until", "created_at",
+    ]
+
+
+def test_claim_default_lease_is_five_minutes(db, queued):
+    assert claim(db, now=2000)["lease_until"] == 2000 + 300_000
+
+
+@pytest.mark.parametrize("lease", [1, MAX_LEASE])
+def test_claim_lease_boundaries(db, queued, lease):
+    assert claim(db, now=2000, lease=lease)["lease_until"] == 2000 + lease
+
+
+def test_claim_returns_null_when_nothing_is_ready(db):
+    assert one(db, "SELECT task_claim('w1')") is None
+    enqueue(db, run_at=5000, now=1000)
+    assert claim(db, now=4999) is None
+    assert claim(db, now=5000) is not None
+    assert claim(db, now=6000) is None
+
+
+def test_delay_is_respected(db):
+    task_id = enqueue(db, delay=500, now=1000)
+    assert claim(db, now=1499) is None
+    assert task(db, task_id)["status"] == "queued"
+    assert claim(db, now=1500)["id"] == task_id
+
+
+# name, priority, run_at: claimed by priority, then run_at, then enqueue order.
+ORDER_TASKS = [
+    ("low-early", 0, 100),
+    ("high-late", 5, 300),
+    ("high-mid", 5, 200),
+    ("low-early-2", 0, 100),
+    ("negative", -1, 0),
+    ("low-early-3", 0, 100),
+    ("high-mid-2", 5, 200),
+]
+ORDER_EXPECTED = ["high-mid", "high-mid-2", "high-late", "low-early", "low-early-2", "low-early-3", "negative"]
+
+
+@pytest.mark.parametrize("layout", ["one queue", "a queue each", "array filter", "string filter"])
+def test_claim_order(db, layout):
+    for i, (name, priority, run_at) in enumerate(ORDER_TASKS):
+        queue = f"q{i}" if layout == "a queue each" else "q"
+        enqueue(db, name, queue=queue, priority=priority, run_at=run_at, now=0)
+    claim_opts = {"now": 1000}
+    if layout == "array filter":
+        claim_opts["queue"] = ["q", "unused"]
+    elif layout == "string filter":
+        claim_opts["queue"] = "q"
+    order = [claim(db, **claim_opts)["type"] for _ in ORDER_TASKS]
+    assert order == ORDER_EXPECTED
+    assert claim(db, **claim_opts) is None
+
+
+def test_fifo_for_many_equal_tasks(db):
+    ids = [enqueue(db, "job", now=1000, priority=1) for i in range(50)]
+    assert [claim(db, now=2000)["id"] for _ in ids] == ids
+
+
+def test_claim_queue_filter(db):
+    a = enqueue(db, "a", queue="alpha", now=0)
+    b = enqueue(db, "b", queue="beta", now=0)
+    c = enqueue(db, "c", queue="gamma", now=0)
+    assert claim(db, queue="nope", now=10) is None
+    assert claim(db, queue="beta", now=10)["id"] == b
+    assert claim(db, queue="beta", now=10) is None
+    assert claim(db, queue=["nope", "gamma"], now=10)["id"] == c
+    assert claim(db, queue=["gamma", "beta"], now=10) is None
+    assert task(db, a)["status"] == "queued"
+    assert claim(db, now=10)["id"] == a
+
+
+CLAIM_BAD = [
+    (("", None), "worker must not be empty"),
+    ((5, None), "worker must be text, got an integer"),
+    ((b"w", None), "worker must be text, got a blob"),
+    ((None, None), "worker must be text, got NULL"),
+    (("w1", 5), "options must be text or NULL, got an integer"),
+    (("w1", '{"now": '), "options are not valid JSON: EOF while parsing a value at line 1 column 8"),
+    (("w1", "[]"), NOT_AN_OBJECT),
+    (("w1", '{"priority": 1}'), 'unknown option "priority" (expected one of: queue, lease, now)'),
+    (("w1", '{"queue": ""}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
+    (("w1", '{"queue": []}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
+    (("w1", '{"queue": [1]}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
+    (("w1", '{"queue": ["a", ""]}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
+    (("w1", '{"queue": 5}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
+    (("w1", '{"queue": {"a": 1}}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
+    (("w1", '{"lease": 0}'), f"lease must be between 1 and {MAX_LEASE}, got 0"),
+    (("w1", '{"lease": -5}'), f"lease must be between 1 and {MAX_LEASE}, got -5"),
+    (("w1", f'{{"lease": {MAX_LEASE + 1}}}'), f"lease must be between 1 and {MAX_LEASE}, got {MAX_LEASE + 1}"),
+    (("w1", '{"lease": "1m"}'), 'option "lease" must be a whole number, got a string'),
+    (("w1", '{"lease": 1.5}'), 'option "lease" must be a whole number within 64 bits, got 1.5'),
+    (("w1", '{"now": -1}'), f"now must be between 0 and {MAX_TIME}, got -1"),
+]
+
+
+@pytest.mark.parametrize("args, problem", CLAIM_BAD)
+def test_claim_bad_input(db, queued, args, problem):
+    msg = fails(db, "SELECT task_claim(?, ?)", *args, match=problem)
+    assert msg == f"task_claim: {problem}"
+
+
+# ---- leases, attempts and fencing -----------------------------------------
+
+
+def test_expired_lease_is_reclaimed_as_a_new_attempt(db, running):
+    assert claim(db, "w2", now=11_999) is None  # lease_until is 12000
+    got = claim(db, "w2", now=12_000, lease=5000)
+    assert (got["id"], got["attempt"], got["lease_until"]) == (ID1, 2, 17_000)
+    row = task(db, ID1)
+    assert (row["status"], row["worker"], row["attempts"], row["started_at"]) == ("running", "w2", 2, 12_000)
+    assert row["error"] == "lease expired on attempt 1 (worker w1)"
+    assert row["progress"] == 0
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT task_progress(?1, 50, ?2)",
+        "SELECT task_heartbeat(?1, ?2)",
+        "SELECT task_complete(?1, NULL, ?2)",
+        "SELECT task_fail(?1, 'late', ?2)",
+    ],
+)
+def test_the_old_worker_is_fenced_off(db, running, sql):
+    expire_and_reclaim(db, ID1, "w2", now=20_000)
+    stale = f"attempt 1 of task {ID1} is stale: the task is on attempt 2 (running, held by worker 'w2')"
+    msg = fails(db, sql, ID1, opts(attempt=1, now=21_000), match=stale)
+    assert msg.endswith(": " + stale) and msg.startswith("task_")
+    # The new holder is unaffected.
+    assert one(db, "SELECT task_progress(?, 10, ?)", ID1, opts(attempt=2, now=21_000)) == "running"
+
+
+def test_stale_attempt_on_a_finished_task_names_its_status(db, running):
+    one(db, "SELECT task_complete(?)", ID1)
+    msg = fails(db, "SELECT task_complete(?1, NULL, ?2)", ID1, opts(attempt=3), match="stale")
+    assert msg == f"task_complete: attempt 3 of task {ID1} is stale: the task is on attempt 1 (completed)"
+
+
+def test_lease_expiry_on_the_last_attempt_fails_the_task(db):
+    enqueue(db, "job", id=ID1, max_attempts=2, now=0)
+    claim(db, "w1", now=0, lease=1000)
+    expire_and_reclaim(db, ID1, "w2", now=1000)  # attempt 2, lease until 301000
+    other = enqueue(db, "other", queue="elsewhere", now=0)
+    # The claim that finds the expired last attempt marks it failed and goes on
+    # to the next ready task; a claim limited to another queue reaps it too.
+    got = claim(db, "w3", now=301_000, queue="elsewhere")
+    assert got["id"] == other
+    row = task(db, ID1)
+    assert (row["status"], row["attempts"], row["lease_until"]) == ("failed", 2, None)
+    assert row["error"] == "lease expired on attempt 2 (worker w2)"
+    assert (row["completed_at"], row["worker"]) == (301_000, "w2")
+    assert claim(db, "w3", now=400_000) is None
+
+
+def test_expired_single_attempt_task_is_failed_not_handed_out(db):
+    enqueue(db, "job", id=ID1, max_attempts=1, now=0)
+    claim(db, "w1", now=0, lease=100)
+    assert claim(db, "w2", now=100) is None
+    row = task(db, ID1)
+    assert row["status"] == "failed"
+    assert row["error"] == "lease expired on attempt 1 (worker w1)"
+
+
+def test_expired_but_not_reclaimed_task_can_still_be_completed(db, running):
+    late = opts(attempt=1, now=50_000)
+    assert one(db, "SELECT task_heartbeat(?, ?)", ID1, late) == "running"
+    assert one(db, "SELECT task_complete(?, '1', ?)", ID1, late) == "completed"
+    assert task(db, ID1)["status"] == "completed"
+
+
+# ---- task_progress and task_heartbeat -------------------------------------
+
+
+def test_progress_records_and_renews_by_the_claims_lease(db, running):
+    assert one(db, "SELECT task_progress(?, 40, ?)", ID1, opts(attempt=1, now=5000)) == "running"
+    row = task(db, ID1)
+    assert (row["progress"], row["lease_until"], row["updated_at"]) == (40, 15_000, 5000)
+    assert one(db, "SELECT typeof(progress) FROM tasks WHERE id = ?", ID1) == "integer"
+    assert one(db, "SELECT task_progress(?, 12.5, ?)", ID1, opts(now=6000)) == "running"
+    row = task(db, ID1)
+    assert (row["progress"], row["lease_until"]) == (12.5, 16_000)
+
+
+@pytest.mark.parametrize("percent", [0, 100, 0.0, 100.0, 99.99])
+def test_progress_boundaries(db, running, percent):
+    assert one(db, "SELECT task_progress(?, ?)", ID1, percent) == "running"
+    assert task(db, ID1)["progress"] == percent
+
+
+def test_heartbeat_renews_by_the_claims_lease_and_keeps_progress(db, running):
+    one(db, "SELECT task_progress(?, 30, ?)", ID1, opts(now=3000))
+    assert one(db, "SELECT task_heartbeat(?, ?)", ID1, opts(attempt=1, now=7000)) == "running"
+    row = task(db, ID1)
+    assert (row["progress"], row["lease_until"], row["updated_at"]) == (30, 17_000, 7000)
+
+
+def test_progress_lease_option_sets_the_new_lease_length(db, running):
+    assert one(db, "SELECT task_progress(?, 10, ?)", ID1, opts(lease=60_000, now=3000)) == "running"
+    assert task(db, ID1)["lease_until"] == 63_000
+    # Later renewals use the new length.
+    one(db, "SELECT task_heartbeat(?, ?)", ID1, opts(now=4000))
+    assert task(db, ID1)["lease_until"] == 64_000
+    one(db, "SELECT task_heartbeat(?, ?)", ID1, opts(lease=1, now=5000))
+    assert task(db, ID1)["lease_until"] == 5001
+
+
+def test_nan_arrives_as_null_and_is_refused(db, running):
+    nan = float("nan")
+    assert one(db, "SELECT typeof(?)", nan) == "null"
+    msg = fails(db, "SELECT task_progress(?, ?)", ID1, nan, match="got NULL")
+    assert msg == "task_progress: progress must be a number between 0 and 100, got NULL"
+
+
+PROGRESS_BAD = [
+    (-1, "progress must be between 0 and 100, got -1"),
+    (-0.5, "progress must be between 0 and 100, got -0.5"),
+    (100.5, "progress must be between 0 and 100, got 100.5"),
+    (140, "progress must be between 0 and 100, got 140"),
+    (10**6, "progress must be between 0 and 100, got 1000000"),
+    (float("inf"), "progress must be between 0 and 100, got inf"),
+    (float("-inf"), "progress must be between 0 and 100, got -inf"),
+    (None, "progress must be a number between 0 and 100, got NULL"),
+    ("50", "progress must be a number between 0 and 100, got text"),
+    (b"5", "progress must be a number between 0 and 100, got a blob"),
+]
+
+
+@pytest.mark.parametrize("percent, problem", PROGRESS_BAD)
+def test_progress_bad_percent(db, running, percent, problem):
+    msg = fails(db, "SELECT task_progress(?, ?)", ID1, percent, match=problem)
+    assert msg == f"task_progress: {problem}"
+
+
+def test_progress_overflowing_literal_is_infinite_and_refused(db, running):
+    msg = fails(db, "SELECT task_progress(?, 1e999)", ID1, match="got inf")
+    assert msg == "task_progress: progress must be between 0 and 100, got inf"
+
+
+WORKER_OPTIONS_BAD = [
+    ('{"attempt": 0}', "attempt must be between 1 and 1000, got 0"),
+    ('{"attempt": 1001}', "attempt must be between 1 and 1000, got 1001"),
+    ('{"attempt": "1"}', 'option "attempt" must be a whole number, got a string'),
+    ('{"lease": 0}', f"lease must be between 1 and {MAX_LEASE}, got 0"),
+    (f'{{"lease": {MAX_LEASE + 1}}}', f"lease must be between 1 and {MAX_LEASE}, got {MAX_LEASE + 1}"),
+    ('{"now": -1}', f"now must be between 0 and {MAX_TIME}, got -1"),
+    ('{"retry": false}', 'unknown option "retry" (expected one of: attempt, lease, now)'),
+    ("{", "options are not valid JSON: EOF while parsing an object at line 1 column 1"),
+    ("[1]", NOT_AN_OBJECT),
+    (7, "options must be text or NULL, got an integer"),
+]
+
+
+@pytest.mark.parametrize("options, problem", WORKER_OPTIONS_BAD)
+@pytest.mark.parametrize(
+    "name, sql",
+    [
+        ("task_progress", "SELECT task_progress(?1, 50, ?2)"),
+        ("task_heartbeat", "SELECT task_heartbeat(?1, ?2)"),
+    ],
+)
+def test_progress_and_heartbeat_bad_options(db, running, name, sql, options, problem):
+    msg = fails(db, sql, ID1, options, match=problem)
+    assert msg == f"{name}: {problem}"
+
+
+# ---- ids and states, for every verb that takes an id ----------------------
+
+ID_VERBS = [
+    ("task_progress", "SELECT task_progress(?, 50)"),
+    ("task_heartbeat", "SELECT task_heartbeat(?)"),
+    ("task_complete", "SELECT task_complete(?)"),
+    ("task_fail", "SELECT task_fail(?, 'boom')"),
+    ("task_cancel", "SELECT task_cancel(?)"),
+    ("task_retry", "SELECT task_retry(?)"),
+]
+BAD_IDS = [
+    (5, "id must be text, got an integer"),
+    (2.5, "id must be text, got a real"),
+    (ID1.encode(), "id must be text, got a blob"),
+    (None, "id must be text, got NULL"),
+    ("", "'' is not a task id (expected a UUID)"),
+    ("task-1", "'task-1' is not a task id (expected a UUID)"),
+    (ID1 + "0", f"'{ID1}0' is not a task id (expected a UUID)"),
+    (UNKNOWN, f"task {UNKNOWN} not found"),
+]
+
+
+@pytest.mark.parametrize("bad_id, problem", BAD_IDS)
+@pytest.mark.parametrize("name, sql", ID_VERBS)
+def test_bad_and_unknown_ids(db, running, name, sql, bad_id, problem):
+    msg = fails(db, sql, bad_id, match=problem)
+    assert msg == f"{name}: {problem}"
+
+
+@pytest.mark.parametrize(
+    "name, sql",
+    [
+        ("task_progress", "SELECT task_progress(?, 50)"),
+        ("task_heartbeat", "SELECT task_heartbeat(?)"),
+        ("task_complete", "SELECT task_complete(?, '{}')"),
+        ("task_fail", "SELECT task_fail(?, 'boom')"),
+    ],
+)
+@pytest.mark.parametrize("state", ["queued", "completed", "failed"])
+def test_worker_calls_need_a_running_task(db, queued, name, sql, state):
+    if state != "queued":
+        claim(db, now=2000)
+        if state == "completed":
+            one(db, "SELECT task_complete(?)", ID1)
+        else:
+            one(db, "SELECT task_fail(?, 'x', '{\"retry\": false}')", ID1)
+    msg = fails(db, sql, ID1, match="not running")
+    assert msg == f"{name}: task {ID1} is {state}, not running"
+
+
+# ---- task_complete --------------------------------------------------------
+
+
+def test_complete_stores_the_result(db, running):
+    one(db, "SELECT task_progress(?, 30)", ID1)
+    assert one(db, "SELECT task_complete(?, ?, ?)", ID1, '{"out": [1]}', opts(attempt=1, now=9000)) == "completed"
+    row = task(db, ID1)
+    assert (row["status"], row["result"], row["progress"]) == ("completed", '{"out": [1]}', 100)
+    assert (row["completed_at"], row["updated_at"], row["lease_until"], row["worker"]) == (9000, 9000, None, "w1")
+
+
+def test_complete_without_result(db, running):
+    assert one(db, "SELECT task_complete(?)", ID1) == "completed"
+    assert task(db, ID1)["result"] is None
+    enqueue(db, id=ID2)
+    claim(db)
+    assert one(db, "SELECT task_complete(?, NULL, NULL)", ID2) == "completed"
+
+
+COMPLETE_BAD = [
+    (('{"a":', None), "result is not valid JSON: EOF while parsing a value at line 1 column 5"),
+    (("done", None), "result is not valid JSON: expected value at line 1 column 1"),
+    ((5, None), "result must be text or NULL, got an integer"),
+    ((b"{}", None), "result must be text or NULL, got a blob"),
+    ((None, '{"lease": 5}'), 'unknown option "lease" (expected one of: attempt, now)'),
+    ((None, '{"attempt": 0}'), "attempt must be between 1 and 1000, got 0"),
+    ((None, '{"attempt": 2}'), f"attempt 2 of task {ID1} is stale: the task is on attempt 1 (running, held by worker 'w1')"),
+    ((None, '{"now": 1e3}'), 'option "now" must be a whole number within 64 bits, got 1000.0'),
+    ((None, "{,}"), "options are not valid JSON: key must be a string at line 1 column 2"),
+]
+
+
+@pytest.mark.parametrize("args, problem", COMPLETE_BAD)
+def test_complete_bad_input(db, running, args, problem):
+    msg = fails(db, "SELECT task_complete(?, ?, ?)", ID1, *args, match=problem)
+    assert msg == f"task_complete: {problem}"
+
+
+@pytest.mark.parametrize("state", ["queued", "completed", "cancelled", "failed"])
+def test_complete_refuses_a_task_that_is_not_running(db, queued, state):
+    if state in ("completed", "failed"):
+        claim(db)
+    if state == "completed":
+        one(db, "SELECT task_complete(?)", ID1)
+    elif state == "failed":
+        one(db, "SELECT task_fail(?, 'x', '{\"retry\": false}')", ID1)
+    elif state == "cancelled":
+        one(db, "SELECT task_cancel(?)", ID1)
+    msg = fails(db, "SELECT task_complete(?, '{}')", ID1, match="not running")
+    assert msg == f"task_complete: task {ID1} is {state}, not running"
+
+
+# ---- task_fail ------------------------------------------------------------
+
+
+def test_fail_with_attempts_left_requeues_after_a_backoff(db, running):
+    one(db, "SELECT task_progress(?, 50)", ID1)
+    assert one(db, "SELECT task_fail(?, 'timeout', ?)", ID1, opts(attempt=1, now=5000)) == "queued"
+    row = task(db, ID1)
+    assert (row["status"], row["error"], row["attempts"]) == ("queued", "timeout", 1)
+    assert (row["worker"], row["lease_until"], row["completed_at"], row["updated_at"]) == (None, None, None, 5000)
+    assert 5500 <= row["run_at"] <= 6000
+    assert claim(db, now=row["run_at"] - 1) is None
+    assert claim(db, now=row["run_at"])["attempt"] == 2
+
+
+def test_backoff_doubles_per_attempt_with_jitter_and_a_one_hour_cap(db):
+    enqueue(db, "job", id=ID1, max_attempts=20, now=0)
+    now = 0
+    for attempt in range(1, 17):
+        got = claim(db, "w1", now=now)
+        assert got["attempt"] == attempt
+        now += 10
+        assert one(db, "SELECT task_fail(?, 'again', ?)", ID1, opts(attempt=attempt, now=now)) == "queued"
+        backoff = min(1000 * 2 ** (attempt - 1), 3_600_000)
+        delay = task(db, ID1)["run_at"] - now
+        assert backoff // 2 <= delay <= backoff, (attempt, delay)
+        now += delay
+
+
+def test_backoff_jitter_varies(db):
+    delays = []
+    for i in range(40):
+        task_id = enqueue(db, "job", now=0)
+        assert claim(db, now=0)["id"] == task_id
+        one(db, "SELECT task_fail(?, 'x', ?)", task_id, opts(now=100))
+        delays.append(task(db, task_id)["run_at"] - 100)
+    assert all(500 <= d <= 1000 for d in delays), delays
+    assert len(set(delays)) > 10, delays
+
+
+def test_fail_on_the_last_attempt_fails_the_task(db):
+    enqueue(db, id=ID1, max_attempts=1, now=0)
+    claim(db, now=0)
+    assert one(db, "SELECT task_fail(?, 'bad input', ?)", ID1, opts(now=100)) == "failed"
+    row = task(db, ID1)
+    assert (row["status"], row["error"], row["completed_at"], row["worker"]) == ("failed", "bad input", 100, "w1")
+    assert (row["run_at"], row["lease_until"]) == (0, None)
+
+
+def test_fail_without_retry_fails_for_good(db, running):
+    assert one(db, "SELECT task_fail(?, 'fatal', ?)", ID1, opts(retry=False, now=3000)) == "failed"
+    row = task(db, ID1)
+    assert (row["status"], row["attempts"], row["max_attempts"], row["completed_at"]) == ("failed", 1, 3, 3000)
+    assert claim(db, now=10**9) is None
+
+
+def test_fail_with_retry_true_is_the_default(db, running):
+    assert one(db, "SELECT task_fail(?, 'x', ?)", ID1, opts(retry=True, now=3000)) == "queued"
+
+
+@pytest.mark.parametrize("delay", [0, 1, 123_456, MAX_TIME - 3000])
+def test_fail_with_a_fixed_delay(db, running, delay):
+    assert one(db, "SELECT task_fail(?, 'busy', ?)", ID1, opts(delay=delay, now=3000)) == "queued"
+    assert task(db, ID1)["run_at"] == 3000 + delay
+
+
+FAIL_BAD = [
+    ((None, None), "error must be text, got NULL"),
+    ((5, None), "error must be text, got an integer"),
+    ((b"e", None), "error must be text, got a blob"),
+    (("e", '{"retry": "no"}'), 'option "retry" must be true or false, got a string'),
+    (("e", '{"retry": 0}'), 'option "retry" must be true or false, got a number'),
+    (("e", '{"delay": -1, "now": 3000}'), f"delay must be between 0 and {MAX_TIME - 3000}, got -1"),
+    (("e", '{"delay": "1s"}'), 'option "delay" must be a whole number, got a string'),
+    (("e", '{"lease": 5}'), 'unknown option "lease" (expected one of: attempt, now, retry, delay)'),
+    (("e", '{"attempt": 0}'), "attempt must be between 1 and 1000, got 0"),
+    (("e", '{"attempt": 4}'), f"attempt 4 of task {ID1} is stale: the task is on attempt 1 (running, held by worker 'w1')"),
+    (("e", '{"now": -1}'), f"now must be between 0 and {MAX_TIME}, got -1"),
+    (("e", "nope"), "options are not valid JSON: expected ident at line 1 column 2"),
+]
+
+
+@pytest.mark.parametrize("args, problem", FAIL_BAD)
+def test_fail_bad_input(db, running, args, problem):
+    msg = fails(db, "SELECT task_fail(?, ?, ?)", ID1, *args, match=problem)
+    assert msg == f"task_fail: {problem}"
+
+
+def test_fail_accepts_an_empty_error(db, running):
+    assert one(db, "SELECT task_fail(?, '')", ID1) == "queued"
+    assert task(db, ID1)["error"] == ""
+
+
+# ---- task_cancel ----------------------------------------------------------
+
+
+def test_cancel_a_queued_task(db, queued):
+    assert one(db, "SELECT task_cancel(?, ?)", ID1, opts(now=3000)) == "cancelled"
+    row = task(db, ID1)
+    assert (row["status"], row["completed_at"], row["updated_at"]) == ("cancelled", 3000, 3000)
+    assert claim(db, now=4000) is None
+
+
+def test_cancel_a_running_task_stops_its_worker(db, running):
+    one(db, "SELECT task_progress(?, 20)", ID1)
+    assert one(db, "SELECT task_cancel(?, ?)", ID1, opts(now=3000)) == "cancelled"
+    row = task(db, ID1)
+    assert (row["status"], row["lease_until"], row["completed_at"], row["progress"]) == ("cancelled", None, 3000, 20)
+    before = snapshot(db)
+    assert one(db, "SELECT task_progress(?, 60, ?)", ID1, opts(attempt=1, now=4000)) == "cancelled"
+    assert one(db, "SELECT task_heartbeat(?, ?)", ID1, opts(attempt=1, now=4000)) == "cancelled"
+    assert one(db, "SELECT task_progress(?, 70)", ID1) == "cancelled"
+    assert snapshot(db) == before
+    msg = fails(db, "SELECT task_complete(?, '{}', ?)", ID1, opts(attempt=1), match="not running")
+    assert msg == f"task_complete: task {ID1} is cancelled, not running"
+    msg = fails(db, "SELECT task_fail(?, 'x', ?)", ID1, opts(attempt=1), match="not running")
+    assert msg == f"task_fail: task {ID1} is cancelled, not running"
+    # Even a cancelled task's lease does not come back to the queue.
+    assert claim(db, now=10**9) is None
+
+
+@pytest.mark.parametrize("state", ["completed", "failed", "cancelled"])
+def test_cancel_refuses_a_finished_task(db, running, state):
+    if state == "completed":
+        one(db, "SELECT task_complete(?)", ID1)
+    elif state == "failed":
+        one(db, "SELECT task_fail(?, 'x', '{\"retry\": false}')", ID1)
+    else:
+        one(db, "SELECT task_cancel(?)", ID1)
+    msg = fails(db, "SELECT task_cancel(?)", ID1, match="already")
+    assert msg == f"task_cancel: task {ID1} is already {state}; only queued or running tasks can be cancelled"
+
+
+@pytest.mark.parametrize(
+    "name, sql",
+    [("task_cancel", "SELECT task_cancel(?1, ?2)"), ("task_retry", "SELECT task_retry(?1, ?2)")],
+)
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        ('{"attempt": 1}', 'unknown option "attempt" (expected one of: now)'),
+        ('{"now": -5}', f"now must be between 0 and {MAX_TIME}, got -5"),
+        ('{"now": 1.25}', 'option "now" must be a whole number within 64 bits, got 1.25'),
+        ("[]", NOT_AN_OBJECT),
+        (3, "options must be text or NULL, got an integer"),
+    ],
+)
+def test_cancel_and_retry_bad_options(db, queued, name, sql, options, problem):
+    if name == "task_retry":
+        one(db, "SELECT task_cancel(?)", ID1)
+    msg = fails(db, sql, ID1, options, match=problem)
+    assert msg == f"{name}: {problem}"
+
+
+# ---- task_retry -----------------------------------------------------------
+
+
+def test_retry_a_failed_task_with_a_fresh_budget(db):
+    enqueue(db, id=ID1, max_attempts=1, now=0)
+    claim(db, now=0)
+    one(db, "SELECT task_progress(?, 50)", ID1)
+    assert one(db, "SELECT task_fail(?, 'broken', ?)", ID1, opts(now=100)) == "failed"
+    assert one(db, "SELECT task_retry(?, ?)", ID1, opts(now=5000)) == "queued"
+    row = task(db, ID1)
+    assert (row["status"], row["attempts"], row["progress"], row["run_at"]) == ("queued", 0, 0, 5000)
+    assert (row["worker"], row["lease_until"], row["started_at"], row["completed_at"]) == (None, None, None, None)
+    assert (row["error"], row["updated_at"]) == ("broken", 5000)
+    assert claim(db, now=5000)["attempt"] == 1
+
+
+def test_retry_a_cancelled_task(db, running):
+    one(db, "SELECT task_cancel(?)", ID1)
+    assert one(db, "SELECT task_retry(?, ?)", ID1, opts(now=7000)) == "queued"
+    assert claim(db, "w9", now=7000)["attempt"] == 1
+
+
+@pytest.mark.parametrize("state", ["queued", "running", "completed"])
+def test_retry_refuses_a_task_that_did_not_fail(db, queued, state):
+    if state != "queued":
+        claim(db)
+    if state == "completed":
+        one(db, "SELECT task_complete(?)", ID1)
+    msg = fails(db, "SELECT task_retry(?)", ID1, match="only failed or cancelled")
+    assert msg == f"task_retry: task {ID1} is {state}; only failed or cancelled tasks can be retried"
+
+
+# ---- a whole life ---------------------------------------------------------
+
+
+def test_a_task_through_its_life_with_a_child(db):
+    parent = enqueue(db, "report", '{"m": 10}', id=ID1, now=0)
+    child = enqueue(db, "chart", None, id=ID2, parent_id=parent, priority=1, now=0)
+    assert claim(db, "w1", now=10)["id"] == child
+    assert one(db, "SELECT task_complete(?, '\"png\"', ?)", child, opts(now=20)) == "completed"
+    got = claim(db, "w1", now=30)
+    assert got["id"] == parent and got["details"] == {"m": 10}
+    assert one(db, "SELECT task_progress(?, 50, ?)", parent, opts(attempt=1, now=40)) == "running"
+    assert one(db, "SELECT task_complete(?, '{\"ok\":1}', ?)", parent, opts(attempt=1, now=50)) == "completed"
+    assert rows(db, "SELECT id, status, result FROM tasks ORDER BY rowid") == [
+        (ID1, "completed", '{"ok":1}'),
+        (ID2, "completed", '"png"'),
+    ]
+    assert enqueue(db, id=ID3, parent_id=parent) == ID3
