@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::ops::{self, ClaimArgs, FailArgs, NewTask, Queues, WorkerArgs};
 use crate::options::Options;
 use crate::schema;
-use crate::sqlite::{Conn, Value, libversion};
+use crate::sqlite::{Conn, Owned, Value, libversion};
 use rusqlite::ffi;
 use std::ffi::{CString, c_void};
 use std::os::raw::{c_char, c_int};
@@ -75,6 +75,12 @@ const FUNCTIONS: &[Function] = &[
         handler: claim,
     },
     Function {
+        name: "task_claim_batch",
+        arities: &[2, 3],
+        flags: WRITES,
+        handler: claim_batch,
+    },
+    Function {
         name: "task_progress",
         arities: &[2, 3],
         flags: WRITES,
@@ -109,6 +115,17 @@ const FUNCTIONS: &[Function] = &[
         arities: &[1, 2],
         flags: WRITES,
         handler: retry,
+    },
+    // Internal: the extension's own UPDATEs call it to report the rows they
+    // change (instead of RETURNING, which buffers every result row in a
+    // temporary b-tree: ~100 µs per call). It records its arguments on the
+    // connection and returns the first. DIRECTONLY keeps it out of triggers
+    // and views; calling it directly only fills a buffer nobody reads.
+    Function {
+        name: "task__note",
+        arities: &[-1],
+        flags: ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY,
+        handler: note,
     },
 ];
 
@@ -346,6 +363,34 @@ fn enqueue(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
 fn claim(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
     let worker = nonempty(args, 0, "worker")?;
     let o = options(args, 1, &["queue", "lease", "now"])?;
+    let a = claim_args(worker, &o)?;
+    schema::ensure_ready(conn)?;
+    Ok(match ops::claim(conn, &a, 1)?.first() {
+        Some(t) => Out::Text(t.to_json()),
+        None => Out::Null,
+    })
+}
+
+fn claim_batch(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
+    let worker = nonempty(args, 0, "worker")?;
+    let limit = match arg(args, 1) {
+        Value::Integer(n) => n,
+        v => {
+            return Err(Error::new(format!(
+                "limit must be an integer, got {}",
+                v.type_name()
+            )));
+        }
+    };
+    let o = options(args, 2, &["queue", "lease", "now"])?;
+    let a = claim_args(worker, &o)?;
+    schema::ensure_ready(conn)?;
+    let tasks = ops::claim(conn, &a, limit)?;
+    let items: Vec<String> = tasks.iter().map(ops::Claimed::to_json).collect();
+    Ok(Out::Text(format!("[{}]", items.join(","))))
+}
+
+fn claim_args<'a>(worker: &'a str, o: &Options) -> Result<ClaimArgs<'a>> {
     let queues = match o.get("queue") {
         None => Queues::All,
         Some(serde_json::Value::String(q)) if !q.is_empty() => Queues::One(q.clone()),
@@ -363,16 +408,11 @@ fn claim(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
             ));
         }
     };
-    let a = ClaimArgs {
+    Ok(ClaimArgs {
         worker,
         queues,
         lease_ms: o.int("lease")?.unwrap_or(ops::DEFAULT_LEASE_MS),
         now: o.int("now")?,
-    };
-    schema::ensure_ready(conn)?;
-    Ok(match ops::claim(conn, &a)? {
-        Some(t) => Out::Text(t.to_json()),
-        None => Out::Null,
     })
 }
 
@@ -435,6 +475,15 @@ fn cancel(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
     let now = o.int("now")?;
     schema::ensure_ready(conn)?;
     ops::cancel(conn, id, now).map(|()| Out::Static("cancelled"))
+}
+
+fn note(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
+    conn.note(args.iter().skip(1).map(|v| Owned::from_value(*v)).collect());
+    Ok(match arg(args, 0) {
+        Value::Integer(i) => Out::Int(i),
+        Value::Text(t) => Out::Text(t.to_string()),
+        _ => Out::Null,
+    })
 }
 
 fn retry(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {

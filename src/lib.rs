@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod functions;
+pub mod host;
 pub mod ops;
 pub mod options;
 pub mod schema;
@@ -72,6 +73,8 @@ unsafe fn init(
         unsafe { set_load_error(api, pz_err_msg, &format!("sqlite-task: {e}")) };
         return ffi::SQLITE_ERROR;
     }
+    // SAFETY: api is the host's table and `host` its version.
+    unsafe { host::init(p_api, host) };
     let conn = sqlite::Conn::new(db);
     if let Err(e) = functions::register(&conn).and_then(|()| vtab::register(&conn)) {
         unsafe { set_load_error(api, pz_err_msg, &format!("sqlite-task: {e}")) };

@@ -13,7 +13,7 @@
 //! nothing has changed by then.
 
 use crate::error::{Error, Result};
-use crate::sqlite::{Conn, Statement, randomness};
+use crate::sqlite::{Conn, Owned, Statement, randomness};
 use rusqlite::ffi;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +27,8 @@ pub const MAX_ATTEMPTS_LIMIT: i64 = 1_000;
 /// Latest accepted timestamp: 9999-12-31T23:59:59.999Z in milliseconds.
 pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 pub const MAX_LEASE_MS: i64 = 366 * 24 * 3_600_000;
+/// Most tasks one batch call claims, completes or fails.
+pub const MAX_BATCH: i64 = 10_000;
 
 /// Milliseconds since the Unix epoch, from the system clock. Time is taken
 /// in Rust, never from SQL: `unixepoch('subsec')` is NULL on SQLite 3.40.
@@ -162,7 +164,7 @@ INSERT INTO main.task_store
   (id, queue, type, status, priority, max_attempts, run_at, created_at, updated_at, details,
    parent_id)
 SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?7, ?8, ?9
-WHERE EXISTS (SELECT 1 FROM main.task_store WHERE id = ?9)";
+WHERE EXISTS (SELECT 1 FROM main.task_store WHERE id = +?9)";
 
 /// A task just added: its id and its storage rowid.
 #[derive(Debug, Clone, PartialEq)]
@@ -246,14 +248,29 @@ pub fn enqueue(conn: &Rc<Conn>, t: &NewTask<'_>) -> Result<Enqueued> {
     })
 }
 
-// The claim, in one UPDATE. The candidate is the best of: the head of each
-// requested queue's ready index (priority, then run_at, then FIFO by seq)
-// and any running task whose lease has expired (it competes as if it had
-// become runnable when its lease ran out). Expired tasks with no attempts
-// left are failed by the same statement, so nothing stays stuck in
-// 'running' and no daemon is needed.
+// The claim. Reads first decide whether anything is claimable and from
+// which queue (no write lock is taken when nothing is ready, so idle
+// workers polling the queue never contend with writers). Then one UPDATE
+// claims: it picks, inside the statement, a running task whose lease has
+// expired (oldest expiry first: abandoned work is reclaimed before new work)
+// or else the head of the chosen queue's ready index (priority, then run_at,
+// then enqueue order). Because the UPDATE re-selects its rows, two workers
+// that read the same head both claim something: the loser gets the next one.
+//
+// The SQL avoids anything that needs a temporary b-tree (IN-lists, ORDER BY
+// over a compound, recursive CTEs, RETURNING) on the single-task path: each
+// one costs a page-cache allocation per call, measured at ~100 µs. And the
+// bound values compared in WHERE clauses are written `+?N`: a plain `?N`
+// compared with an indexed column lets SQLite's planner look at the bound
+// value when matching partial indexes, which marks the statement to be
+// re-prepared every time that parameter is bound again (measured: 35 µs vs
+// 4.5 µs per claim on a SQLITE_ENABLE_STAT4 build). The unary plus keeps the
+// index usable and the plan fixed.
+//
+// An expired task with no attempts left is failed by the same UPDATE (the
+// CASEs below) instead of being claimed; the caller then claims again.
 macro_rules! claim_sql {
-    ($heads:literal, $expired_filter:literal) => {
+    ($where:expr) => {
         concat!(
             "UPDATE main.task_store SET
   status       = CASE WHEN status = 'running' AND attempts >= max_attempts
@@ -276,102 +293,344 @@ macro_rules! claim_sql {
                       THEN progress ELSE 0 END,
   attempts     = CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN attempts ELSE attempts + 1 END,
-  updated_at   = ?1
-WHERE seq IN (
-  SELECT seq FROM (
-    SELECT seq, priority, due FROM (",
-            $heads,
-            ")
-    UNION ALL
-    SELECT seq, priority, lease_until AS due FROM main.task_store
-     WHERE status = 'running' AND lease_until <= ?1 AND attempts < max_attempts",
-            $expired_filter,
-            "
-    ORDER BY priority DESC, due, seq LIMIT 1)
-  UNION ALL
-  SELECT seq FROM main.task_store
-   WHERE status = 'running' AND lease_until <= ?1 AND attempts >= max_attempts)
-RETURNING status, id, queue, type, details, attempts, max_attempts, priority, parent_id,
-          run_at, lease_until, created_at"
+  updated_at   = task__note(?1,
+                      status = 'running' AND attempts >= max_attempts,
+                      id, queue, type, details, attempts + 1, max_attempts, priority,
+                      parent_id, run_at, ?1 + ?3, created_at)
+WHERE ",
+            $where
         )
     };
 }
 
-const CLAIM_ONE_SQL: &str = claim_sql!(
-    "SELECT seq, priority, run_at AS due FROM main.task_store
-      WHERE status = 'queued' AND queue = ?4 AND run_at <= ?1
-      ORDER BY priority DESC, run_at LIMIT 1",
-    " AND queue = ?4"
-);
+macro_rules! expired_sql {
+    ($queue_filter:literal, $limit:literal) => {
+        concat!(
+            "SELECT seq FROM main.task_store
+      WHERE status = 'running' AND lease_until <= +?1",
+            $queue_filter,
+            " ORDER BY lease_until LIMIT ",
+            $limit
+        )
+    };
+}
 
-// All queues: walk the distinct queue names in the ready index (one seek
-// each), take each queue's head, and let the outer ORDER BY pick the best.
-const CLAIM_ALL_SQL: &str = claim_sql!(
-    "WITH RECURSIVE qs(name) AS (
-       SELECT (SELECT queue FROM main.task_store WHERE status = 'queued'
-                ORDER BY queue LIMIT 1)
-       UNION ALL
-       SELECT (SELECT queue FROM main.task_store WHERE status = 'queued' AND queue > qs.name
-                ORDER BY queue LIMIT 1)
-         FROM qs WHERE qs.name IS NOT NULL)
-     SELECT t.seq, t.priority, t.run_at AS due
-       FROM qs JOIN main.task_store t ON t.seq = (
-            SELECT seq FROM main.task_store
-             WHERE status = 'queued' AND queue = qs.name AND run_at <= ?1
-             ORDER BY priority DESC, run_at LIMIT 1)
-      WHERE qs.name IS NOT NULL",
-    ""
-);
+macro_rules! head_sql {
+    ($limit:literal) => {
+        concat!(
+            "SELECT seq FROM main.task_store
+      WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1
+      ORDER BY priority DESC, run_at LIMIT ",
+            $limit
+        )
+    };
+}
 
-const CLAIM_MANY_SQL: &str = claim_sql!(
-    "SELECT t.seq, t.priority, t.run_at AS due
-       FROM json_each(?4) AS qs JOIN main.task_store t ON t.seq = (
-            SELECT seq FROM main.task_store
-             WHERE status = 'queued' AND queue = qs.value AND run_at <= ?1
-             ORDER BY priority DESC, run_at LIMIT 1)",
-    " AND queue IN (SELECT value FROM json_each(?4))"
-);
+// One task: `seq = coalesce(expired, head)`, two index seeks, no temp b-tree.
+const CLAIM_ONE_SQL: &str = claim_sql!(concat!(
+    "seq = coalesce((",
+    expired_sql!(" AND (queue = +?4 OR attempts >= max_attempts)", "1"),
+    "), (",
+    head_sql!("1"),
+    "))"
+));
+const CLAIM_ONE_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
+    "seq = coalesce((",
+    expired_sql!("", "1"),
+    "), (",
+    head_sql!("1"),
+    "))"
+));
+// Every-queue claim when one queue is known to be the only one with queued
+// tasks: the guard re-checks that inside the statement (two seeks), so a
+// busy worker claims with one write statement and no reads first.
+const CLAIM_SOLE_SQL: &str = claim_sql!(concat!(
+    "seq = coalesce((",
+    expired_sql!("", "1"),
+    "), (",
+    head_sql!("1"),
+    "))
+  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue < +?4)
+  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue > +?4)"
+));
+// A batch: up to ?5 tasks, expired first, then the queue's head in order.
+// The IN-list costs one temporary b-tree per batch, not per task.
+const CLAIM_BATCH_SQL: &str = claim_sql!(concat!(
+    "seq IN (SELECT seq FROM (",
+    expired_sql!(" AND (queue = +?4 OR attempts >= max_attempts)", "?5"),
+    ") UNION ALL SELECT seq FROM (",
+    head_sql!("?5"),
+    ") LIMIT ?5)"
+));
+const CLAIM_BATCH_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
+    "seq IN (SELECT seq FROM (",
+    expired_sql!("", "?5"),
+    ") UNION ALL SELECT seq FROM (",
+    head_sql!("?5"),
+    ") LIMIT ?5)"
+));
 
-/// Claims the next ready task for `worker`, or `None` when nothing is ready.
-pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>) -> Result<Option<Claimed>> {
+/// The next queue name after `?1` among queued tasks, with that queue's
+/// head: one seek in the ready index for each.
+const NEXT_QUEUE_SQL: &str = "\
+SELECT q.queue, h.priority, h.run_at, h.seq
+  FROM (SELECT queue FROM main.task_store WHERE status = 'queued' AND queue > +?1
+         ORDER BY queue LIMIT 1) AS q
+  LEFT JOIN main.task_store AS h ON h.seq = (
+       SELECT seq FROM main.task_store
+        WHERE status = 'queued' AND queue = q.queue AND run_at <= +?2
+        ORDER BY priority DESC, run_at LIMIT 1)";
+
+const HEAD_OF_SQL: &str = "\
+SELECT priority, run_at, seq FROM main.task_store
+ WHERE status = 'queued' AND queue = +?1 AND run_at <= +?2
+ ORDER BY priority DESC, run_at LIMIT 1";
+
+const EXPIRED_ANY_SQL: &str = "\
+SELECT 1 FROM main.task_store WHERE status = 'running' AND lease_until <= +?1 LIMIT 1";
+// Expired tasks this claim may take (its queue's), or must reap (any queue's
+// with no attempts left: a queue nobody claims from must not keep a dead
+// task 'running' forever).
+const EXPIRED_IN_SQL: &str = "\
+SELECT 1 FROM main.task_store
+ WHERE status = 'running' AND lease_until <= +?1 AND (queue = +?2 OR attempts >= max_attempts)
+ LIMIT 1";
+
+/// Claim order of a queue head: higher priority, then earlier run_at, then
+/// earlier enqueue.
+type HeadKey = (std::cmp::Reverse<i64>, i64, i64);
+
+fn head_of(conn: &Rc<Conn>, queue: &str, now: i64) -> Result<Option<HeadKey>> {
+    let mut st = conn.prepare(HEAD_OF_SQL)?;
+    st.bind_text(1, queue)?;
+    st.bind_i64(2, now)?;
+    Ok(if st.step()? {
+        Some((
+            std::cmp::Reverse(st.column_i64(0)),
+            st.column_i64(1),
+            st.column_i64(2),
+        ))
+    } else {
+        None
+    })
+}
+
+fn expired_in(conn: &Rc<Conn>, queue: Option<&str>, now: i64) -> Result<bool> {
+    let mut st = conn.prepare(if queue.is_some() {
+        EXPIRED_IN_SQL
+    } else {
+        EXPIRED_ANY_SQL
+    })?;
+    st.bind_i64(1, now)?;
+    if let Some(q) = queue {
+        st.bind_text(2, q)?;
+    }
+    st.step()
+}
+
+/// The queue whose ready head comes first in claim order, among every queue
+/// that has queued tasks, and how many queues have queued tasks.
+fn best_queue_of_all(conn: &Rc<Conn>, now: i64) -> Result<(Option<String>, usize)> {
+    let mut best: Option<(HeadKey, String)> = None;
+    let mut queues = 0;
+    let mut after = String::new();
+    let mut st = conn.prepare(NEXT_QUEUE_SQL)?;
+    loop {
+        st.bind_text(1, &after)?;
+        st.bind_i64(2, now)?;
+        if !st.step()? {
+            break;
+        }
+        let Some(queue) = st.column_text(0) else {
+            break;
+        };
+        queues += 1;
+        if st.column_type(3) != ffi::SQLITE_NULL {
+            let key = (
+                std::cmp::Reverse(st.column_i64(1)),
+                st.column_i64(2),
+                st.column_i64(3),
+            );
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                best = Some((key, queue.clone()));
+            }
+        }
+        after = queue;
+        st.reset();
+    }
+    Ok((best.map(|(_, q)| q), queues))
+}
+
+/// Which claim statement a round uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// The given queue's expired and ready tasks.
+    Queue,
+    /// Any queue's expired tasks, then the given queue's ready ones.
+    AnyExpired,
+    /// As AnyExpired, guarded: only if no other queue has queued tasks.
+    Sole,
+}
+
+/// What the last claim on this connection learned, to skip reads next time.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Hint {
+    #[default]
+    None,
+    /// The named queue had work.
+    One(String),
+    /// An every-queue claim found this queue the only one with queued tasks.
+    Sole(String),
+}
+
+/// Claims up to `limit` ready tasks for `worker` (all from one queue).
+pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
     if a.worker.is_empty() {
         return Err(Error::new("worker must not be empty"));
     }
+    let limit = check_range("limit", limit, 1, MAX_BATCH)?;
     let lease = check_range("lease", a.lease_ms, 1, MAX_LEASE_MS)?;
     let now = check_range("now", clock(a.now), 0, MAX_TIME_MS)?;
-    let sql = match a.queues {
-        Queues::All => CLAIM_ALL_SQL,
-        Queues::One(_) => CLAIM_ONE_SQL,
-        Queues::Many(_) => CLAIM_MANY_SQL,
+    let many: Vec<String> = match &a.queues {
+        Queues::Many(json) => {
+            serde_json::from_str(json).map_err(|e| Error::new(format!("queue list: {e}")))?
+        }
+        _ => Vec::new(),
     };
-    let mut st = conn.prepare(sql)?;
-    st.bind_i64(1, now)?;
-    st.bind_text(2, a.worker)?;
-    st.bind_i64(3, lease)?;
-    match &a.queues {
-        Queues::All => {}
-        Queues::One(q) | Queues::Many(q) => st.bind_text(4, q)?,
-    }
-    let mut claimed = None;
-    while st.step()? {
-        // Rows with status 'failed' are expired tasks reaped on the way.
-        if st.column_text(0).as_deref() == Some("running") {
-            claimed = Some(Claimed {
-                id: st.column_text(1).unwrap_or_default(),
-                queue: st.column_text(2).unwrap_or_default(),
-                kind: st.column_text(3).unwrap_or_default(),
-                details: st.column_text(4),
-                attempt: st.column_i64(5),
-                max_attempts: st.column_i64(6),
-                priority: st.column_i64(7),
-                parent_id: st.column_text(8),
-                run_at: st.column_i64(9),
-                lease_until: st.column_i64(10),
-                created_at: st.column_i64(11),
+    // Reaping an exhausted expired task consumes a round; bound the rounds
+    // so a pathological storage cannot spin forever.
+    for _ in 0..1_000 {
+        // Which queue, and which expired tasks, this round may claim from.
+        // A worker that just found work goes straight to the UPDATE (the
+        // hint); one that found none reads first, so idle polling takes no
+        // write lock.
+        let hint = conn.claim_hint();
+        let sole = match &hint {
+            Hint::Sole(q) if limit == 1 => Some(q.clone()),
+            _ => None,
+        };
+        let (queue, sql_kind): (Option<String>, Kind) = match &a.queues {
+            Queues::One(q) if hint == Hint::One(q.clone()) => (Some(q.clone()), Kind::Queue),
+            Queues::One(q) => {
+                let ready = head_of(conn, q, now)?.is_some();
+                let expired = expired_in(conn, Some(q), now)?;
+                if !ready && !expired {
+                    return Ok(Vec::new());
+                }
+                (Some(q.clone()), Kind::Queue)
+            }
+            Queues::All if sole.is_some() => (sole, Kind::Sole),
+            Queues::All => {
+                let (q, n) = best_queue_of_all(conn, now)?;
+                if q.is_none() && !expired_in(conn, None, now)? {
+                    conn.set_claim_hint(Hint::None);
+                    return Ok(Vec::new());
+                }
+                if n == 1 && limit == 1 {
+                    (q, Kind::Sole)
+                } else {
+                    (q, Kind::AnyExpired)
+                }
+            }
+            Queues::Many(_) => {
+                // A queue with an expired task goes first; otherwise the
+                // queue whose head comes first.
+                let mut pick: Option<((bool, HeadKey), &String)> = None;
+                for q in &many {
+                    let expired = expired_in(conn, Some(q), now)?;
+                    let head = head_of(conn, q, now)?;
+                    if !expired && head.is_none() {
+                        continue;
+                    }
+                    let last = (std::cmp::Reverse(i64::MIN), i64::MAX, i64::MAX);
+                    let key = (!expired, head.unwrap_or(last));
+                    if pick.as_ref().is_none_or(|(k, _)| key < *k) {
+                        pick = Some((key, q));
+                    }
+                }
+                match pick {
+                    None => return Ok(Vec::new()),
+                    Some((_, q)) => (Some(q.clone()), Kind::Queue),
+                }
+            }
+        };
+        let sql = match (limit, sql_kind) {
+            (1, Kind::Queue) => CLAIM_ONE_SQL,
+            (1, Kind::AnyExpired) => CLAIM_ONE_ANY_EXPIRED_SQL,
+            (1, Kind::Sole) => CLAIM_SOLE_SQL,
+            (_, Kind::Queue) => CLAIM_BATCH_SQL,
+            (_, _) => CLAIM_BATCH_ANY_EXPIRED_SQL,
+        };
+        let mark = conn.notes_mark();
+        let mut st = conn.prepare(sql)?;
+        st.bind_i64(1, now)?;
+        st.bind_text(2, a.worker)?;
+        st.bind_i64(3, lease)?;
+        st.bind_opt_text(4, queue.as_deref())?;
+        if limit > 1 {
+            st.bind_i64(5, limit)?;
+        }
+        let outcome = st.finish();
+        drop(st);
+        let notes = conn.take_notes(mark);
+        outcome?;
+        let mut claimed = Vec::new();
+        let mut reaped = 0;
+        for n in notes {
+            // [reaped, id, queue, type, details, attempt, max_attempts,
+            //  priority, parent_id, run_at, lease_until, created_at]
+            let [
+                reap,
+                id,
+                queue,
+                kind,
+                details,
+                attempt,
+                max,
+                prio,
+                parent,
+                run_at,
+                lease_until,
+                created,
+            ] = <[Owned; 12]>::try_from(n).map_err(|_| Error::new("internal: bad claim note"))?;
+            if reap.int() != 0 {
+                reaped += 1;
+                continue;
+            }
+            claimed.push(Claimed {
+                id: id.text().unwrap_or_default(),
+                queue: queue.text().unwrap_or_default(),
+                kind: kind.text().unwrap_or_default(),
+                details: details.text(),
+                attempt: attempt.int(),
+                max_attempts: max.int(),
+                priority: prio.int(),
+                parent_id: parent.text(),
+                run_at: run_at.int(),
+                lease_until: lease_until.int(),
+                created_at: created.int(),
             });
         }
+        let hinted = hint != Hint::None;
+        conn.set_claim_hint(match (&a.queues, sql_kind, claimed.is_empty(), &queue) {
+            (_, _, true, _) => Hint::None,
+            (Queues::One(q), _, false, _) => Hint::One(q.clone()),
+            (Queues::All, Kind::Sole, false, Some(q)) => Hint::Sole(q.clone()),
+            _ => Hint::None,
+        });
+        if !claimed.is_empty() {
+            // The UPDATE visits rows in rowid order; report claim order.
+            claimed.sort_by_key(|t| (std::cmp::Reverse(t.priority), t.run_at));
+            return Ok(claimed);
+        }
+        // Nothing claimed: an expired task was reaped (claim again), or the
+        // hint was stale (read the queues and claim again), or there is
+        // nothing to claim.
+        if reaped == 0 && !hinted {
+            return Ok(claimed);
+        }
     }
-    Ok(claimed)
+    Ok(Vec::new())
 }
 
 impl Claimed {
@@ -413,7 +672,7 @@ struct Current {
     worker: Option<String>,
 }
 
-const CURRENT_SQL: &str = "SELECT status, attempts, worker FROM main.task_store WHERE id = ?1";
+const CURRENT_SQL: &str = "SELECT status, attempts, worker FROM main.task_store WHERE id = +?1";
 
 fn current(conn: &Rc<Conn>, id: &str) -> Result<Current> {
     let mut st = conn.prepare(CURRENT_SQL)?;
@@ -468,7 +727,7 @@ UPDATE main.task_store
        lease_ms = coalesce(?5, lease_ms),
        lease_until = ?2 + coalesce(?5, lease_ms),
        updated_at = ?2
- WHERE id = ?1 AND status = 'running' AND (?4 IS NULL OR attempts = ?4)";
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
 
 /// Records progress (or, with `percent = None`, only renews the lease).
 /// Returns the task's status: `running`, or `cancelled` when the task was
@@ -520,7 +779,7 @@ const COMPLETE_SQL: &str = "\
 UPDATE main.task_store
    SET status = 'completed', result = ?3, progress = 100, lease_until = NULL,
        completed_at = ?2, updated_at = ?2
- WHERE id = ?1 AND status = 'running' AND (?4 IS NULL OR attempts = ?4)";
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
 
 /// Marks a running task completed with an optional JSON result.
 pub fn complete(conn: &Rc<Conn>, id: &str, result: Option<&str>, w: &WorkerArgs) -> Result<()> {
@@ -555,9 +814,10 @@ UPDATE main.task_store
                                                  AS INTEGER)) END,
        completed_at = CASE WHEN ?5 OR attempts >= max_attempts THEN ?2 ELSE NULL END,
        worker = CASE WHEN ?5 OR attempts >= max_attempts THEN worker ELSE NULL END,
-       error = ?3, lease_until = NULL, updated_at = ?2
- WHERE id = ?1 AND status = 'running' AND (?4 IS NULL OR attempts = ?4)
-RETURNING status";
+       error = ?3, lease_until = NULL,
+       updated_at = task__note(?2, CASE WHEN ?5 OR attempts >= max_attempts
+                                        THEN 'failed' ELSE 'queued' END)
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
 
 /// Fails the current attempt. Returns `queued` when the task will be retried,
 /// `failed` when it has no attempts left (or `retry` is false).
@@ -579,10 +839,17 @@ pub fn fail(conn: &Rc<Conn>, id: &str, error: &str, f: &FailArgs) -> Result<Stri
     st.bind_i64(7, BACKOFF_BASE_MS)?;
     st.bind_i64(8, BACKOFF_CAP_MS)?;
     st.bind_f64(9, jitter())?;
-    let status = if st.step()? { st.column_text(0) } else { None };
-    st.finish()?;
+    let mark = conn.notes_mark();
+    let outcome = st.finish();
     drop(st);
-    status.ok_or_else(|| not_running(conn, &id, attempt))
+    let notes = conn.take_notes(mark);
+    outcome?;
+    notes
+        .into_iter()
+        .next()
+        .and_then(|n| n.into_iter().next())
+        .and_then(|status| status.text())
+        .ok_or_else(|| not_running(conn, &id, attempt))
 }
 
 /// A factor in [0.5, 1.0] from SQLite's PRNG.
@@ -595,7 +862,7 @@ fn jitter() -> f64 {
 const CANCEL_SQL: &str = "\
 UPDATE main.task_store
    SET status = 'cancelled', lease_until = NULL, completed_at = ?2, updated_at = ?2
- WHERE id = ?1 AND status IN ('queued', 'running')";
+ WHERE id = +?1 AND (status = 'queued' OR status = 'running')";
 
 /// Cancels a queued or running task. A running task's worker learns it at
 /// its next progress or heartbeat call, and can no longer complete it.
@@ -621,7 +888,7 @@ const RETRY_SQL: &str = "\
 UPDATE main.task_store
    SET status = 'queued', attempts = 0, progress = 0, run_at = ?2, worker = NULL,
        lease_until = NULL, started_at = NULL, completed_at = NULL, updated_at = ?2
- WHERE id = ?1 AND status IN ('failed', 'cancelled')";
+ WHERE id = +?1 AND (status = 'failed' OR status = 'cancelled')";
 
 /// Puts a failed or cancelled task back in its queue with a fresh budget of
 /// attempts. Its last error is kept until it runs again.
@@ -658,7 +925,7 @@ UPDATE main.task_store
    SET queue = coalesce(?2, queue), priority = coalesce(?3, priority),
        run_at = coalesce(?4, run_at), max_attempts = coalesce(?5, max_attempts),
        updated_at = ?6
- WHERE id = ?1 AND status = 'queued' AND (?5 IS NULL OR ?5 > attempts)";
+ WHERE id = +?1 AND status = 'queued' AND (?5 IS NULL OR ?5 > attempts)";
 
 /// Changes the queue, priority, run_at or max_attempts of a queued task.
 pub fn reschedule(conn: &Rc<Conn>, id: &str, r: &Reschedule) -> Result<()> {
@@ -709,19 +976,19 @@ pub fn reschedule(conn: &Rc<Conn>, id: &str, r: &Reschedule) -> Result<()> {
 // cannot recurse forever).
 const DELETE_SQL: &str = "\
 WITH RECURSIVE sub(id, seq, status) AS (
-  SELECT id, seq, status FROM main.task_store WHERE seq = ?1
+  SELECT id, seq, status FROM main.task_store WHERE seq = +?1
   UNION
   SELECT t.id, t.seq, t.status FROM main.task_store t JOIN sub ON t.parent_id = sub.id)
 DELETE FROM main.task_store
  WHERE seq IN (SELECT seq FROM sub)
-   AND NOT EXISTS (SELECT 1 FROM sub WHERE status IN ('queued', 'running'))";
+   AND NOT EXISTS (SELECT 1 FROM sub WHERE status = 'queued' OR status = 'running')";
 
 const BLOCKER_SQL: &str = "\
 WITH RECURSIVE sub(id, seq, status) AS (
-  SELECT id, seq, status FROM main.task_store WHERE seq = ?1
+  SELECT id, seq, status FROM main.task_store WHERE seq = +?1
   UNION
   SELECT t.id, t.seq, t.status FROM main.task_store t JOIN sub ON t.parent_id = sub.id)
-SELECT id, status, seq = ?1 FROM sub WHERE status IN ('queued', 'running')
+SELECT id, status, seq = ?1 FROM sub WHERE status = 'queued' OR status = 'running'
  ORDER BY seq = ?1 DESC LIMIT 1";
 
 /// Deletes a finished task (by storage rowid) and its finished descendants.

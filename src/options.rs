@@ -40,15 +40,7 @@ impl Options {
     pub fn int(&self, key: &str) -> Result<Option<i64>> {
         match self.map.get(key) {
             None | Some(J::Null) => Ok(None),
-            Some(J::Number(n)) => match (n.as_i64(), n.is_u64()) {
-                (Some(i), _) => Ok(Some(i)),
-                (None, true) => Err(Error::new(format!(
-                    "option \"{key}\" is out of range, got {n}"
-                ))),
-                (None, false) => Err(Error::new(format!(
-                    "option \"{key}\" must be a whole number, got {n}"
-                ))),
-            },
+            Some(J::Number(n)) => whole(key, n).map(Some),
             Some(other) => Err(wrong_type(key, "a whole number", other)),
         }
     }
@@ -79,6 +71,30 @@ impl Options {
             None | Some(J::Null) => None,
             Some(v) => Some(v),
         }
+    }
+}
+
+/// A JSON number as a 64-bit integer. Whole numbers written as reals (`2.0`,
+/// `1e3`, as some JSON encoders do) are accepted when they are exact.
+fn whole(key: &str, n: &serde_json::Number) -> Result<i64> {
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    let out_of_range = || {
+        Error::new(format!(
+            "option \"{key}\" is out of range (a whole number within ±2^63 is required), got {n}"
+        ))
+    };
+    if n.is_u64() {
+        return Err(out_of_range());
+    }
+    match n.as_f64() {
+        // Exactly representable whole numbers only (|x| < 2^53).
+        Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => Ok(f as i64),
+        Some(f) if f.fract() == 0.0 => Err(out_of_range()),
+        _ => Err(Error::new(format!(
+            "option \"{key}\" must be a whole number, got {n}"
+        ))),
     }
 }
 
@@ -134,9 +150,22 @@ mod tests {
     }
 
     #[test]
+    fn whole_reals_are_accepted() {
+        let o =
+            Options::parse(Some(r#"{"a": 2.0, "b": 1e3, "c": -0.0}"#), &["a", "b", "c"]).unwrap();
+        assert_eq!(o.int("a").unwrap(), Some(2));
+        assert_eq!(o.int("b").unwrap(), Some(1000));
+        assert_eq!(o.int("c").unwrap(), Some(0));
+    }
+
+    #[test]
     fn huge_numbers_are_rejected_not_wrapped() {
         let o = Options::parse(Some(r#"{"priority": 1e300}"#), &["priority"]).unwrap();
-        assert!(o.int("priority").is_err());
+        assert!(o.int("priority").unwrap_err().msg.contains("out of range"));
+        let o = Options::parse(Some(r#"{"p": 18446744073709551616}"#), &["p"]).unwrap();
+        assert!(o.int("p").unwrap_err().msg.contains("out of range"));
+        let o = Options::parse(Some(r#"{"p": -9223372036854775809}"#), &["p"]).unwrap();
+        assert!(o.int("p").unwrap_err().msg.contains("out of range"));
         let o =
             Options::parse(Some(r#"{"priority": 18446744073709551615}"#), &["priority"]).unwrap();
         assert!(o.int("priority").is_err());

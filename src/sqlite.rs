@@ -37,6 +37,47 @@ pub struct Conn {
     vtab_connected: Cell<bool>,
     probed: Cell<bool>,
     schema_checked: Cell<bool>,
+    /// Rows recorded by `task__note()` during the extension's own UPDATEs.
+    notes: RefCell<Vec<Vec<Owned>>>,
+    claim_hint: RefCell<crate::ops::Hint>,
+}
+
+/// An owned SQL value, recorded by `task__note()`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Owned {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl Owned {
+    pub fn from_value(v: Value<'_>) -> Owned {
+        match v {
+            Value::Null => Owned::Null,
+            Value::Integer(i) => Owned::Integer(i),
+            Value::Real(r) => Owned::Real(r),
+            Value::Text(t) => Owned::Text(t.to_string()),
+            Value::Blob(b) => Owned::Text(String::from_utf8_lossy(b).into_owned()),
+        }
+    }
+
+    pub fn int(&self) -> i64 {
+        match self {
+            Owned::Integer(i) => *i,
+            Owned::Real(r) => *r as i64,
+            _ => 0,
+        }
+    }
+
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Owned::Text(t) => Some(t.clone()),
+            Owned::Integer(i) => Some(i.to_string()),
+            Owned::Real(r) => Some(r.to_string()),
+            Owned::Null => None,
+        }
+    }
 }
 
 impl Conn {
@@ -47,7 +88,35 @@ impl Conn {
             vtab_connected: Cell::new(false),
             probed: Cell::new(false),
             schema_checked: Cell::new(false),
+            notes: RefCell::new(Vec::new()),
+            claim_hint: RefCell::new(crate::ops::Hint::None),
         })
+    }
+
+    pub fn claim_hint(&self) -> crate::ops::Hint {
+        self.claim_hint.borrow().clone()
+    }
+
+    pub fn set_claim_hint(&self, hint: crate::ops::Hint) {
+        *self.claim_hint.borrow_mut() = hint;
+    }
+
+    /// Where the rows a statement is about to note will start: pass it to
+    /// [`Conn::take_notes`] afterwards. Notes nest like a stack, so a
+    /// trigger that runs another verb inside the UPDATE keeps its own.
+    pub fn notes_mark(&self) -> usize {
+        self.notes.borrow().len()
+    }
+
+    pub fn note(&self, row: Vec<Owned>) {
+        self.notes.borrow_mut().push(row);
+    }
+
+    /// Removes and returns the rows noted since `mark`.
+    pub fn take_notes(&self, mark: usize) -> Vec<Vec<Owned>> {
+        let mut notes = self.notes.borrow_mut();
+        let at = mark.min(notes.len());
+        notes.split_off(at)
     }
 
     pub fn db(&self) -> *mut ffi::sqlite3 {
@@ -321,6 +390,12 @@ pub trait Statement {
     fn finish(&mut self) -> Result<()> {
         while self.step()? {}
         Ok(())
+    }
+
+    /// Rewinds the statement so it can run again with new bindings.
+    fn reset(&mut self) {
+        // SAFETY: raw is live; errors are reported by the next step.
+        unsafe { ffi::sqlite3_reset(self.raw()) };
     }
 
     fn column_type(&self, i: c_int) -> c_int {

@@ -79,6 +79,9 @@ struct Cursor {
     base: ffi::sqlite3_vtab_cursor,
     conn: Rc<Conn>,
     stmt: Option<Stmt>,
+    /// Highest rowid when this cursor's first scan began; later rows are
+    /// not read (see `vtab_sql.rs`).
+    bound: Option<i64>,
 }
 
 static MODULE: ffi::sqlite3_module = ffi::sqlite3_module {
@@ -254,10 +257,15 @@ unsafe extern "C" fn best_index(
         // argv order must match the WHERE order in select_sql: by FILTERS bit.
         for (bit, (name, _)) in FILTERS.iter().enumerate() {
             let col = COLUMNS.iter().position(|c| c == name);
-            let found = cons.iter().position(|c| {
+            let found = cons.iter().enumerate().position(|(i, c)| {
                 c.usable != 0
                     && c.op as c_int == ffi::SQLITE_INDEX_CONSTRAINT_EQ
                     && usize::try_from(c.iColumn).ok() == col
+                    // `status IN (...)` would be filtered once per value,
+                    // and a task whose status a function changes between
+                    // two values would be read twice: leave such lists to
+                    // SQLite (detectable on SQLite 3.38+).
+                    && !(*name == "status" && unsafe { is_in_list(info, i) })
             });
             if let Some(i) = found {
                 mask |= 1 << bit;
@@ -299,6 +307,18 @@ unsafe extern "C" fn best_index(
     }
 }
 
+/// Whether constraint `i` is an `IN (...)` list (SQLite 3.38+; false before).
+unsafe fn is_in_list(info: *mut ffi::sqlite3_index_info, i: usize) -> bool {
+    let Some(vtab_in) = crate::host::vtab_in() else {
+        return false;
+    };
+    let Ok(i) = c_int::try_from(i) else {
+        return false;
+    };
+    // SAFETY: info is the live index info of this xBestIndex call.
+    unsafe { vtab_in(info, i, -1) != 0 }
+}
+
 unsafe extern "C" fn open(
     vtab: *mut ffi::sqlite3_vtab,
     pp_cursor: *mut *mut ffi::sqlite3_vtab_cursor,
@@ -310,6 +330,7 @@ unsafe extern "C" fn open(
         base: unsafe { std::mem::zeroed() },
         conn: Rc::clone(&table.conn),
         stmt: None,
+        bound: None,
     });
     // SAFETY: out-pointer.
     unsafe { *pp_cursor = Box::into_raw(cursor).cast::<ffi::sqlite3_vtab_cursor>() };
@@ -345,6 +366,17 @@ unsafe extern "C" fn filter(
                 let rc = ffi::sqlite3_bind_value(st.raw(), c_int::try_from(i + 1).unwrap_or(0), v);
                 st.check_bind(rc)?;
             }
+            if idx_num & 1 == 0 {
+                let bound = match c.bound {
+                    Some(b) => b,
+                    None => {
+                        let b = max_seq(&c.conn)?;
+                        c.bound = Some(b);
+                        b
+                    }
+                };
+                st.bind_i64(c_int::try_from(n + 1).unwrap_or(0), bound)?;
+            }
             let has_row = st.step()?;
             if has_row {
                 c.stmt = Some(st);
@@ -352,6 +384,11 @@ unsafe extern "C" fn filter(
             Ok(())
         })
     }
+}
+
+fn max_seq(conn: &Rc<Conn>) -> Result<i64> {
+    let mut st = conn.prepare("SELECT ifnull(max(seq), 0) FROM main.task_store")?;
+    Ok(if st.step()? { st.column_i64(0) } else { 0 })
 }
 
 unsafe extern "C" fn next(cursor: *mut ffi::sqlite3_vtab_cursor) -> c_int {

@@ -47,19 +47,23 @@ pub const BY_SEQ: usize = 1 << FILTERS.len();
 const STATUS_BRANCHES: [(&str, Option<&str>); 3] = [
     ("status = 'queued'", Some("queued")),
     ("status = 'running'", Some("running")),
-    ("status IN ('completed', 'failed', 'cancelled')", None),
+    (
+        "(status = 'completed' OR status = 'failed' OR status = 'cancelled')",
+        None,
+    ),
 ];
 
 /// The storage query for one combination of filters (an idxNum).
 ///
-/// Every query reads a fixed set of rows decided when the scan starts, in
-/// rowid (enqueue) order, so a statement that changes tasks while it reads
-/// them (`SELECT task_cancel(id) FROM tasks WHERE type = 'x'`,
-/// `SELECT task_enqueue(type) FROM tasks`) sees each task once: a full scan
-/// stops at the highest rowid that existed when it began, and an indexed
+/// Every query reads a fixed set of rows decided when the scan starts, so a
+/// statement that changes tasks while it reads them
+/// (`SELECT task_cancel(id) FROM tasks WHERE type = 'x'`,
+/// `SELECT task_enqueue(type) FROM tasks`) sees each task once: rows added
+/// after the cursor's first scan began are excluded by a rowid bound (the
+/// last parameter, which the cursor fixes once), and a status/queue/type
 /// scan collects the matching rowids first (an `IN (subquery)` is run to
-/// completion before the outer loop starts), then reads each row. Lookups
-/// by id or parent_id keep their index and get the same rowid bound.
+/// completion before the outer loop starts), then reads each row. A lookup
+/// by id needs neither: ids are unique and never change.
 ///
 /// Filters on id and parent_id are selective through their own indexes and
 /// go into one WHERE clause. Every other filter (status, queue, type) is
@@ -68,21 +72,30 @@ const STATUS_BRANCHES: [(&str, Option<&str>); 3] = [
 /// ones through `task_store_finished`. A partial index is only usable when
 /// the query names its status as a literal, so a bound status is compared
 /// with each branch's literal (a constant test SQLite evaluates once)
-/// rather than row by row. There is no index on queue or type for every
+/// rather than row by row. Bound values are written `+?N` so that matching
+/// partial indexes never makes SQLite re-prepare the statement on each bind
+/// (see `ops.rs`). There is no index on queue or type for every
 /// row: it would cost a page write on every enqueue.
 pub fn build_select(mask: usize) -> String {
     let head = format!("SELECT {}, seq FROM main.task_store", COLUMNS.join(", "));
     let mut terms: Vec<(&str, String)> = Vec::new();
     for (bit, (name, _)) in FILTERS.iter().enumerate() {
         if mask & (1 << bit) != 0 {
-            terms.push((name, format!("{name} = ?{}", terms.len() + 1)));
+            terms.push((name, format!("{name} = +?{}", terms.len() + 1)));
         }
     }
     if mask & BY_SEQ != 0 {
-        terms.push(("seq", format!("seq = ?{}", terms.len() + 1)));
+        terms.push(("seq", format!("seq = +?{}", terms.len() + 1)));
     }
+    // The rowid bound: the highest rowid when the scan began, bound by the
+    // cursor as the last parameter. A lookup by id needs none.
+    let bound = format!("seq <= +?{}", terms.len() + 1);
     if terms.is_empty() {
-        return format!("{head} WHERE seq <= (SELECT max(seq) FROM main.task_store)");
+        return format!("{head} WHERE {bound}");
+    }
+    if mask & 1 != 0 {
+        let all: Vec<&str> = terms.iter().map(|(_, t)| t.as_str()).collect();
+        return format!("{head} WHERE {}", all.join(" AND "));
     }
     let selective = mask & BY_SEQ != 0
         || FILTERS
@@ -91,10 +104,7 @@ pub fn build_select(mask: usize) -> String {
             .any(|(bit, (_, sel))| *sel && mask & (1 << bit) != 0);
     if selective {
         let all: Vec<&str> = terms.iter().map(|(_, t)| t.as_str()).collect();
-        return format!(
-            "{head} WHERE {} AND seq <= (SELECT max(seq) FROM main.task_store)",
-            all.join(" AND ")
-        );
+        return format!("{head} WHERE {} AND {bound}", all.join(" AND "));
     }
     let branches = STATUS_BRANCHES
         .iter()
@@ -102,7 +112,7 @@ pub fn build_select(mask: usize) -> String {
             let mut parts = vec![cond.to_string()];
             for (i, (name, term)) in terms.iter().enumerate() {
                 match (*name, literal) {
-                    ("status", Some(lit)) => parts.push(format!("?{} = '{lit}'", i + 1)),
+                    ("status", Some(lit)) => parts.push(format!("+?{} = '{lit}'", i + 1)),
                     _ => parts.push(term.clone()),
                 }
             }
@@ -113,5 +123,5 @@ pub fn build_select(mask: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    format!("{head} WHERE seq IN ({branches})")
+    format!("{head} WHERE seq IN ({branches}) AND {bound}")
 }

@@ -33,7 +33,13 @@ from conftest import (
 
 MAX_TIME = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 MAX_LEASE = 366 * 24 * 3_600_000
-NOT_AN_OBJECT = """options must be a JSON object, e.g. '{"queue": "images"}'"""
+
+
+def not_an_object(kind):
+    """The message for options that are valid JSON but not an object."""
+    return f"options must be a JSON object, got {kind}"
+
+
 NOT_INITIALIZED = (
     "the task storage does not exist in this database; run SELECT task_init() first"
 )
@@ -99,6 +105,24 @@ def test_init_creates_the_storage_and_is_idempotent(raw_db):
     before = snapshot(raw_db)
     assert one(raw_db, "SELECT task_init()") == 1
     assert snapshot(raw_db) == before
+
+
+def test_the_storage_checks_status(db):
+    # status is CHECKed (README, "Storage"), so the three partial status
+    # indexes hold every row; a direct write cannot add a sixth status.
+    enqueue(db, "job", id=ID1, now=0)
+    before = snapshot(db)
+    with pytest.raises(apsw.ConstraintError, match="CHECK constraint failed"):
+        db.execute("UPDATE task_store SET status = 'done' WHERE id = ?", (ID1,))
+    with pytest.raises(apsw.ConstraintError, match="CHECK constraint failed"):
+        db.execute(
+            "INSERT INTO task_store(id, queue, type, status, max_attempts, run_at, created_at, updated_at)"
+            " VALUES (?, 'default', 'job', 'Queued', 3, 0, 0, 0)",
+            (ID2,),
+        )
+    assert snapshot(db) == before
+    indexed = rows(db, "SELECT name FROM pragma_index_info('task_store_finished') ORDER BY seqno")
+    assert [r[0] for r in indexed] == ["status", "type", "queue", "completed_at"]
 
 
 def test_init_inside_a_transaction_rolls_back_with_it(raw_db):
@@ -309,9 +333,11 @@ ENQUEUE_BAD = [
     (("job", None, 5), "options must be text or NULL, got an integer"),
     (("job", None, b"{}"), "options must be text or NULL, got a blob"),
     (("job", None, "{"), "options are not valid JSON: EOF while parsing an object at line 1 column 1"),
-    (("job", None, "[]"), NOT_AN_OBJECT),
-    (("job", None, "null"), NOT_AN_OBJECT),
-    (("job", None, '"queue"'), NOT_AN_OBJECT),
+    (("job", None, "[]"), not_an_object("an array")),
+    (("job", None, "null"), not_an_object("null")),
+    (("job", None, '"queue"'), not_an_object("a string")),
+    (("job", None, "5"), not_an_object("a number")),
+    (("job", None, "true"), not_an_object("a boolean")),
     (
         ("job", None, '{"prority": 1}'),
         'unknown option "prority" (expected one of: queue, priority, run_at, delay, max_attempts, parent_id, id, now)',
@@ -323,12 +349,15 @@ ENQUEUE_BAD = [
     # options: types and ranges
     (("job", None, '{"priority": "5"}'), 'option "priority" must be a whole number, got a string'),
     (("job", None, '{"priority": true}'), 'option "priority" must be a whole number, got a boolean'),
-    (("job", None, '{"priority": 1.5}'), 'option "priority" must be a whole number within 64 bits, got 1.5'),
-    (("job", None, '{"priority": 1e300}'), 'option "priority" must be a whole number within 64 bits, got 1e+300'),
-    (
-        ("job", None, '{"priority": 9223372036854775808}'),
-        'option "priority" must be a whole number within 64 bits, got 9223372036854775808',
-    ),
+    (("job", None, '{"priority": 1.5}'), 'option "priority" must be a whole number, got 1.5'),
+    (("job", None, '{"priority": -0.5}'), 'option "priority" must be a whole number, got -0.5'),
+    (("job", None, '{"priority": 1e300}'), 'option "priority" must be a whole number, got 1e+300'),
+    # A number written with a fraction or exponent is refused even when its
+    # value is whole (as before this change; only the wording changed).
+    (("job", None, '{"priority": 2.0}'), 'option "priority" must be a whole number, got 2.0'),
+    # Integers just past i64 (up to u64::MAX) are named out of range.
+    (("job", None, '{"priority": 9223372036854775808}'), 'option "priority" is out of range, got 9223372036854775808'),
+    (("job", None, '{"priority": 18446744073709551615}'), 'option "priority" is out of range, got 18446744073709551615'),
     (("job", None, '{"priority": 2147483648}'), "priority must be between -2147483648 and 2147483647, got 2147483648"),
     (("job", None, '{"priority": -2147483649}'), "priority must be between -2147483648 and 2147483647, got -2147483649"),
     (("job", None, '{"max_attempts": 0}'), "max_attempts must be between 1 and 1000, got 0"),
@@ -348,10 +377,13 @@ ENQUEUE_BAD = [
     (("job", None, '{"queue": 5}'), 'option "queue" must be a string, got a number'),
     (("job", None, '{"queue": ["a"]}'), 'option "queue" must be a string, got an array'),
     # ids
-    (("job", None, '{"id": "not-a-uuid"}'), "'not-a-uuid' is not a task id (expected a UUID)"),
+    (("job", None, '{"id": "not-a-uuid"}'), "id must be a UUID, got 'not-a-uuid'"),
+    (("job", None, '{"id": "0193a000-0000-7000-8000-00000000000g"}'), "id must be a UUID, got '0193a000-0000-7000-8000-00000000000g'"),
     (("job", None, '{"id": 5}'), 'option "id" must be a string, got a number'),
     (("job", None, '{"id": {}}'), 'option "id" must be a string, got an object'),
-    (("job", None, '{"parent_id": "p1"}'), "'p1' is not a task id (expected a UUID)"),
+    (("job", None, '{"parent_id": "p1"}'), "parent_id must be a UUID, got 'p1'"),
+    (("job", None, '{"parent_id": ""}'), 'option "parent_id" must not be empty'),
+    (("job", None, '{"parent_id": "0193a000"}'), "parent_id must be a UUID, got '0193a000'"),
     (("job", None, f'{{"parent_id": "{UNKNOWN}"}}'), f"parent task {UNKNOWN} not found"),
 ]
 
@@ -374,9 +406,22 @@ def test_enqueue_duplicate_id(db, queued):
         assert msg == f"task_enqueue: task {ID1} already exists"
 
 
-def test_long_values_are_cut_in_messages(db):
-    msg = fails(db, "SELECT task_enqueue('job', NULL, ?)", opts(id="x" * 500), match="is not a task id")
-    assert msg == f"task_enqueue: '{'x' * 60}…' is not a task id (expected a UUID)"
+@pytest.mark.parametrize("option", ["id", "parent_id"])
+def test_long_values_are_cut_in_messages(db, option):
+    msg = fails(db, "SELECT task_enqueue('job', NULL, ?)", opts(**{option: "x" * 500}), match="must be a UUID")
+    assert msg == f"task_enqueue: {option} must be a UUID, got '{'x' * 60}…'"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: only integers from 2^63 to 2^64-1 are reported as out of range; one above 2^64-1 or "
+    "below -2^63 is parsed as a float and reported as 'must be a whole number, got "
+    "1.8446744073709552e+19', which is wrong (it is whole) and does not show the number given",
+)
+@pytest.mark.parametrize("number", ["18446744073709551616", "-9223372036854775809", "100000000000000000000000"])
+def test_any_integer_beyond_64_bits_is_out_of_range(db, number):
+    msg = fails(db, "SELECT task_enqueue('job', NULL, ?)", f'{{"priority": {number}}}', match="priority")
+    assert msg == f'task_enqueue: option "priority" is out of range, got {number}'
 
 
 # ---- task_claim -----------------------------------------------------------
@@ -491,7 +536,8 @@ CLAIM_BAD = [
     ((None, None), "worker must be text, got NULL"),
     (("w1", 5), "options must be text or NULL, got an integer"),
     (("w1", '{"now": '), "options are not valid JSON: EOF while parsing a value at line 1 column 8"),
-    (("w1", "[]"), NOT_AN_OBJECT),
+    (("w1", "[]"), not_an_object("an array")),
+    (("w1", '"w1"'), not_an_object("a string")),
     (("w1", '{"priority": 1}'), 'unknown option "priority" (expected one of: queue, lease, now)'),
     (("w1", '{"queue": ""}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
     (("w1", '{"queue": []}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
@@ -503,7 +549,8 @@ CLAIM_BAD = [
     (("w1", '{"lease": -5}'), f"lease must be between 1 and {MAX_LEASE}, got -5"),
     (("w1", f'{{"lease": {MAX_LEASE + 1}}}'), f"lease must be between 1 and {MAX_LEASE}, got {MAX_LEASE + 1}"),
     (("w1", '{"lease": "1m"}'), 'option "lease" must be a whole number, got a string'),
-    (("w1", '{"lease": 1.5}'), 'option "lease" must be a whole number within 64 bits, got 1.5'),
+    (("w1", '{"lease": 1.5}'), 'option "lease" must be a whole number, got 1.5'),
+    (("w1", '{"lease": 9223372036854775808}'), 'option "lease" is out of range, got 9223372036854775808'),
     (("w1", '{"now": -1}'), f"now must be between 0 and {MAX_TIME}, got -1"),
 ]
 
@@ -660,7 +707,8 @@ WORKER_OPTIONS_BAD = [
     ('{"now": -1}', f"now must be between 0 and {MAX_TIME}, got -1"),
     ('{"retry": false}', 'unknown option "retry" (expected one of: attempt, lease, now)'),
     ("{", "options are not valid JSON: EOF while parsing an object at line 1 column 1"),
-    ("[1]", NOT_AN_OBJECT),
+    ("[1]", not_an_object("an array")),
+    ("30", not_an_object("a number")),
     (7, "options must be text or NULL, got an integer"),
 ]
 
@@ -693,9 +741,9 @@ BAD_IDS = [
     (2.5, "id must be text, got a real"),
     (ID1.encode(), "id must be text, got a blob"),
     (None, "id must be text, got NULL"),
-    ("", "'' is not a task id (expected a UUID)"),
-    ("task-1", "'task-1' is not a task id (expected a UUID)"),
-    (ID1 + "0", f"'{ID1}0' is not a task id (expected a UUID)"),
+    ("", "id must be a UUID, got ''"),
+    ("task-1", "id must be a UUID, got 'task-1'"),
+    (ID1 + "0", f"id must be a UUID, got '{ID1}0'"),
     (UNKNOWN, f"task {UNKNOWN} not found"),
 ]
 
@@ -755,7 +803,9 @@ COMPLETE_BAD = [
     ((None, '{"lease": 5}'), 'unknown option "lease" (expected one of: attempt, now)'),
     ((None, '{"attempt": 0}'), "attempt must be between 1 and 1000, got 0"),
     ((None, '{"attempt": 2}'), f"attempt 2 of task {ID1} is stale: the task is on attempt 1 (running, held by worker 'w1')"),
-    ((None, '{"now": 1e3}'), 'option "now" must be a whole number within 64 bits, got 1000.0'),
+    ((None, '{"now": 1e3}'), 'option "now" must be a whole number, got 1000.0'),
+    ((None, '{"now": 18446744073709551615}'), 'option "now" is out of range, got 18446744073709551615'),
+    ((None, "[]"), "options must be a JSON object, got an array"),
     ((None, "{,}"), "options are not valid JSON: key must be a string at line 1 column 2"),
 ]
 
@@ -879,6 +929,7 @@ def test_cancel_a_queued_task(db, queued):
     assert one(db, "SELECT task_cancel(?, ?)", ID1, opts(now=3000)) == "cancelled"
     row = task(db, ID1)
     assert (row["status"], row["completed_at"], row["updated_at"]) == ("cancelled", 3000, 3000)
+    assert row["worker"] is None  # no worker ever held it
     assert claim(db, now=4000) is None
 
 
@@ -887,6 +938,7 @@ def test_cancel_a_running_task_stops_its_worker(db, running):
     assert one(db, "SELECT task_cancel(?, ?)", ID1, opts(now=3000)) == "cancelled"
     row = task(db, ID1)
     assert (row["status"], row["lease_until"], row["completed_at"], row["progress"]) == ("cancelled", None, 3000, 20)
+    assert row["worker"] == "w1"  # a finished task shows the worker that last held it
     before = snapshot(db)
     assert one(db, "SELECT task_progress(?, 60, ?)", ID1, opts(attempt=1, now=4000)) == "cancelled"
     assert one(db, "SELECT task_heartbeat(?, ?)", ID1, opts(attempt=1, now=4000)) == "cancelled"
@@ -921,8 +973,10 @@ def test_cancel_refuses_a_finished_task(db, running, state):
     [
         ('{"attempt": 1}', 'unknown option "attempt" (expected one of: now)'),
         ('{"now": -5}', f"now must be between 0 and {MAX_TIME}, got -5"),
-        ('{"now": 1.25}', 'option "now" must be a whole number within 64 bits, got 1.25'),
-        ("[]", NOT_AN_OBJECT),
+        ('{"now": 1.25}', 'option "now" must be a whole number, got 1.25'),
+        ('{"now": 9223372036854775808}', 'option "now" is out of range, got 9223372036854775808'),
+        ("[]", not_an_object("an array")),
+        ('{"now": 1}{}', "options are not valid JSON: trailing characters at line 1 column 11"),
         (3, "options must be text or NULL, got an integer"),
     ],
 )

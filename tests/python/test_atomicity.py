@@ -1,6 +1,8 @@
 """The verbs run inside the caller's transaction: a task is enqueued if and
 only if the business change that enqueued it commits (the transactional
 outbox), whether from a trigger, an explicit transaction or a savepoint.
+Each call is one step: a SELECT making several calls is not one unit (as the
+README documents), while INSERT INTO tasks ... SELECT is.
 """
 
 import apsw
@@ -200,24 +202,100 @@ def test_trusted_schema_off_refuses_the_trigger(shop):
     assert counts(shop) == (0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a statement that calls a verb several times is not atomic: when a later call "
-    "fails, the earlier calls' tasks stay (in autocommit mode they are committed), unlike any "
-    "other failing SQLite statement",
-)
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "SELECT task_enqueue('a'), task_enqueue('')",
-        "WITH v(t) AS (VALUES ('a'), ('b'), ('')) SELECT task_enqueue(t) FROM v",
-    ],
-)
+def test_trusted_schema_off_refuses_the_tasks_table_in_triggers_and_views(shop):
+    # README: a trigger or view that uses the tasks table fails with
+    # `unsafe use of virtual table "tasks"` (orders_unship reads it).
+    shop.execute("INSERT INTO orders(item) VALUES ('book')")
+    shop.execute("CREATE VIEW queued_ships AS SELECT id FROM tasks WHERE type = 'ship' AND status = 'queued'")
+    shop.execute("CREATE TABLE notes (body TEXT)")
+    shop.execute("CREATE TRIGGER notes_task AFTER INSERT ON notes BEGIN INSERT INTO tasks(type) VALUES (NEW.body); END")
+    shop.execute("PRAGMA trusted_schema = OFF")
+    for sql in ["DELETE FROM orders", "SELECT * FROM queued_ships", "INSERT INTO notes VALUES ('n')"]:
+        msg = fails(shop, sql, match="unsafe use")
+        assert msg == 'unsafe use of virtual table "tasks"', sql
+    assert counts(shop) == (1, 1) and one(shop, "SELECT count(*) FROM notes") == 0
+    # Top-level use is not affected, and trusted_schema = ON restores the rest.
+    assert shipments(shop) == [("book", "queued")]
+    shop.execute("PRAGMA trusted_schema = ON")
+    assert len(rows(shop, "SELECT * FROM queued_ships")) == 1
+    shop.execute("DELETE FROM orders")
+    assert shipments(shop) == [("book", "cancelled")]
+
+
+# README, "Function reference": each call is one transaction step, and a
+# SELECT that makes several calls is not one unit: SQLite gives a SELECT no
+# statement transaction, so the calls made before the failing one stand.
+SEVERAL_CALLS = [
+    ("SELECT task_enqueue('a'), task_enqueue('')", ["a"]),
+    ("WITH v(t) AS (VALUES ('a'), ('b'), ('')) SELECT task_enqueue(t) FROM v", ["a", "b"]),
+]
+
+
+def types(db):
+    return [r[0] for r in rows(db, "SELECT type FROM tasks ORDER BY rowid")]
+
+
+@pytest.mark.parametrize("sql, kept", SEVERAL_CALLS)
+def test_a_failing_select_with_several_calls_keeps_the_earlier_calls(db, tmp_path, sql, kept):
+    with pytest.raises(apsw.SQLError) as err:
+        db.execute(sql).fetchall()
+    assert str(err.value) == "task_enqueue: type must not be empty"
+    assert types(db) == kept
+    # In autocommit mode they are committed: another connection sees them.
+    assert db.in_transaction is False
+    other = connect(tmp_path / "task.db")
+    try:
+        assert types(other) == kept
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("sql, kept", SEVERAL_CALLS)
+def test_in_a_transaction_the_earlier_calls_stay_until_commit_or_rollback(db, sql, kept):
+    db.execute("BEGIN")
+    with pytest.raises(apsw.SQLError, match="type must not be empty"):
+        db.execute(sql).fetchall()
+    assert db.in_transaction  # the error does not end the transaction
+    assert types(db) == kept
+    db.execute("COMMIT")
+    assert types(db) == kept
+
+
+@pytest.mark.parametrize("sql, kept", SEVERAL_CALLS)
+def test_all_or_nothing_by_rolling_back_on_error(db, sql, kept):
+    # The README's remedy: an explicit transaction, rolled back on error.
+    enqueue(db, "before", now=0)
+    before = snapshot(db)
+    db.execute("BEGIN")
+    with pytest.raises(apsw.SQLError, match="type must not be empty"):
+        db.execute(sql).fetchall()
+    db.execute("ROLLBACK")
+    assert snapshot(db) == before
+
+
 @pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "in BEGIN"])
-def test_a_failing_select_with_several_calls_changes_nothing(db, sql, in_transaction):
+def test_insert_into_tasks_select_is_all_or_nothing(db, in_transaction):
+    # The README's other remedy: one write statement, undone as a whole.
+    db.execute("CREATE TABLE jobs (kind TEXT, arg INTEGER)")
+    db.execute("INSERT INTO jobs VALUES ('a', 1), ('b', 2), ('', 3), ('d', 4)")
+    enqueue(db, "before", now=0)
+    before = snapshot(db)
     if in_transaction:
         db.execute("BEGIN")
-    fails(db, sql, match="task_enqueue: type must not be empty")
+    msg = fails(
+        db,
+        "INSERT INTO tasks(type, details) SELECT kind, json_object('arg', arg) FROM jobs ORDER BY arg",
+        match="type must be given and not empty",
+    )
+    assert msg == "tasks: type must be given and not empty"
+    assert db.in_transaction is in_transaction
+    if in_transaction:
+        db.execute("COMMIT")
+    assert snapshot(db) == before
+    # The same statement without the bad row inserts every row.
+    db.execute("DELETE FROM jobs WHERE kind = ''")
+    db.execute("INSERT INTO tasks(type, details) SELECT kind, json_object('arg', arg) FROM jobs ORDER BY arg")
+    assert types(db) == ["before", "a", "b", "d"]
 
 
 @pytest.mark.parametrize(

@@ -341,5 +341,19 @@ SELECT 'enqueue in the same transaction', task_enqueue('t', NULL, '{"id": "0193b
 ROLLBACK;
 SELECT * FROM unchanged;
 
+.print == options: what is not an object, and numbers that are not 64-bit integers
+SELECT task_enqueue('t', NULL, '[{"queue": "images"}]');
+SELECT * FROM unchanged;
+SELECT task_claim('w1', 'null');
+SELECT * FROM unchanged;
+SELECT task_cancel(@q, '1000');
+SELECT * FROM unchanged;
+SELECT task_claim('w1', '{"lease": 1e3}');
+SELECT * FROM unchanged;
+SELECT task_enqueue('t', NULL, '{"priority": 9223372036854775808}');
+SELECT * FROM unchanged;
+SELECT task_fail(@r, 'e', '{"now": 18446744073709551615}');
+SELECT * FROM unchanged;
+
 .print == the tasks are as they were
 SELECT 'state', id, status, attempts, worker FROM tasks ORDER BY rowid;

@@ -187,3 +187,34 @@ SELECT 'family deleted in one statement', count(*) FROM tasks WHERE type IN ('pa
 DELETE FROM tasks;
 SELECT 'all deleted', count(*) FROM tasks;
 SELECT 'task_store agrees', count(*) FROM task_store;
+
+.print == a scan reads the tasks that matched when it started, in enqueue order
+-- Statements that change the tasks they read, which moves them to another
+-- storage index: each task is visited once, and none the statement added.
+INSERT INTO tasks(id, type, queue, now) VALUES
+  ('0193c000-0000-7000-8000-000000000061', 'scan', 'q6', 9000),
+  ('0193c000-0000-7000-8000-000000000062', 'scan', 'q7', 9000),
+  ('0193c000-0000-7000-8000-000000000063', 'scan', 'q6', 9000),
+  ('0193c000-0000-7000-8000-000000000064', 'scan', 'q7', 9000),
+  ('0193c000-0000-7000-8000-000000000065', 'scan', 'q6', 9000),
+  ('0193c000-0000-7000-8000-000000000066', 'scan', 'q7', 9000);
+SELECT 'claim while reading q6', json_extract(task_claim('w6', '{"queue": "q6", "now": 9000}'), '$.id')
+  FROM tasks WHERE queue = 'q6';
+-- No ORDER BY: enqueue order, although running and queued tasks alternate.
+SELECT 'in enqueue order', group_concat(substr(id, 35) || ':' || status, ',') FROM tasks WHERE type = 'scan';
+SELECT 'enqueue while reading q7', count(task_enqueue('scan', NULL, '{"queue": "q7", "now": 9000}'))
+  FROM (SELECT * FROM tasks WHERE queue = 'q7' LIMIT 100);
+SELECT 'cancel while reading type scan', substr(id, 35), status, task_cancel(id, '{"now": 9000}')
+  FROM tasks WHERE type = 'scan' AND rowid <= (SELECT seq FROM task_store WHERE id = '0193c000-0000-7000-8000-000000000066');
+SELECT 'after', queue, status, count(*) FROM tasks WHERE type = 'scan' GROUP BY queue, status ORDER BY queue, status;
+-- INSERT ... SELECT, the README's all-or-nothing bulk enqueue: the third row
+-- is bad, so the two before it are not kept either.
+WITH v(n, t) AS (VALUES (1, 'bulk'), (2, 'bulk'), (3, ''), (4, 'bulk'))
+INSERT INTO tasks(type, details, now) SELECT t, json_object('n', n), 9000 FROM v ORDER BY n;
+SELECT 'nothing of the failed INSERT ... SELECT', count(*) FROM tasks WHERE type = 'bulk';
+WITH v(n, t) AS (VALUES (1, 'bulk'), (2, 'bulk'), (4, 'bulk'))
+INSERT INTO tasks(type, details, now) SELECT t, json_object('n', n), 9000 FROM v ORDER BY n;
+SELECT 'all of the good INSERT ... SELECT', group_concat(json_extract(details, '$.n')) FROM tasks WHERE type = 'bulk';
+UPDATE tasks SET status = 'cancelled', now = 9000 WHERE status = 'queued';
+DELETE FROM tasks;
+SELECT 'all deleted', count(*) FROM tasks;

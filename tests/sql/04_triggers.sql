@@ -122,3 +122,23 @@ SELECT 'migration rows', count(*) FROM migrations;
 CREATE VIEW init_view AS SELECT task_init() AS v;
 SELECT * FROM init_view;
 SELECT 'top-level task_init', task_init();
+
+.print == a SELECT making several calls is not one unit; INSERT INTO tasks ... SELECT is
+-- README, "Function reference": the first call's task stays when the second
+-- call fails, in autocommit mode (committed) as in a transaction (until
+-- ROLLBACK, the README's remedy).
+SELECT task_enqueue('multi', NULL, '{"id": "0193d000-0000-7000-8000-300000000001", "now": 5000}'), task_enqueue('');
+SELECT 'kept in autocommit', count(*) FROM tasks WHERE type = 'multi';
+BEGIN;
+SELECT task_enqueue('multi', NULL, '{"id": "0193d000-0000-7000-8000-300000000002", "now": 5000}'), task_enqueue('');
+SELECT 'kept in the transaction', count(*) FROM tasks WHERE type = 'multi';
+ROLLBACK;
+SELECT 'gone after ROLLBACK', count(*) FROM tasks WHERE type = 'multi';
+-- One write statement is undone as a whole: no order's task when one fails.
+INSERT INTO tasks(id, type, now)
+  SELECT printf('0193d000-0000-7000-8000-4%011d', id), CASE WHEN id = 9 THEN '' ELSE 'bulk' END, 5000
+    FROM orders ORDER BY id;
+SELECT 'bulk tasks after the failed INSERT ... SELECT', count(*) FROM tasks WHERE type = 'bulk';
+INSERT INTO tasks(id, type, now)
+  SELECT printf('0193d000-0000-7000-8000-4%011d', id), 'bulk', 5000 FROM orders ORDER BY id;
+SELECT 'bulk tasks', group_concat(CAST(substr(id, 26) AS INTEGER)) FROM tasks WHERE type = 'bulk';

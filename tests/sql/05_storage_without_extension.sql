@@ -82,3 +82,9 @@ SELECT 'integrity_check', * FROM pragma_integrity_check;
 SELECT 'claim', json_extract(task_claim('w3', '{"now": 6000}'), '$.id');
 SELECT 'complete', task_complete('0193e000-0000-7000-8000-000000000002', NULL, '{"attempt": 2, "now": 6500}');
 SELECT 'status', status, count(*) FROM tasks GROUP BY status ORDER BY status;
+
+.print == status is CHECKed; the finished index is keyed by status, type, queue, completed_at
+SELECT 'finished index', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_info('task_store_finished') ORDER BY seqno);
+SELECT 'partial indexes', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_list('task_store') WHERE partial ORDER BY name);
+UPDATE task_store SET status = 'done' WHERE id = '0193e000-0000-7000-8000-000000000002';
+SELECT 'status', status, count(*) FROM tasks GROUP BY status ORDER BY status;

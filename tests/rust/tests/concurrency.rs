@@ -119,6 +119,7 @@ fn sqlite_busy_keeps_its_code_through_a_function() {
     let holder = file_db(&dir.0);
     let other = file_db(&dir.0);
     other.busy_timeout(std::time::Duration::ZERO).unwrap();
+    other.execute_batch("SELECT task_enqueue('t')").unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     for sql in ["SELECT task_enqueue('t')", "SELECT task_claim('w')"] {
         let e: rusqlite::Error = other.query_row(sql, [], |_| Ok(())).unwrap_err();
