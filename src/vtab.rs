@@ -366,7 +366,7 @@ unsafe extern "C" fn filter(
                 let rc = ffi::sqlite3_bind_value(st.raw(), c_int::try_from(i + 1).unwrap_or(0), v);
                 st.check_bind(rc)?;
             }
-            if idx_num & 1 == 0 {
+            if usize::try_from(idx_num).unwrap_or(0) & (1 | BY_SEQ) == 0 {
                 let bound = match c.bound {
                     Some(b) => b,
                     None => {

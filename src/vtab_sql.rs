@@ -93,7 +93,7 @@ pub fn build_select(mask: usize) -> String {
     if terms.is_empty() {
         return format!("{head} WHERE {bound}");
     }
-    if mask & 1 != 0 {
+    if mask & 1 != 0 || mask & BY_SEQ != 0 {
         let all: Vec<&str> = terms.iter().map(|(_, t)| t.as_str()).collect();
         return format!("{head} WHERE {}", all.join(" AND "));
     }
