@@ -82,7 +82,7 @@ fn whole(key: &str, n: &serde_json::Number) -> Result<i64> {
     }
     let out_of_range = || {
         Error::new(format!(
-            "option \"{key}\" is out of range (a whole number within ±2^63 is required), got {n}"
+            "option \"{key}\" is out of range for a 64-bit integer, got {n}"
         ))
     };
     if n.is_u64() {

@@ -156,3 +156,26 @@ fn a_claim_waits_for_the_lock_instead_of_failing() {
     holder.execute_batch("COMMIT").unwrap();
     assert!(waiter.join().unwrap());
 }
+
+#[test]
+fn an_idle_claim_takes_no_write_lock() {
+    // With nothing to claim, task_claim only reads: it answers NULL at once
+    // even while another connection holds the write lock, so idle workers
+    // polling the queue never contend with writers.
+    let dir = TempDir::new("idle");
+    let holder = file_db(&dir.0);
+    let other = file_db(&dir.0);
+    other.busy_timeout(std::time::Duration::ZERO).unwrap();
+    holder
+        .execute_batch("BEGIN IMMEDIATE; SELECT task_enqueue('t');")
+        .unwrap();
+    for sql in [
+        "SELECT task_claim('w')",
+        r#"SELECT task_claim('w', '{"queue":"default"}')"#,
+        r#"SELECT task_claim('w', '{"queue":["default","x"]}')"#,
+    ] {
+        let got: Option<String> = other.query_row(sql, [], |r| r.get(0)).unwrap();
+        assert!(got.is_none(), "{sql}: the uncommitted task is not visible");
+    }
+    holder.execute_batch("COMMIT").unwrap();
+}

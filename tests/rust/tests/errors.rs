@@ -128,7 +128,7 @@ fn cases() -> Vec<(String, &'static str)> {
         ),
         c(
             "SELECT task_enqueue('t', NULL, '{\"priority\":18446744073709551615}')",
-            "task_enqueue: option \"priority\" is out of range, got 18446744073709551615",
+            "task_enqueue: option \"priority\" is out of range for a 64-bit integer, got 18446744073709551615",
         ),
         c(
             "SELECT task_enqueue('t', NULL, '{\"parent_id\":\"nope\"}')",
