@@ -6,6 +6,7 @@
 //! never unwind into SQLite) and reports errors with the function's name and
 //! the right result code.
 
+use crate::batch;
 use crate::error::{Error, Result};
 use crate::ops::{self, ClaimArgs, FailArgs, NewTask, Queues, WorkerArgs};
 use crate::options::Options;
@@ -97,6 +98,24 @@ const FUNCTIONS: &[Function] = &[
         arities: &[1, 2, 3],
         flags: WRITES,
         handler: complete,
+    },
+    Function {
+        name: "task_complete_batch",
+        arities: &[1, 2],
+        flags: WRITES,
+        handler: complete_batch,
+    },
+    Function {
+        name: "task_complete_next",
+        arities: &[3, 4],
+        flags: WRITES,
+        handler: complete_next,
+    },
+    Function {
+        name: "task_fail_batch",
+        arities: &[1, 2],
+        flags: WRITES,
+        handler: fail_batch,
     },
     Function {
         name: "task_fail",
@@ -294,6 +313,7 @@ fn worker_args(o: &Options) -> Result<WorkerArgs> {
         attempt: o.int("attempt")?,
         lease_ms: o.int("lease")?,
         now: o.int("now")?,
+        writeback_ms: o.int("writeback")?,
     })
 }
 
@@ -433,7 +453,7 @@ fn progress(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
             )));
         }
     };
-    let o = options(args, 2, &["attempt", "lease", "now"])?;
+    let o = options(args, 2, &["attempt", "lease", "now", "writeback"])?;
     let w = worker_args(&o)?;
     schema::ensure_ready(conn)?;
     ops::progress(conn, id, Some(percent), &w).map(Out::Static)
@@ -454,6 +474,49 @@ fn complete(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
     let w = worker_args(&o)?;
     schema::ensure_ready(conn)?;
     ops::complete(conn, id, result, &w).map(|()| Out::Static("completed"))
+}
+
+fn complete_batch(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
+    let items = text(args, 0, "items")?;
+    let o = options(args, 1, &["now"])?;
+    let now = o.int("now")?;
+    schema::ensure_ready(conn)?;
+    batch::complete_batch(conn, items, now).map(Out::Int)
+}
+
+fn fail_batch(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
+    let items = text(args, 0, "items")?;
+    let o = options(args, 1, &["now", "retry", "delay"])?;
+    let f = FailArgs {
+        worker: worker_args(&o)?,
+        retry: o.bool("retry")?.unwrap_or(true),
+        delay_ms: o.int("delay")?,
+    };
+    schema::ensure_ready(conn)?;
+    let out = batch::fail_batch(conn, items, &f)?;
+    let list: Vec<serde_json::Value> = out
+        .into_iter()
+        .map(|(id, status)| serde_json::json!({"id": id, "status": status}))
+        .collect();
+    Ok(Out::Text(serde_json::Value::Array(list).to_string()))
+}
+
+fn complete_next(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
+    let id = text(args, 0, "id")?;
+    let result = opt_text(args, 1, "result")?;
+    let worker = nonempty(args, 2, "worker")?;
+    let o = options(args, 3, &["attempt", "now", "queue", "lease"])?;
+    let w = WorkerArgs {
+        attempt: o.int("attempt")?,
+        now: o.int("now")?,
+        ..WorkerArgs::default()
+    };
+    let c = claim_args(worker, &o)?;
+    schema::ensure_ready(conn)?;
+    Ok(match batch::complete_next(conn, id, result, &w, &c)? {
+        Some(t) => Out::Text(t.to_json()),
+        None => Out::Null,
+    })
 }
 
 fn fail(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {

@@ -5,6 +5,7 @@
 //! on the connection that loads the extension. The queue itself is in
 //! `ops.rs`, its storage in `schema.rs`.
 
+pub mod batch;
 pub mod error;
 pub mod functions;
 pub mod host;
@@ -14,6 +15,7 @@ pub mod schema;
 pub mod sqlite;
 pub mod vtab;
 pub mod vtab_sql;
+pub mod writeback;
 
 use rusqlite::ffi;
 use std::os::raw::{c_char, c_int};
@@ -75,7 +77,9 @@ unsafe fn init(
     }
     // SAFETY: api is the host's table and `host` its version.
     unsafe { host::init(p_api, host) };
-    let conn = sqlite::Conn::new(db);
+    // SAFETY: db is the live connection loading us; SQLite drops the
+    // functions and module (and with them the Conn) before it closes.
+    let conn = unsafe { sqlite::Conn::new(db) };
     if let Err(e) = functions::register(&conn).and_then(|()| vtab::register(&conn)) {
         unsafe { set_load_error(api, pz_err_msg, &format!("sqlite-task: {e}")) };
         return ffi::SQLITE_ERROR;

@@ -14,6 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::sqlite::{Conn, Owned, Statement, randomness};
+use crate::writeback;
 use rusqlite::ffi;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -96,6 +97,9 @@ pub struct WorkerArgs {
     /// New lease length in ms (progress and heartbeat only).
     pub lease_ms: Option<i64>,
     pub now: Option<i64>,
+    /// Progress only: hold reports in memory, writing at most every this
+    /// many ms (see `writeback.rs`).
+    pub writeback_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -619,6 +623,10 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
             _ => Hint::None,
         });
         if !claimed.is_empty() {
+            for t in &claimed {
+                // A value held for an earlier attempt is stale now.
+                writeback::take(conn.key(), &t.id);
+            }
             // The UPDATE visits rows in rowid order; report claim order.
             claimed.sort_by_key(|t| (std::cmp::Reverse(t.priority), t.run_at));
             return Ok(claimed);
@@ -726,7 +734,7 @@ UPDATE main.task_store
    SET progress = coalesce(?3, progress),
        lease_ms = coalesce(?5, lease_ms),
        lease_until = ?2 + coalesce(?5, lease_ms),
-       updated_at = ?2
+       updated_at = task__note(?2, attempts, coalesce(?5, lease_ms))
  WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
 
 /// Records progress (or, with `percent = None`, only renews the lease).
@@ -752,6 +760,24 @@ pub fn progress(
         .map(|l| check_range("lease", l, 1, MAX_LEASE_MS))
         .transpose()?;
     let now = check_range("now", clock(w.now), 0, MAX_TIME_MS)?;
+    let writeback = w
+        .writeback_ms
+        .map(|ms| check_range("writeback", ms, 0, MAX_LEASE_MS))
+        .transpose()?;
+    if let (Some(p), Some(_)) = (percent, writeback)
+        && lease.is_none()
+        && writeback::hold(conn.key(), &id, attempt, p, now)
+    {
+        return Ok("running");
+    }
+    // A heartbeat writes the value held for the task, if any; a report
+    // without write-back replaces it.
+    let held = writeback::take(conn.key(), &id);
+    let percent = match (percent, held) {
+        (None, Some(h)) if attempt.is_none_or(|a| a == h.attempt) => Some(h.percent),
+        (p, _) => p,
+    };
+    let mark = conn.notes_mark();
     let mut st = conn.prepare(PROGRESS_SQL)?;
     st.bind_text(1, &id)?;
     st.bind_i64(2, now)?;
@@ -763,9 +789,22 @@ pub fn progress(
     }
     st.bind_opt_i64(4, attempt)?;
     st.bind_opt_i64(5, lease)?;
-    st.finish()?;
+    let outcome = st.finish();
     drop(st);
-    if conn.changes() == 1 {
+    let notes = conn.take_notes(mark);
+    outcome?;
+    if let Some(row) = notes.first() {
+        if let (Some(ms), Some(p)) = (writeback, percent) {
+            let attempts = row.first().map_or(0, Owned::int);
+            let lease_ms = row.get(1).map_or(0, Owned::int);
+            let held = writeback::Held {
+                attempt: attempts,
+                percent: p,
+                written_at: now,
+                interval: ms.min(lease_ms / 2),
+            };
+            writeback::wrote(conn.key(), &id, held);
+        }
         return Ok("running");
     }
     let cur = current(conn, &id)?;
@@ -797,6 +836,7 @@ pub fn complete(conn: &Rc<Conn>, id: &str, result: Option<&str>, w: &WorkerArgs)
     st.finish()?;
     drop(st);
     if conn.changes() == 1 {
+        writeback::take(conn.key(), &id);
         Ok(())
     } else {
         Err(not_running(conn, &id, attempt))
@@ -814,7 +854,7 @@ UPDATE main.task_store
                                                  AS INTEGER)) END,
        completed_at = CASE WHEN ?5 OR attempts >= max_attempts THEN ?2 ELSE NULL END,
        worker = CASE WHEN ?5 OR attempts >= max_attempts THEN worker ELSE NULL END,
-       error = ?3, lease_until = NULL,
+       error = ?3, lease_until = NULL, progress = coalesce(?10, progress),
        updated_at = task__note(?2, CASE WHEN ?5 OR attempts >= max_attempts
                                         THEN 'failed' ELSE 'queued' END)
  WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
@@ -839,11 +879,18 @@ pub fn fail(conn: &Rc<Conn>, id: &str, error: &str, f: &FailArgs) -> Result<Stri
     st.bind_i64(7, BACKOFF_BASE_MS)?;
     st.bind_i64(8, BACKOFF_CAP_MS)?;
     st.bind_f64(9, jitter())?;
+    match writeback::get(conn.key(), &id) {
+        Some(h) if attempt.is_none_or(|a| a == h.attempt) => st.bind_f64(10, h.percent)?,
+        _ => st.bind_null(10)?,
+    }
     let mark = conn.notes_mark();
     let outcome = st.finish();
     drop(st);
     let notes = conn.take_notes(mark);
     outcome?;
+    if !notes.is_empty() {
+        writeback::take(conn.key(), &id);
+    }
     notes
         .into_iter()
         .next()
@@ -875,6 +922,7 @@ pub fn cancel(conn: &Rc<Conn>, id: &str, now: Option<i64>) -> Result<()> {
     st.finish()?;
     drop(st);
     if conn.changes() == 1 {
+        writeback::take(conn.key(), &id);
         return Ok(());
     }
     let cur = current(conn, &id)?;
@@ -901,6 +949,7 @@ pub fn retry(conn: &Rc<Conn>, id: &str, now: Option<i64>) -> Result<()> {
     st.finish()?;
     drop(st);
     if conn.changes() == 1 {
+        writeback::take(conn.key(), &id);
         return Ok(());
     }
     let cur = current(conn, &id)?;

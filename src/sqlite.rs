@@ -40,6 +40,9 @@ pub struct Conn {
     /// Rows recorded by `task__note()` during the extension's own UPDATEs.
     notes: RefCell<Vec<Vec<Owned>>>,
     claim_hint: RefCell<crate::ops::Hint>,
+    /// Identity of the main database for process-wide state (write-back):
+    /// its file name, or this connection's address for in-memory ones.
+    key: String,
 }
 
 /// An owned SQL value, recorded by `task__note()`.
@@ -81,8 +84,25 @@ impl Owned {
 }
 
 impl Conn {
-    pub fn new(db: *mut ffi::sqlite3) -> Rc<Conn> {
+    /// # Safety
+    /// `db` must be a live connection that outlives the returned value's use.
+    pub unsafe fn new(db: *mut ffi::sqlite3) -> Rc<Conn> {
+        // SAFETY: db is live; the returned name is valid while it is open.
+        let file = unsafe {
+            let p = ffi::sqlite3_db_filename(db, c"main".as_ptr());
+            if p.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        let key = if file.is_empty() {
+            format!("memory:{db:p}")
+        } else {
+            file
+        };
         Rc::new(Conn {
+            key,
             db,
             idle: RefCell::new(HashMap::new()),
             vtab_connected: Cell::new(false),
@@ -121,6 +141,11 @@ impl Conn {
 
     pub fn db(&self) -> *mut ffi::sqlite3 {
         self.db
+    }
+
+    /// See the `key` field.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// Called by the `tasks` table's xConnect and xDisconnect.
@@ -265,6 +290,36 @@ impl Conn {
     pub fn autocommit(&self) -> bool {
         // SAFETY: db is live.
         unsafe { ffi::sqlite3_get_autocommit(self.db) != 0 }
+    }
+
+    /// Runs `f` inside a savepoint: all of its writes commit together or
+    /// none do. In autocommit mode the savepoint is the transaction, and the
+    /// first statement `f` runs must be a write (the verbs' are), so the
+    /// write lock is taken before anything is read. SQLite refuses to open a
+    /// savepoint while another write statement is running (a trigger, a
+    /// write to the `tasks` table): the batch verbs are for top-level calls.
+    pub fn savepoint<T>(self: &Rc<Self>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.prepare("SAVEPOINT task_batch")?.finish()?;
+        let out = f();
+        let end = match &out {
+            Ok(_) => self
+                .prepare("RELEASE task_batch")
+                .and_then(|mut s| s.finish()),
+            Err(_) => Err(Error::new("rolled back")),
+        };
+        if let Err(e) = end {
+            let _ = self
+                .prepare("ROLLBACK TO task_batch")
+                .and_then(|mut s| s.finish());
+            let _ = self
+                .prepare("RELEASE task_batch")
+                .and_then(|mut s| s.finish());
+            return match out {
+                Ok(_) => Err(e),
+                Err(orig) => Err(orig),
+            };
+        }
+        out
     }
 
     /// Rowid of the most recent successful INSERT on this connection.

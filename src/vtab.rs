@@ -30,6 +30,7 @@ const COL_QUEUE: usize = 1;
 const COL_TYPE: usize = 2;
 const COL_STATUS: usize = 3;
 const COL_PRIORITY: usize = 4;
+const COL_PROGRESS: usize = 5;
 const COL_DETAILS: usize = 6;
 const COL_MAX_ATTEMPTS: usize = 10;
 const COL_PARENT: usize = 11;
@@ -421,6 +422,23 @@ unsafe extern "C" fn column(
     // SAFETY: cursor is ours; ctx is live for this call.
     let c = unsafe { &*cursor.cast::<Cursor>() };
     match (&c.stmt, usize::try_from(i)) {
+        (Some(st), Ok(COL_PROGRESS)) if crate::writeback::any() => unsafe {
+            // A value held by write-back (any connection of this process)
+            // is fresher than the stored one.
+            let held = st
+                .column_text(0)
+                .and_then(|id| crate::writeback::get(c.conn.key(), &id))
+                .filter(|h| {
+                    st.column_text(3).as_deref() == Some("running") && h.attempt == st.column_i64(9)
+                });
+            match held {
+                Some(h) if h.percent.fract() == 0.0 => {
+                    ffi::sqlite3_result_int64(ctx, h.percent as i64)
+                }
+                Some(h) => ffi::sqlite3_result_double(ctx, h.percent),
+                None => ffi::sqlite3_result_value(ctx, st.column_value(i)),
+            }
+        },
         (Some(st), Ok(col)) if col < COLUMNS.len() => unsafe {
             ffi::sqlite3_result_value(ctx, st.column_value(i));
         },
@@ -580,15 +598,20 @@ fn update_row(conn: &Rc<Conn>, old: i64, new_rowid: Value<'_>, cols: &[Value<'_>
     if !st.step()? {
         return Err(Error::new("the task was deleted concurrently"));
     }
+    let id = st.column_text(0).unwrap_or_default();
+    // The progress SQLite read may be a write-back value (see `column`).
+    let held = crate::writeback::get(conn.key(), &id).map(|h| Value::Real(h.percent));
     let mut changed = Vec::new();
     for i in 0..COLUMNS.len() {
         // SAFETY: the statement has a row; the value lives until the next step.
         let current = unsafe { Value::from_raw(st.column_value(c_int::try_from(i).unwrap_or(0))) };
-        if !same(current, col(cols, i)) {
+        let new = col(cols, i);
+        let unchanged =
+            same(current, new) || (i == COL_PROGRESS && held.is_some_and(|h| same(h, new)));
+        if !unchanged {
             changed.push(i);
         }
     }
-    let id = st.column_text(0).unwrap_or_default();
     drop(st);
     let now = col_int(cols, COL_NOW)?;
     if changed.is_empty() {
