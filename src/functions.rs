@@ -64,6 +64,12 @@ const FUNCTIONS: &[Function] = &[
         handler: init,
     },
     Function {
+        name: "task_check",
+        arities: &[0],
+        flags: ffi::SQLITE_UTF8,
+        handler: check,
+    },
+    Function {
         name: "task_enqueue",
         arities: &[1, 2, 3],
         flags: WRITES,
@@ -341,6 +347,10 @@ fn debug(conn: &Rc<Conn>, _: &[Value<'_>]) -> Result<Out> {
             "release"
         },
     )))
+}
+
+fn check(conn: &Rc<Conn>, _: &[Value<'_>]) -> Result<Out> {
+    crate::check::check(conn).map(Out::Text)
 }
 
 fn init(conn: &Rc<Conn>, _: &[Value<'_>]) -> Result<Out> {

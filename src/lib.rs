@@ -6,6 +6,7 @@
 //! `ops.rs`, its storage in `schema.rs`.
 
 pub mod batch;
+pub mod check;
 pub mod error;
 pub mod functions;
 pub mod host;
