@@ -13,19 +13,29 @@ DIRECTONLY = 0x80000
 INNOCUOUS = 0x200000
 
 EXPECTED_FUNCTIONS = [
+    ("task__note", -1, DIRECTONLY),
     ("task_cancel", 1, 0),
     ("task_cancel", 2, 0),
+    ("task_check", 0, 0),
     ("task_claim", 1, 0),
     ("task_claim", 2, 0),
+    ("task_claim_batch", 2, 0),
+    ("task_claim_batch", 3, 0),
     ("task_complete", 1, 0),
     ("task_complete", 2, 0),
     ("task_complete", 3, 0),
+    ("task_complete_batch", 1, 0),
+    ("task_complete_batch", 2, 0),
+    ("task_complete_next", 3, 0),
+    ("task_complete_next", 4, 0),
     ("task_debug", 0, INNOCUOUS),
     ("task_enqueue", 1, 0),
     ("task_enqueue", 2, 0),
     ("task_enqueue", 3, 0),
     ("task_fail", 2, 0),
     ("task_fail", 3, 0),
+    ("task_fail_batch", 1, 0),
+    ("task_fail_batch", 2, 0),
     ("task_heartbeat", 1, 0),
     ("task_heartbeat", 2, 0),
     ("task_init", 0, DIRECTONLY),
@@ -38,9 +48,19 @@ EXPECTED_FUNCTIONS = [
 
 # Functions that write (or create the storage): never deterministic, never innocuous.
 SIDE_EFFECTS = {
-    "task_init", "task_enqueue", "task_claim", "task_progress", "task_heartbeat",
-    "task_complete", "task_fail", "task_cancel", "task_retry",
+    "task_init", "task_enqueue", "task_claim", "task_claim_batch", "task_progress",
+    "task_heartbeat", "task_complete", "task_complete_next", "task_complete_batch",
+    "task_fail", "task_fail_batch", "task_cancel", "task_retry",
 }
+
+# Public and read-only, but reading the whole storage: not innocuous (a
+# view over it is refused with trusted_schema = OFF), never deterministic.
+READS = {"task_check"}
+
+# Not part of the API (README does not list them): the extension's own
+# statements call them. Never deterministic or innocuous, and DIRECTONLY so
+# that no trigger or view can call them.
+INTERNAL = {"task__note"}
 
 needs_flags = pytest.mark.skipif(
     tuple(int(part) for part in apsw.sqlitelibversion().split(".")[:2]) < (3, 30),
@@ -63,16 +83,43 @@ def test_function_list(raw_db):
 @needs_flags
 def test_flags_match_what_each_function_does(raw_db):
     for name, _, flags in functions(raw_db):
-        if name in SIDE_EFFECTS:
+        if name in SIDE_EFFECTS | READS:
             assert not flags & DETERMINISTIC, name
             assert not flags & INNOCUOUS, name
     assert {flags for name, _, flags in functions(raw_db) if name == "task_init"} == {DIRECTONLY}
-    # Only task_init is DIRECTONLY: triggers and views may call the others.
-    assert [name for name, _, flags in functions(raw_db) if flags & DIRECTONLY] == ["task_init"]
+    internal = [(name, flags) for name, _, flags in functions(raw_db) if name in INTERNAL]
+    assert sorted({name for name, _ in internal}) == sorted(INTERNAL)
+    for name, flags in internal:
+        assert flags & DIRECTONLY, name
+        assert not flags & DETERMINISTIC, name
+        assert not flags & INNOCUOUS, name
+    # Of the public functions only task_init is DIRECTONLY: triggers and
+    # views may call the others (README, "Triggers, transactions and ...").
+    public_direct_only = [name for name, _, flags in functions(raw_db) if flags & DIRECTONLY and name not in INTERNAL]
+    assert public_direct_only == ["task_init"]
 
 
 def test_every_function_is_classified(raw_db):
-    assert sorted({name for name, _, _ in EXPECTED_FUNCTIONS}) == sorted(SIDE_EFFECTS | {"task_version", "task_debug"})
+    assert sorted({name for name, _, _ in EXPECTED_FUNCTIONS}) == sorted(
+        SIDE_EFFECTS | READS | INTERNAL | {"task_version", "task_debug"}
+    )
+    assert not SIDE_EFFECTS & INTERNAL and not READS & (SIDE_EFFECTS | INTERNAL)
+
+
+@pytest.mark.parametrize("name", sorted(INTERNAL))
+def test_internal_functions_are_refused_in_triggers_and_views(db, name):
+    # DIRECTONLY in effect: schema objects cannot reach the internal
+    # functions, whatever trusted_schema says.
+    db.execute("CREATE TABLE t(x)")
+    db.execute(f"CREATE TRIGGER t_note AFTER INSERT ON t BEGIN SELECT {name}(NEW.x); END")
+    db.execute(f"CREATE VIEW v AS SELECT {name}(1) AS v")
+    before = rows(db, "SELECT * FROM task_store")
+    for sql in ["INSERT INTO t VALUES (1)", "SELECT * FROM v"]:
+        with pytest.raises(apsw.SQLError) as err:
+            db.execute(sql).fetchall()
+        assert str(err.value) == f"unsafe use of {name}()", sql
+    assert one(db, "SELECT count(*) FROM t") == 0
+    assert rows(db, "SELECT * FROM task_store") == before
 
 
 def test_module_list(raw_db):

@@ -1,6 +1,7 @@
 -- The life of a task, verb by verb, in the sqlite3 shell: init, enqueue,
 -- claim order, queue filters, progress and leases, complete, fail with
--- backoff, cancel, retry, lease expiry and fencing.
+-- backoff, cancel, retry, lease expiry and fencing, expired leases before
+-- queued work, batch claims.
 -- Every call supplies the clock ({"now": ms}) and the ids, so the output is
 -- the same on every run; the one random value (the backoff jitter) is only
 -- compared against its bounds. One row per check: 'what' | value.
@@ -18,12 +19,12 @@ SELECT 'debug starts with the version', task_debug() LIKE 'sqlite-task v0.1.0' |
 SELECT 'debug names this host and the floor',
        instr(task_debug(), char(10) || 'sqlite ' || sqlite_version() || ' (floor 3.35.4)' || char(10)) > 0;
 SELECT 'debug names the schema', instr(task_debug(), char(10) || 'schema 1 (this build: 1)') > 0;
--- The API: name, arities, and the flags that matter (writes are neither
--- innocuous nor direct-only so triggers can call them; task_init is
--- direct-only).
+-- The API: name, arities, and the flags that matter. The verbs (and
+-- task_check) are neither innocuous nor direct-only, so triggers can call
+-- them; task_init and the internal task__note are direct-only.
 SELECT 'function', name, group_concat(narg, ','),
        CASE flags & 0x280800
-         WHEN 0 THEN 'writes'
+         WHEN 0 THEN 'not innocuous'
          WHEN 0x080000 THEN 'directonly'
          WHEN 0x200000 THEN 'innocuous'
          WHEN 0x200800 THEN 'innocuous deterministic'
@@ -53,6 +54,13 @@ SELECT 'generated id is v7 at now=1000 (0x3e8)', substr(id, 1, 15) = '00000000-0
        substr(id, 20, 1) IN ('8', '9', 'a', 'b'), id = lower(id)
   FROM tasks WHERE queue = 'gen';
 SELECT 'cancel the generated one', task_cancel((SELECT id FROM tasks WHERE queue = 'gen'), '{"now": 1000}');
+-- Whole numbers may be written as reals (README, "Function reference").
+SELECT 'enqueue, whole reals', task_enqueue('reals', NULL,
+       '{"queue": "reals", "priority": 2.0, "max_attempts": 5e0, "run_at": 1.5e3, "now": 1e3,
+         "id": "0193a000-0000-7000-8000-00000000000c"}');
+SELECT 'priority|max_attempts|run_at|created_at', priority, typeof(priority), max_attempts, run_at, created_at
+  FROM tasks WHERE id = '0193a000-0000-7000-8000-00000000000c';
+SELECT 'cancel it', task_cancel('0193a000-0000-7000-8000-00000000000c', '{"now": 1e3}');
 
 .print == claim: run_at and delay are respected, the claim returns the task
 SELECT 'claim images at 3499 (delayed to 3500)', task_claim('w-img', '{"queue": "images", "now": 3499}');
@@ -255,6 +263,71 @@ SELECT 'w1 claims', json_extract(task_claim('w1', '{"queue": "last", "lease": 10
 SELECT 'w2 claims after expiry', task_claim('w2', '{"queue": "last", "now": 311000}');
 SELECT 'failed row', status, error, attempts, worker, lease_until, completed_at
   FROM tasks WHERE id = '0193a000-0000-7000-8000-000000000072';
+
+.print == claim order: a task whose lease expired comes before any queued task
+SELECT 'nothing is queued or running', count(*) FROM tasks WHERE status IN ('queued', 'running');
+SELECT 'enqueue', task_enqueue('abandoned', NULL, '{"queue": "exp", "id": "0193a000-0000-7000-8000-000000000081", "now": 400000}');
+SELECT 'w1 claims, lease 1000', json_extract(task_claim('w1', '{"queue": "exp", "lease": 1000, "now": 400000}'), '$.type', '$.attempt');
+SELECT 'enqueue', task_enqueue('p9', NULL, '{"queue": "exp", "priority": 9, "id": "0193a000-0000-7000-8000-000000000082", "now": 400000}');
+SELECT 'enqueue', task_enqueue('p5 elsewhere', NULL, '{"queue": "exp2", "priority": 5, "id": "0193a000-0000-7000-8000-000000000083", "now": 400000}');
+-- The abandoned task's lease ran out at 401000: it is claimed first,
+-- whatever the priorities, by any claim that covers its queue.
+SELECT 'claim any queue', json_extract(task_claim('w2', '{"lease": 1000, "now": 402000}'), '$.type', '$.attempt');
+SELECT 'claim ["exp2","exp"]', json_extract(task_claim('w3', '{"queue": ["exp2", "exp"], "now": 404000}'), '$.type', '$.attempt');
+SELECT 'then by priority', json_extract(task_claim('w3', '{"now": 404000}'), '$.type', '$.attempt');
+SELECT 'then by priority', json_extract(task_claim('w3', '{"now": 404000}'), '$.type', '$.attempt');
+SELECT 'nothing left', task_claim('w3', '{"now": 404000}');
+SELECT 'complete', task_complete('0193a000-0000-7000-8000-000000000081', NULL, '{"attempt": 3, "now": 404000}');
+SELECT 'complete', task_complete('0193a000-0000-7000-8000-000000000082', NULL, '{"now": 404000}');
+SELECT 'complete', task_complete('0193a000-0000-7000-8000-000000000083', NULL, '{"now": 404000}');
+SELECT 'abandoned task', status, attempts, worker, error FROM tasks WHERE id = '0193a000-0000-7000-8000-000000000081';
+
+.print == a claim for one queue reclaims only that queue's expired tasks, and fails any queue's with no attempts left
+SELECT 'enqueue', task_enqueue('mine', NULL, '{"queue": "rq1", "id": "0193a000-0000-7000-8000-000000000091", "now": 800000}');
+SELECT 'enqueue', task_enqueue('last try', NULL, '{"queue": "rq2", "max_attempts": 1, "id": "0193a000-0000-7000-8000-000000000092", "now": 800000}');
+SELECT 'w1 claims', json_extract(task_claim('w1', '{"queue": "rq1", "lease": 1000, "now": 800000}'), '$.type');
+SELECT 'w1 claims', json_extract(task_claim('w1', '{"queue": "rq2", "lease": 1000, "now": 800000}'), '$.type');
+SELECT 'enqueue', task_enqueue('other', NULL, '{"queue": "rq3", "id": "0193a000-0000-7000-8000-000000000093", "now": 800000}');
+-- Both leases ran out at 801000. A claim for rq3 takes rq3's task, leaves
+-- rq1's to rq1's workers, and fails rq2's (no attempts left).
+SELECT 'claim rq3', json_extract(task_claim('w2', '{"queue": "rq3", "now": 802000}'), '$.type');
+SELECT 'rq1 task untouched', status, attempts, worker, error FROM tasks WHERE id = '0193a000-0000-7000-8000-000000000091';
+SELECT 'rq2 task failed', status, attempts, worker, error, lease_until, completed_at FROM tasks WHERE id = '0193a000-0000-7000-8000-000000000092';
+SELECT 'claim rq3 again (nothing)', task_claim('w2', '{"queue": "rq3", "now": 802000}');
+SELECT 'claim rq1', json_extract(task_claim('w2', '{"queue": "rq1", "now": 802000}'), '$.type', '$.attempt');
+SELECT 'complete', task_complete('0193a000-0000-7000-8000-000000000091', NULL, '{"attempt": 2, "now": 802000}');
+SELECT 'complete', task_complete('0193a000-0000-7000-8000-000000000093', NULL, '{"now": 802000}');
+
+.print == task_claim_batch: up to limit tasks of one queue, in claim order, as a JSON array
+SELECT 'nothing ready', task_claim_batch('w1', 10, '{"now": 900000}');
+SELECT 'enqueue', task_enqueue('b1 p0', NULL, '{"queue": "batch", "id": "0193a000-0000-7000-8000-0000000000b1", "now": 900000}');
+SELECT 'enqueue', task_enqueue('b2 p3', NULL, '{"queue": "batch", "priority": 3, "id": "0193a000-0000-7000-8000-0000000000b2", "now": 900000}');
+SELECT 'enqueue', task_enqueue('b3 p0', '{"n":3}', '{"queue": "batch", "id": "0193a000-0000-7000-8000-0000000000b3", "now": 900000}');
+SELECT 'enqueue', task_enqueue('b4 p9 later', NULL, '{"queue": "batch", "priority": 9, "run_at": 950000, "id": "0193a000-0000-7000-8000-0000000000b4", "now": 900000}');
+SELECT 'enqueue', task_enqueue('b5 p3', NULL, '{"queue": "batch", "priority": 3, "id": "0193a000-0000-7000-8000-0000000000b5", "now": 900000}');
+SELECT 'enqueue', task_enqueue('o1 p1', NULL, '{"queue": "batch-other", "priority": 1, "id": "0193a000-0000-7000-8000-0000000000b6", "now": 900000}');
+-- Every queue: batch's head (priority 3) comes first, so the batch is
+-- batch's best two; then batch-other's head (1) beats batch's (0).
+SELECT 'batch of 2', (SELECT group_concat(json_extract(value, '$.type') || ':' || json_extract(value, '$.attempt'), ',')
+                        FROM json_each(task_claim_batch('w1', 2, '{"now": 900000}')));
+SELECT 'batch of 10', (SELECT group_concat(json_extract(value, '$.type'), ',') FROM json_each(task_claim_batch('w1', 10, '{"now": 900000}')));
+SELECT 'batch of 10', task_claim_batch('w1', 10, '{"now": 900000, "lease": 100000}');
+SELECT 'nothing ready', task_claim_batch('w1', 10, '{"now": 900000}');
+SELECT 'batch of 1 at 950000', (SELECT group_concat(json_extract(value, '$.type'), ',')
+                                  FROM json_each(task_claim_batch('w1', 1, '{"queue": ["nope", "batch"], "now": 950000}')));
+SELECT 'claimed rows', count(*), group_concat(DISTINCT worker), min(attempts), max(attempts), min(started_at), max(started_at)
+  FROM tasks WHERE queue IN ('batch', 'batch-other');
+-- b1 and b3 were claimed with a 100000 ms lease: at 1000000 a batch for
+-- the queue takes them again (attempt 2), with b7, queued meanwhile.
+-- Listed sorted: the README gives no order among expired tasks.
+SELECT 'enqueue', task_enqueue('b7 p0', NULL, '{"queue": "batch", "id": "0193a000-0000-7000-8000-0000000000b7", "now": 960000}');
+SELECT 'expired and queued, batch for queue batch', (SELECT group_concat(t, ',') FROM (
+         SELECT json_extract(value, '$.type') || ':' || json_extract(value, '$.attempt') AS t
+           FROM json_each(task_claim_batch('w2', 10, '{"queue": "batch", "now": 1000000}')) ORDER BY t));
+SELECT 'complete every running one', count(task_complete(id, NULL, '{"now": 1000000}'))
+  FROM tasks WHERE queue IN ('batch', 'batch-other') AND status = 'running';
+SELECT 'batch rows', group_concat(substr(id, 35) || ':' || status || ':' || attempts || ':' || worker, ',')
+  FROM (SELECT * FROM tasks WHERE queue IN ('batch', 'batch-other') ORDER BY rowid);
 
 .print == in the end
 SELECT 'status', status, count(*) FROM tasks GROUP BY status ORDER BY status;

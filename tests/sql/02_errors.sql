@@ -19,6 +19,7 @@
 .print == before task_init: every verb and the tasks table fail; version and debug work
 SELECT task_enqueue('t');
 SELECT task_claim('w');
+SELECT task_claim_batch('w', 10);
 SELECT task_progress(@r, 1);
 SELECT task_heartbeat(@r);
 SELECT task_complete(@r);
@@ -67,6 +68,8 @@ SELECT task_enqueue();
 SELECT task_enqueue('t', NULL, NULL, NULL);
 SELECT task_claim();
 SELECT task_claim('w', NULL, NULL);
+SELECT task_claim_batch('w');
+SELECT task_claim_batch('w', 1, NULL, NULL);
 SELECT task_progress(@r);
 SELECT task_progress(@r, 1, NULL, NULL);
 SELECT task_heartbeat();
@@ -187,6 +190,34 @@ SELECT * FROM unchanged;
 SELECT task_claim('w', '{"now": -1}');
 SELECT * FROM unchanged;
 SELECT task_claim('w', '{"attempt": 1}');
+SELECT * FROM unchanged;
+
+.print == task_claim_batch (a ready task is queued: a failing call claims nothing)
+SELECT task_claim_batch('w', 0);
+SELECT * FROM unchanged;
+SELECT task_claim_batch('w', -1);
+SELECT * FROM unchanged;
+SELECT task_claim_batch('w', 10001);
+SELECT * FROM unchanged;
+SELECT task_claim_batch('w', '10');
+SELECT * FROM unchanged;
+SELECT task_claim_batch('w', 10.0);
+SELECT * FROM unchanged;
+SELECT task_claim_batch('w', NULL);
+SELECT * FROM unchanged;
+SELECT task_claim_batch('', 10);
+SELECT * FROM unchanged;
+SELECT task_claim_batch(NULL, 10);
+SELECT * FROM unchanged;
+SELECT task_claim_batch('w', 10, '{"limit": 5}');
+SELECT * FROM unchanged;
+SELECT task_claim_batch('w', 10, '{"queue": []}');
+SELECT * FROM unchanged;
+SELECT task_claim_batch('w', 10, '{"lease": 0}');
+SELECT * FROM unchanged;
+SELECT task_claim_batch('w', 10, '{"now": 1.5}');
+SELECT * FROM unchanged;
+SELECT task_claim_batch('w', 10, '[]');
 SELECT * FROM unchanged;
 
 .print == task_progress
@@ -348,7 +379,9 @@ SELECT task_claim('w1', 'null');
 SELECT * FROM unchanged;
 SELECT task_cancel(@q, '1000');
 SELECT * FROM unchanged;
-SELECT task_claim('w1', '{"lease": 1e3}');
+SELECT task_claim('w1', '{"lease": 1000.5}');
+SELECT * FROM unchanged;
+SELECT task_claim('w1', '{"now": 1e-3}');
 SELECT * FROM unchanged;
 SELECT task_enqueue('t', NULL, '{"priority": 9223372036854775808}');
 SELECT * FROM unchanged;

@@ -50,20 +50,25 @@ SELECT 'id =', id, status FROM tasks WHERE id = @b;
 SELECT 'id = unknown', count(*) FROM tasks WHERE id = @unknown;
 SELECT 'id = NULL', count(*) FROM tasks WHERE id = NULL;
 SELECT 'id IN', id FROM tasks WHERE id IN (@c, @d, @unknown) ORDER BY id;
+SELECT 'queue IN (every status)', id, status FROM tasks WHERE queue IN ('q2', 'q3', 'none') ORDER BY rowid;
+SELECT 'status IN', id, status FROM tasks WHERE status IN ('running', 'failed') ORDER BY rowid;
+SELECT 'status IN AND type IN', id, status FROM tasks WHERE status IN ('queued', 'cancelled') AND type IN ('email', 'part') ORDER BY rowid;
 SELECT 'status = queued', id FROM tasks WHERE status = 'queued' ORDER BY rowid;
 SELECT 'status = running', id FROM tasks WHERE status = 'running' ORDER BY rowid;
 SELECT 'queue = q1 (every status)', id, status FROM tasks WHERE queue = 'q1' ORDER BY rowid;
 SELECT 'queue = q2 (every status)', id, status FROM tasks WHERE queue = 'q2' ORDER BY rowid;
 SELECT 'type = email', id, status FROM tasks WHERE type = 'email' ORDER BY rowid;
-SELECT 'type = report AND queue = q2', id FROM tasks WHERE type = 'report' AND queue = 'q2';
+SELECT 'type = report AND queue = q2', id FROM tasks WHERE type = 'report' AND queue = 'q2' ORDER BY rowid;
 SELECT 'status = queued AND queue = q1', id FROM tasks WHERE status = 'queued' AND queue = 'q1' ORDER BY rowid;
 SELECT 'parent_id =', id FROM tasks WHERE parent_id = @a ORDER BY rowid;
-SELECT 'priority > 0 (filtered by SQLite)', id, priority FROM tasks WHERE priority > 0;
+SELECT 'priority > 0 (filtered by SQLite)', id, priority FROM tasks WHERE priority > 0 ORDER BY rowid;
 SELECT 'join on parent_id', p.type, c.id FROM tasks p JOIN tasks c ON c.parent_id = p.id ORDER BY c.rowid;
 SELECT 'count by status', status, count(*) FROM tasks GROUP BY status ORDER BY status;
 SELECT 'every row once', count(*), count(DISTINCT id), (SELECT count(*) FROM task_store) FROM tasks;
 
 .print == EXPLAIN QUERY PLAN: equality on id, queue, type, status, parent_id is handed to the storage
+-- Values are bound as +?N; every query but a lookup by id ends with the
+-- rowid bound (the last parameter: the highest rowid when the scan began).
 EXPLAIN QUERY PLAN SELECT * FROM tasks;
 EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE id = '0193c000-0000-7000-8000-00000000000a';
 EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE queue = 'q1';
@@ -73,6 +78,15 @@ EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE parent_id = '0193c000-0000-7000-800
 EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE status = 'queued' AND queue = 'q1';
 EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE priority > 0 AND worker = 'w1';
 EXPLAIN QUERY PLAN SELECT * FROM tasks p JOIN tasks c ON c.parent_id = p.id WHERE p.id = '0193c000-0000-7000-8000-00000000000a';
+-- IN lists (this shell is SQLite 3.40, so 3.38 or newer): queue, type, id
+-- and parent_id lists are handed to the storage one value at a time (the
+-- same plans as equality); a status list is left to SQLite (INDEX 0, or
+-- only the other filters), and a one-value list is an equality.
+EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE queue IN ('q1', 'q2');
+EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE id IN ('0193c000-0000-7000-8000-00000000000a', '0193c000-0000-7000-8000-00000000000b');
+EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE status IN ('queued', 'running');
+EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE status IN ('queued', 'running') AND type = 'email';
+EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE status IN ('queued');
 
 .print == INSERT refusals
 INSERT INTO tasks(type, worker) VALUES ('t', 'w1');
@@ -188,9 +202,11 @@ DELETE FROM tasks;
 SELECT 'all deleted', count(*) FROM tasks;
 SELECT 'task_store agrees', count(*) FROM task_store;
 
-.print == a scan reads the tasks that matched when it started, in enqueue order
+.print == a scan reads the tasks that existed when it started, each once
 -- Statements that change the tasks they read, which moves them to another
 -- storage index: each task is visited once, and none the statement added.
+-- The README promises no row order without ORDER BY (rowid is the enqueue
+-- order), so the outputs below are ordered or order-free.
 INSERT INTO tasks(id, type, queue, now) VALUES
   ('0193c000-0000-7000-8000-000000000061', 'scan', 'q6', 9000),
   ('0193c000-0000-7000-8000-000000000062', 'scan', 'q7', 9000),
@@ -198,14 +214,30 @@ INSERT INTO tasks(id, type, queue, now) VALUES
   ('0193c000-0000-7000-8000-000000000064', 'scan', 'q7', 9000),
   ('0193c000-0000-7000-8000-000000000065', 'scan', 'q6', 9000),
   ('0193c000-0000-7000-8000-000000000066', 'scan', 'q7', 9000);
+-- Each visit claims q6's next task in claim order, whichever row it reads.
 SELECT 'claim while reading q6', json_extract(task_claim('w6', '{"queue": "q6", "now": 9000}'), '$.id')
   FROM tasks WHERE queue = 'q6';
--- No ORDER BY: enqueue order, although running and queued tasks alternate.
-SELECT 'in enqueue order', group_concat(substr(id, 35) || ':' || status, ',') FROM tasks WHERE type = 'scan';
+SELECT 'by rowid', group_concat(substr(id, 35) || ':' || status, ',')
+  FROM (SELECT id, status FROM tasks WHERE type = 'scan' ORDER BY rowid);
 SELECT 'enqueue while reading q7', count(task_enqueue('scan', NULL, '{"queue": "q7", "now": 9000}'))
   FROM (SELECT * FROM tasks WHERE queue = 'q7' LIMIT 100);
 SELECT 'cancel while reading type scan', substr(id, 35), status, task_cancel(id, '{"now": 9000}')
-  FROM tasks WHERE type = 'scan' AND rowid <= (SELECT seq FROM task_store WHERE id = '0193c000-0000-7000-8000-000000000066');
+  FROM tasks WHERE type = 'scan' AND rowid <= (SELECT seq FROM task_store WHERE id = '0193c000-0000-7000-8000-000000000066')
+ ORDER BY rowid;
+SELECT 'after', queue, status, count(*) FROM tasks WHERE type = 'scan' GROUP BY queue, status ORDER BY queue, status;
+-- IN lists: each value is a scan of its own under the first scan's rowid
+-- bound, and a status list is filtered by SQLite, so again each task is
+-- visited once, and none the statement added. The retry moves cancelled
+-- tasks to queued, a later value of the list in SQLite's (sorted) order.
+SELECT 'retry while reading status IN', count(*), count(task_retry(id, '{"now": 9000}'))
+  FROM tasks WHERE status IN ('cancelled', 'queued') AND queue = 'q6';
+-- A row visited again would claim nothing (NULL): count(*) would exceed 3.
+SELECT 'claim while reading status IN', count(*), count(task_claim('w6', '{"queue": "q6", "now": 9000}'))
+  FROM tasks WHERE status IN ('queued', 'running') AND queue = 'q6';
+SELECT 'enqueue while reading queue IN', count(task_enqueue('scan', NULL, json_object('queue', queue, 'now', 9000)))
+  FROM (SELECT * FROM tasks WHERE queue IN ('q6', 'q7') LIMIT 100);
+SELECT 'cancel while reading queue IN', count(*), count(task_cancel(id, '{"now": 9000}'))
+  FROM tasks WHERE queue IN ('q7', 'q6') AND status IN ('queued', 'running');
 SELECT 'after', queue, status, count(*) FROM tasks WHERE type = 'scan' GROUP BY queue, status ORDER BY queue, status;
 -- INSERT ... SELECT, the README's all-or-nothing bulk enqueue: the third row
 -- is bad, so the two before it are not kept either.

@@ -16,12 +16,17 @@ SELECT 'version', task_version();
 SELECT 'debug', instr(task_debug(), 'schema none: run SELECT task_init()') > 0;
 SELECT task_enqueue('t', NULL, '{"id": "0193e000-0000-7000-8000-000000000001", "now": 1000}');
 SELECT task_claim('w1', '{"now": 1000}');
+SELECT task_claim_batch('w1', 10, '{"now": 1000}');
 SELECT task_progress('0193e000-0000-7000-8000-000000000001', 10);
 SELECT task_heartbeat('0193e000-0000-7000-8000-000000000001');
 SELECT task_complete('0193e000-0000-7000-8000-000000000001');
 SELECT task_fail('0193e000-0000-7000-8000-000000000001', 'e');
 SELECT task_cancel('0193e000-0000-7000-8000-000000000001');
 SELECT task_retry('0193e000-0000-7000-8000-000000000001');
+SELECT task_check();
+SELECT task_complete_next('0193e000-0000-7000-8000-000000000001', NULL, 'w1');
+SELECT task_complete_batch('[]');
+SELECT task_fail_batch('[]');
 SELECT count(*) FROM tasks;
 SELECT 'nothing created', count(*) FROM sqlite_master;
 -- task_init inside a transaction that rolls back leaves no storage either.
@@ -86,5 +91,12 @@ SELECT 'status', status, count(*) FROM tasks GROUP BY status ORDER BY status;
 .print == status is CHECKed; the finished index is keyed by status, type, queue, completed_at
 SELECT 'finished index', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_info('task_store_finished') ORDER BY seqno);
 SELECT 'partial indexes', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_list('task_store') WHERE partial ORDER BY name);
+-- As README's "Storage" shows them: a named CHECK, and status tests
+-- written as OR chains.
+SELECT 'status check', substr(sql, instr(sql, 'CONSTRAINT'), instr(sql, '),') - instr(sql, 'CONSTRAINT') + 1)
+  FROM sqlite_master WHERE name = 'task_store';
+SELECT 'index', name, replace(sql, char(10), ' ') FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name;
 UPDATE task_store SET status = 'done' WHERE id = '0193e000-0000-7000-8000-000000000002';
+INSERT INTO task_store(id, queue, type, status, max_attempts, run_at, created_at, updated_at)
+VALUES ('0193e000-0000-7000-8000-000000000009', 'q', 't', 'Queued', 3, 0, 0, 0);
 SELECT 'status', status, count(*) FROM tasks GROUP BY status ORDER BY status;
