@@ -20,7 +20,9 @@ help: ## list the targets
 loadable: ## release build of the extension → dist/task0.so
 	cargo build --release -p sqlite-task
 	@mkdir -p dist
-	cp target/release/libsqlite_task.$(EXT_SUFFIX) $(LOADABLE)
+	@# copy then rename: a process that has the old file loaded keeps its mapping
+	cp target/release/libsqlite_task.$(EXT_SUFFIX) $(LOADABLE).tmp
+	mv -f $(LOADABLE).tmp $(LOADABLE)
 
 test: loadable test-unit test-rust test-sql test-python ## every suite, against one build
 	@echo "all suites passed"
@@ -57,3 +59,11 @@ lint: ## rustfmt check and clippy with warnings as errors
 clean: ## remove build output
 	cargo clean
 	rm -rf dist $(VENV)
+
+.PHONY: bench bench-quick
+
+bench: loadable ## benchmarks against raw SQLite, honker and effectum (~30 min) → bench/results.json, bench/chart.png
+	bash bench/run.sh
+
+bench-quick: loadable ## a one-run smoke test of the benchmarks (~3 min) → bench/target/quick/
+	BENCH_QUICK=1 bash bench/run.sh

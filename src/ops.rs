@@ -298,7 +298,8 @@ macro_rules! claim_sql {
   attempts     = CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN attempts ELSE attempts + 1 END,
   updated_at   = task__note(?1,
-                      status = 'running' AND attempts >= max_attempts,
+                      CASE WHEN status = 'running' AND attempts >= max_attempts THEN 2
+                           WHEN status = 'running' THEN 1 ELSE 0 END,
                       id, queue, type, details, attempts + 1, max_attempts, priority,
                       parent_id, run_at, ?1 + ?3, created_at)
 WHERE ",
@@ -419,6 +420,17 @@ fn head_of(conn: &Rc<Conn>, queue: &str, now: i64) -> Result<Option<HeadKey>> {
     })
 }
 
+const OLDEST_EXPIRED_QUEUE_SQL: &str = "\
+SELECT queue FROM main.task_store
+ WHERE status = 'running' AND lease_until <= +?1 AND attempts < max_attempts
+ ORDER BY lease_until LIMIT 1";
+
+fn oldest_expired_queue(conn: &Rc<Conn>, now: i64) -> Result<Option<String>> {
+    let mut st = conn.prepare(OLDEST_EXPIRED_QUEUE_SQL)?;
+    st.bind_i64(1, now)?;
+    Ok(if st.step()? { st.column_text(0) } else { None })
+}
+
 fn expired_in(conn: &Rc<Conn>, queue: Option<&str>, now: i64) -> Result<bool> {
     let mut st = conn.prepare(if queue.is_some() {
         EXPIRED_IN_SQL
@@ -525,15 +537,23 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
             }
             Queues::All if sole.is_some() => (sole, Kind::Sole),
             Queues::All => {
-                let (q, n) = best_queue_of_all(conn, now)?;
+                let (best, n) = best_queue_of_all(conn, now)?;
+                // A batch comes from one queue: the one holding the oldest
+                // expired lease if any, else the one whose head is first.
+                let expired_queue = if limit > 1 {
+                    oldest_expired_queue(conn, now)?
+                } else {
+                    None
+                };
+                let q = expired_queue.or(best);
                 if q.is_none() && !expired_in(conn, None, now)? {
                     conn.set_claim_hint(Hint::None);
                     return Ok(Vec::new());
                 }
-                if n == 1 && limit == 1 {
-                    (q, Kind::Sole)
-                } else {
-                    (q, Kind::AnyExpired)
+                match (limit, n, &q) {
+                    (1, 1, _) => (q, Kind::Sole),
+                    (1, _, _) | (_, _, None) => (q, Kind::AnyExpired),
+                    _ => (q, Kind::Queue),
                 }
             }
             Queues::Many(_) => {
@@ -577,14 +597,19 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
         let outcome = st.finish();
         drop(st);
         let notes = conn.take_notes(mark);
+        if outcome.is_err() {
+            conn.set_claim_hint(Hint::None);
+        }
         outcome?;
         let mut claimed = Vec::new();
+        let mut reclaimed = Vec::new();
         let mut reaped = 0;
         for n in notes {
-            // [reaped, id, queue, type, details, attempt, max_attempts,
-            //  priority, parent_id, run_at, lease_until, created_at]
+            // [how (0 queued, 1 expired lease, 2 reaped), id, queue, type,
+            //  details, attempt, max_attempts, priority, parent_id, run_at,
+            //  lease_until, created_at]
             let [
-                reap,
+                how,
                 id,
                 queue,
                 kind,
@@ -597,9 +622,12 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
                 lease_until,
                 created,
             ] = <[Owned; 12]>::try_from(n).map_err(|_| Error::new("internal: bad claim note"))?;
-            if reap.int() != 0 {
+            if how.int() == 2 {
                 reaped += 1;
                 continue;
+            }
+            if how.int() == 1 {
+                reclaimed.push(id.text().unwrap_or_default());
             }
             claimed.push(Claimed {
                 id: id.text().unwrap_or_default(),
@@ -627,8 +655,15 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
                 // A value held for an earlier attempt is stale now.
                 writeback::take(conn.key(), &t.id);
             }
-            // The UPDATE visits rows in rowid order; report claim order.
-            claimed.sort_by_key(|t| (std::cmp::Reverse(t.priority), t.run_at));
+            // The UPDATE visits rows in rowid order; report claim order:
+            // expired leases first, then priority, run_at, enqueue order.
+            claimed.sort_by_key(|t| {
+                (
+                    !reclaimed.contains(&t.id),
+                    std::cmp::Reverse(t.priority),
+                    t.run_at,
+                )
+            });
             return Ok(claimed);
         }
         // Nothing claimed: an expired task was reaped (claim again), or the

@@ -89,8 +89,14 @@ fn whole(key: &str, n: &serde_json::Number) -> Result<i64> {
         return Err(out_of_range());
     }
     match n.as_f64() {
-        // Exactly representable whole numbers only (|x| < 2^53).
+        // Below 2^53 a whole real is exactly the integer meant; above, the
+        // JSON text may already have been rounded when it was parsed.
         Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => Ok(f as i64),
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18 => {
+            Err(Error::new(format!(
+                "option \"{key}\" must be written as an integer (a real this large may be rounded), got {n}"
+            )))
+        }
         Some(f) if f.fract() == 0.0 => Err(out_of_range()),
         _ => Err(Error::new(format!(
             "option \"{key}\" must be a whole number, got {n}"

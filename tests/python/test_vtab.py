@@ -364,29 +364,6 @@ def test_cancelling_during_an_id_in_list_scan_visits_each_task_once(db):
     assert sorted(got) == sorted((i, "cancelled") for i in made)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (README: a scan reads the tasks that existed when it started): a lookup by id "
-    "(each value of `id IN (...)`, the inner side of a join on id) has no rowid bound, so a task "
-    "the statement itself enqueued with a looked-up id is visited too",
-)
-@pytest.mark.parametrize(
-    "sql",
-    [
-        # SQLite looks the values up in order, and ID1 < ID2.
-        "SELECT t.id, {enqueue} FROM tasks t WHERE t.id IN (?1, ?2)",
-        "SELECT t.id, {enqueue} FROM (SELECT ?1 AS id UNION ALL SELECT ?2) w JOIN tasks t ON t.id = w.id",
-    ],
-)
-def test_a_lookup_by_id_does_not_visit_a_task_the_statement_added(db, sql):
-    enqueue(db, "k", id=ID1, now=0)
-    # Reading ID1's row enqueues ID2, which the lookup of ID2 then finds.
-    enqueue_id2 = "CASE WHEN t.id = ?1 THEN task_enqueue('k', NULL, json_object('id', ?2)) END"
-    got = rows(db, sql.format(enqueue=enqueue_id2), ID1, ID2)
-    assert got == [(ID1, ID2)]  # actually also (ID2, None)
-
-
 @pytest.mark.parametrize(
     "where",
     ["queue IN ('q1', 'q2')", "type IN ('k1', 'k2')", "id IN (SELECT id FROM task_store)", "parent_id IS NULL"],
