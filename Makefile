@@ -12,7 +12,7 @@ SQLITE3  ?= sqlite3
 VENV     := .venv
 PYTHON   := $(VENV)/bin/python
 
-.PHONY: help loadable test test-unit test-rust test-sql test-python demo fmt lint clean
+.PHONY: help loadable test test-unit test-rust test-sql test-python test-node demo fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -24,7 +24,7 @@ loadable: ## release build of the extension → dist/task0.so
 	cp target/release/libsqlite_task.$(EXT_SUFFIX) $(LOADABLE).tmp
 	mv -f $(LOADABLE).tmp $(LOADABLE)
 
-test: loadable test-unit test-rust test-sql test-python ## every suite, against one build
+test: loadable test-unit test-rust test-sql test-python test-node ## every suite, against one build
 	@echo "all suites passed"
 
 test-unit: ## Rust unit tests (no SQLite needed)
@@ -43,6 +43,13 @@ $(PYTHON): tests/python/requirements.txt
 
 test-python: loadable $(PYTHON) ## pytest suite loading dist/task0 through apsw
 	TASK_EXT=$(CURDIR)/dist/task0 $(PYTHON) -m pytest -q tests/python
+
+tests/node/node_modules: tests/node/package.json
+	cd tests/node && npm install --no-audit --no-fund --loglevel=error
+	@touch tests/node/node_modules
+
+test-node: loadable tests/node/node_modules ## node:test suite loading dist/task0 through better-sqlite3
+	cd tests/node && TASK_EXT=$(CURDIR)/dist/task0 node --test
 
 demo: loadable ## the queue at work, in the sqlite3 shell
 	@rm -f /tmp/sqlite-task-demo.db /tmp/sqlite-task-demo.db-wal /tmp/sqlite-task-demo.db-shm
