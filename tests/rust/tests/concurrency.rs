@@ -6,6 +6,7 @@
 use rusqlite::{Connection, ErrorCode};
 use sqlite_task_tests::{TempDir, file_db, one};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
 #[test]
@@ -16,10 +17,12 @@ fn workers_in_threads_share_the_queue_without_double_claims() {
     let setup = file_db(&dir.0);
     drop(setup);
     let barrier = Arc::new(Barrier::new(WORKERS + 2)); // workers, producer, this thread
+    let produced = Arc::new(AtomicBool::new(false));
 
     let producer = {
         let path = dir.0.clone();
         let barrier = Arc::clone(&barrier);
+        let produced = Arc::clone(&produced);
         std::thread::spawn(move || {
             let db = file_db(&path);
             barrier.wait();
@@ -36,6 +39,7 @@ fn workers_in_threads_share_the_queue_without_double_claims() {
                 }
                 db.execute_batch("COMMIT").unwrap();
             }
+            produced.store(true, Ordering::Release);
         })
     };
 
@@ -43,20 +47,22 @@ fn workers_in_threads_share_the_queue_without_double_claims() {
         .map(|w| {
             let path = dir.0.clone();
             let barrier = Arc::clone(&barrier);
+            let produced = Arc::clone(&produced);
             std::thread::spawn(move || {
                 let db = file_db(&path);
                 let name = format!("w{w}");
                 barrier.wait();
                 let mut done = Vec::new();
                 let mut busy = 0;
-                let mut idle = 0;
-                while idle < 200 {
+                // Stop once the producer is done and the queue is empty.
+                loop {
+                    let finished = produced.load(Ordering::Acquire);
                     let claimed: rusqlite::Result<Option<String>> =
                         db.query_row("SELECT task_claim(?1)", [&name], |r| r.get(0));
                     let t = match claimed {
                         Ok(Some(t)) => t,
+                        Ok(None) if finished => break,
                         Ok(None) => {
-                            idle += 1;
                             std::thread::yield_now();
                             continue;
                         }
@@ -66,7 +72,6 @@ fn workers_in_threads_share_the_queue_without_double_claims() {
                         }
                         Err(e) => panic!("claim: {e}"),
                     };
-                    idle = 0;
                     let v: serde_json::Value = serde_json::from_str(&t).unwrap();
                     let id = v["id"].as_str().unwrap().to_string();
                     let attempt = v["attempt"].as_i64().unwrap();
