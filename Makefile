@@ -24,7 +24,7 @@ loadable: ## release build of the extension → dist/task0.so
 	cp target/release/libsqlite_task.$(EXT_SUFFIX) $(LOADABLE).tmp
 	mv -f $(LOADABLE).tmp $(LOADABLE)
 
-test: loadable test-unit test-rust test-sql test-python test-node ## every suite, against one build
+test: loadable test-unit test-rust test-sql test-python test-node test-hosts ## every suite, against one build
 	@echo "all suites passed"
 
 test-unit: ## Rust unit tests (no SQLite needed)
@@ -74,3 +74,21 @@ bench: loadable ## benchmarks against raw SQLite, honker and effectum (~30 min) 
 
 bench-quick: loadable ## a one-run smoke test of the benchmarks (~3 min) → bench/target/quick/
 	BENCH_QUICK=1 bash bench/run.sh
+
+.PHONY: stress test-stress-quick
+
+stress: loadable $(PYTHON) ## reliability harness: N=2,4,8 worker processes, 50k tasks, NORMAL/FULL, SIGKILL rounds (~10-15 min)
+	TASK_EXT=$(CURDIR)/dist/task0 $(PYTHON) tests/stress/run.py --full
+
+test-stress-quick: loadable $(PYTHON) ## reliability harness, short: N=2 and 4, 3000 tasks, one SIGKILL round (< 1 min)
+	TASK_EXT=$(CURDIR)/dist/task0 $(PYTHON) tests/stress/run.py --quick
+
+.PHONY: stress-hostile test-hosts
+
+HOSTILE_CASES ?= 20000
+
+stress-hostile: loadable ## random hostile call sequences against the model, at length (HOSTILE_CASES=20000, ~3 min)
+	TASK_EXT=$(CURDIR)/dist/task0 PROPTEST_CASES=$(HOSTILE_CASES) cargo test --release -p sqlite-task-tests --test hostile random_call_sequences -- --nocapture
+
+test-hosts: loadable ## load dist/task0 into C hosts on SQLite 3.33 … 3.53: refused below the floor, working above (first run builds, ~2 min)
+	bash tests/hosts/run.sh

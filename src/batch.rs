@@ -6,8 +6,38 @@
 use crate::error::{Error, Result};
 use crate::ops::{self, ClaimArgs, Claimed, FailArgs, WorkerArgs};
 use crate::sqlite::Conn;
+use crate::writeback;
 use serde_json::Value as J;
 use std::rc::Rc;
+
+/// Runs `f` in a savepoint. Write-back values the items' verbs forget are
+/// put back if the savepoint rolls back, so a refused call changes nothing
+/// there either.
+fn all_or_nothing<T>(conn: &Rc<Conn>, ids: &[&str], f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let held: Vec<(String, writeback::Held)> = ids
+        .iter()
+        .filter_map(|id| {
+            let id = ops::parse_id("id", id).ok()?;
+            writeback::get(conn.key(), &id).map(|h| (id, h))
+        })
+        .collect();
+    let out = conn.savepoint(f);
+    if out.is_err() {
+        for (id, h) in held {
+            writeback::wrote(conn.key(), &id, h);
+        }
+    }
+    out
+}
+
+/// Validates the options every item shares before any item runs, so that
+/// an empty batch refuses them too.
+fn check_clock(now: Option<i64>) -> Result<()> {
+    if let Some(n) = now {
+        ops::check_range("now", n, 0, ops::MAX_TIME_MS)?;
+    }
+    Ok(())
+}
 
 /// One item of a batch: `{"id": …, "attempt": n, "result": …}` for
 /// completions, `{"id": …, "attempt": n, "error": "…"}` for failures.
@@ -82,8 +112,10 @@ fn items(json: &str, fail: bool) -> Result<Vec<Item>> {
 
 /// Completes every item, or none. Returns how many were completed.
 pub fn complete_batch(conn: &Rc<Conn>, json: &str, now: Option<i64>) -> Result<i64> {
+    check_clock(now)?;
     let items = items(json, false)?;
-    conn.savepoint(|| {
+    let ids: Vec<&str> = items.iter().map(|it| it.id.as_str()).collect();
+    all_or_nothing(conn, &ids, || {
         for (i, it) in items.iter().enumerate() {
             let w = WorkerArgs {
                 attempt: it.attempt,
@@ -99,8 +131,13 @@ pub fn complete_batch(conn: &Rc<Conn>, json: &str, now: Option<i64>) -> Result<i
 
 /// Fails every item, or none. Returns the resulting statuses, in order.
 pub fn fail_batch(conn: &Rc<Conn>, json: &str, f: &FailArgs) -> Result<Vec<(String, String)>> {
+    check_clock(f.worker.now)?;
+    if let Some(d) = f.delay_ms {
+        ops::check_range("delay", d, 0, ops::MAX_TIME_MS)?;
+    }
     let items = items(json, true)?;
-    conn.savepoint(|| {
+    let ids: Vec<&str> = items.iter().map(|it| it.id.as_str()).collect();
+    all_or_nothing(conn, &ids, || {
         let mut out = Vec::with_capacity(items.len());
         for (i, it) in items.iter().enumerate() {
             let args = FailArgs {
@@ -127,7 +164,9 @@ pub fn complete_next(
     w: &WorkerArgs,
     claim: &ClaimArgs<'_>,
 ) -> Result<Option<Claimed>> {
-    conn.savepoint(|| {
+    check_clock(w.now)?;
+    ops::check_range("lease", claim.lease_ms, 1, ops::MAX_LEASE_MS)?;
+    all_or_nothing(conn, &[id], || {
         ops::complete(conn, id, result, w)?;
         Ok(ops::claim(conn, claim, 1)?.into_iter().next())
     })

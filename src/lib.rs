@@ -22,10 +22,10 @@ use rusqlite::ffi;
 use std::os::raw::{c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// The oldest SQLite this extension runs on. RETURNING (3.35) carries the
-/// claim in one statement; 3.35.4 is the first release whose RETURNING has
-/// the fixes the claim relies on (multi-row RETURNING inside an UPDATE with
-/// subqueries).
+/// The oldest SQLite this extension runs on, checked before anything else
+/// at load. rusqlite's bindings need 3.34.1; 3.35.4 is the oldest release
+/// the test suite runs on (`make test-hosts` builds 3.33.0, 3.35.3, 3.35.4,
+/// 3.36.0, 3.45.0 and 3.53.2 hosts and loads the extension into each).
 pub const MIN_SQLITE_VERSION: i32 = 3_035_004;
 pub const MIN_SQLITE_VERSION_TEXT: &str = "3.35.4";
 

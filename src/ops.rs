@@ -134,11 +134,45 @@ pub fn quoted(s: &str) -> String {
     }
 }
 
-/// Checks that `text` is one JSON value. Nothing is allocated for it.
+/// Deepest nesting accepted in stored JSON. SQLite's own JSON functions
+/// refuse documents nested deeper than 1000 (fewer in older releases), and
+/// a claim's result must stay readable with them.
+pub const MAX_JSON_DEPTH: usize = 500;
+
+/// Checks that `text` is one JSON value that SQLite's JSON functions can
+/// read: well formed, nested at most [`MAX_JSON_DEPTH`] deep, and with no
+/// escaped lone surrogate (`"\ud800"`), which strict parsers refuse.
 pub fn check_json(what: &str, text: &str) -> Result<()> {
+    let bad = |e: String| Error::new(format!("{what} is not valid JSON: {e}"));
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        match (in_str, esc, b) {
+            (true, true, _) => esc = false,
+            (true, false, b'\\') => esc = true,
+            (true, false, b'"') => in_str = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_str = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_JSON_DEPTH {
+        return Err(bad(format!(
+            "nested {max} deep, more than the {MAX_JSON_DEPTH} allowed"
+        )));
+    }
+    if text.contains("\\u") {
+        // Escapes are rare: decode fully to reject lone surrogates.
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| bad(e.to_string()))?;
+        return Ok(());
+    }
     serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map(|_| ())
-        .map_err(|e| Error::new(format!("{what} is not valid JSON: {e}")))
+        .map_err(|e| bad(e.to_string()))
 }
 
 pub fn check_range(what: &str, v: i64, lo: i64, hi: i64) -> Result<i64> {
@@ -623,6 +657,10 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
                 created,
             ] = <[Owned; 12]>::try_from(n).map_err(|_| Error::new("internal: bad claim note"))?;
             if how.int() == 2 {
+                // Failed for an expired lease: nothing held for it stays.
+                if let Some(id) = id.text() {
+                    writeback::take(conn.key(), &id);
+                }
                 reaped += 1;
                 continue;
             }
@@ -806,8 +844,9 @@ pub fn progress(
         return Ok("running");
     }
     // A heartbeat writes the value held for the task, if any; a report
-    // without write-back replaces it.
-    let held = writeback::take(conn.key(), &id);
+    // without write-back replaces it. The held value is only forgotten once
+    // the write succeeded: a refused call changes nothing.
+    let held = writeback::get(conn.key(), &id);
     let percent = match (percent, held) {
         (None, Some(h)) if attempt.is_none_or(|a| a == h.attempt) => Some(h.percent),
         (p, _) => p,
@@ -829,6 +868,7 @@ pub fn progress(
     let notes = conn.take_notes(mark);
     outcome?;
     if let Some(row) = notes.first() {
+        writeback::take(conn.key(), &id);
         if let (Some(ms), Some(p)) = (writeback, percent) {
             let attempts = row.first().map_or(0, Owned::int);
             let lease_ms = row.get(1).map_or(0, Owned::int);

@@ -41,6 +41,8 @@ pub struct Conn {
     schema_checked: Cell<bool>,
     /// Rows recorded by `task__note()` during the extension's own UPDATEs.
     notes: RefCell<Vec<Vec<Owned>>>,
+    /// Statements of ours between `notes_mark` and `take_notes`.
+    recording: Cell<u32>,
     claim_hint: RefCell<crate::ops::Hint>,
     /// Identity of the main database for process-wide state (write-back):
     /// its file name, or this connection's address for in-memory ones.
@@ -111,6 +113,7 @@ impl Conn {
             probed: Cell::new(false),
             schema_checked: Cell::new(false),
             notes: RefCell::new(Vec::new()),
+            recording: Cell::new(0),
             claim_hint: RefCell::new(crate::ops::Hint::None),
         })
     }
@@ -126,19 +129,32 @@ impl Conn {
     /// Where the rows a statement is about to note will start: pass it to
     /// [`Conn::take_notes`] afterwards. Notes nest like a stack, so a
     /// trigger that runs another verb inside the UPDATE keeps its own.
-    pub fn notes_mark(&self) -> usize {
-        self.notes.borrow().len()
+    pub fn notes_mark(&self) -> Recording<'_> {
+        self.recording.set(self.recording.get() + 1);
+        Recording {
+            conn: self,
+            mark: self.notes.borrow().len(),
+            open: true,
+        }
     }
 
+    /// Records a row, only while one of the extension's statements runs (a
+    /// direct `SELECT task__note(...)` by a user records nothing).
     pub fn note(&self, row: Vec<Owned>) {
-        self.notes.borrow_mut().push(row);
+        if self.recording.get() > 0 {
+            self.notes.borrow_mut().push(row);
+        }
     }
 
-    /// Removes and returns the rows noted since `mark`.
-    pub fn take_notes(&self, mark: usize) -> Vec<Vec<Owned>> {
-        let mut notes = self.notes.borrow_mut();
-        let at = mark.min(notes.len());
-        notes.split_off(at)
+    /// Removes and returns the rows noted since `rec` began.
+    pub fn take_notes(&self, mut rec: Recording<'_>) -> Vec<Vec<Owned>> {
+        let taken = {
+            let mut notes = self.notes.borrow_mut();
+            let at = rec.mark.min(notes.len());
+            notes.split_off(at)
+        };
+        rec.close();
+        taken
     }
 
     pub fn db(&self) -> *mut ffi::sqlite3 {
@@ -351,6 +367,38 @@ impl Drop for Conn {
         // non-empty pool means the functions were re-registered on a live
         // connection (the extension loaded twice): finalize them.
         self.flush();
+        // Held progress of an in-memory database dies with its connection.
+        if self.key.starts_with("memory:") {
+            crate::writeback::forget_db(&self.key);
+        }
+    }
+}
+
+/// An open recording of `task__note()` rows; ends on `take_notes` or drop
+/// (an early return by `?` included).
+pub struct Recording<'a> {
+    conn: &'a Conn,
+    mark: usize,
+    open: bool,
+}
+
+impl Recording<'_> {
+    fn close(&mut self) {
+        if self.open {
+            self.open = false;
+            let depth = &self.conn.recording;
+            depth.set(depth.get().saturating_sub(1));
+            if depth.get() == 0 {
+                // Nothing of ours is running: drop rows nobody will read.
+                self.conn.notes.borrow_mut().truncate(self.mark);
+            }
+        }
+    }
+}
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -110,6 +110,18 @@ pub fn take(db: &str, id: &str) -> Option<Held> {
     })
 }
 
+/// Forgets every value held for database `db`.
+pub fn forget_db(db: &str) {
+    if !any() {
+        return;
+    }
+    with(|map| {
+        if let Some(m) = map.as_mut() {
+            m.retain(|(d, _), _| d != db);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
