@@ -989,22 +989,9 @@ UPDATE main.task_store
 /// Cancels a queued or running task. A running task's worker learns it at
 /// its next progress or heartbeat call, and can no longer complete it.
 pub fn cancel(conn: &Rc<Conn>, id: &str, now: Option<i64>) -> Result<()> {
-    let id = parse_id("id", id)?;
-    let now = check_range("now", clock(now), 0, MAX_TIME_MS)?;
-    let mut st = conn.prepare(CANCEL_SQL)?;
-    st.bind_text(1, &id)?;
-    st.bind_i64(2, now)?;
-    st.finish()?;
-    drop(st);
-    if conn.changes() == 1 {
-        writeback::take(conn.key(), &id);
-        return Ok(());
-    }
-    let cur = current(conn, &id)?;
-    Err(Error::new(format!(
-        "task {id} is already {}; only queued or running tasks can be cancelled",
-        cur.status
-    )))
+    transition(conn, CANCEL_SQL, id, now, |id, status| {
+        format!("task {id} is already {status}; only queued or running tasks can be cancelled")
+    })
 }
 
 const RETRY_SQL: &str = "\
@@ -1016,9 +1003,23 @@ UPDATE main.task_store
 /// Puts a failed or cancelled task back in its queue with a fresh budget of
 /// attempts. Its last error is kept until it runs again.
 pub fn retry(conn: &Rc<Conn>, id: &str, now: Option<i64>) -> Result<()> {
+    transition(conn, RETRY_SQL, id, now, |id, status| {
+        format!("task {id} is {status}; only failed or cancelled tasks can be retried")
+    })
+}
+
+/// Runs an administrative transition (`sql` binds the id and the clock); on
+/// no match, explains with `refusal(id, current status)`.
+fn transition(
+    conn: &Rc<Conn>,
+    sql: &'static str,
+    id: &str,
+    now: Option<i64>,
+    refusal: fn(&str, &str) -> String,
+) -> Result<()> {
     let id = parse_id("id", id)?;
     let now = check_range("now", clock(now), 0, MAX_TIME_MS)?;
-    let mut st = conn.prepare(RETRY_SQL)?;
+    let mut st = conn.prepare(sql)?;
     st.bind_text(1, &id)?;
     st.bind_i64(2, now)?;
     st.finish()?;
@@ -1028,10 +1029,7 @@ pub fn retry(conn: &Rc<Conn>, id: &str, now: Option<i64>) -> Result<()> {
         return Ok(());
     }
     let cur = current(conn, &id)?;
-    Err(Error::new(format!(
-        "task {id} is {}; only failed or cancelled tasks can be retried",
-        cur.status
-    )))
+    Err(Error::new(refusal(&id, &cur.status)))
 }
 
 /// What `UPDATE tasks SET ...` may change on a queued task.
