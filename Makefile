@@ -24,7 +24,7 @@ loadable: ## release build of the extension → dist/task0.so
 	cp target/release/libsqlite_task.$(EXT_SUFFIX) $(LOADABLE).tmp
 	mv -f $(LOADABLE).tmp $(LOADABLE)
 
-test: loadable test-unit test-rust test-sql test-python test-node test-hosts ## every suite, against one build
+test: loadable test-unit test-rust test-sql test-python test-node test-hosts test-stress-quick ## every suite, against one build
 	@echo "all suites passed"
 
 test-unit: ## Rust unit tests (no SQLite needed)
