@@ -69,10 +69,10 @@ clean: ## remove build output
 
 .PHONY: bench bench-quick
 
-bench: loadable ## benchmarks against raw SQLite, honker and effectum (~30 min) → bench/results.json, bench/chart.png
+bench: loadable ## benchmarks against raw SQLite, honker and effectum (~25 min) → bench/results.json, bench/chart.png
 	bash bench/run.sh
 
-bench-quick: loadable ## a one-run smoke test of the benchmarks (~3 min) → bench/target/quick/
+bench-quick: loadable ## a one-run smoke test of the benchmarks (~2 min after the builds) → bench/target/quick/
 	BENCH_QUICK=1 bash bench/run.sh
 
 .PHONY: stress test-stress-quick

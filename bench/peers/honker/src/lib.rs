@@ -1,0 +1,1 @@
+//! Empty: this crate only pins honker-extension for `cargo fetch` (see Cargo.toml).
