@@ -1,0 +1,2 @@
+-- The demo (make demo) keeps working and keeps telling the same story.
+.read sql/demo.sql
