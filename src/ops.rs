@@ -185,11 +185,20 @@ pub fn check_range(what: &str, v: i64, lo: i64, hi: i64) -> Result<i64> {
     }
 }
 
+/// A UUIDv7 for the clock `now` (ms). The random bits come from SQLite's
+/// PRNG (seeded once by its VFS), not a system call per id.
 fn new_id(now: i64) -> String {
-    let secs = u64::try_from(now.div_euclid(1000)).unwrap_or(0);
-    let nanos = u32::try_from(now.rem_euclid(1000) * 1_000_000).unwrap_or(0);
-    let ts = uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos);
-    uuid::Uuid::new_v7(ts).hyphenated().to_string()
+    let mut random = [0u8; 10];
+    randomness(&mut random);
+    uuid_v7(now, &random)
+}
+
+fn uuid_v7(now: i64, random: &[u8; 10]) -> String {
+    let ms = u64::try_from(now).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(ms, random)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 const ENQUEUE_SQL: &str = "\
@@ -1156,8 +1165,8 @@ mod tests {
 
     #[test]
     fn generated_ids_follow_the_supplied_clock() {
-        let a = new_id(1_000);
-        let b = new_id(2_000);
+        let a = uuid_v7(1_000, &[0xff; 10]);
+        let b = uuid_v7(2_000, &[0; 10]);
         assert!(a < b, "v7 ids sort by time: {a} {b}");
         assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 7);
     }
