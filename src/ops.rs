@@ -312,7 +312,8 @@ pub fn enqueue(conn: &Rc<Conn>, t: &NewTask<'_>) -> Result<Enqueued> {
 // value when matching partial indexes, which marks the statement to be
 // re-prepared every time that parameter is bound again (measured: 35 µs vs
 // 4.5 µs per claim on a SQLITE_ENABLE_STAT4 build). The unary plus keeps the
-// index usable and the plan fixed.
+// index usable and the plan fixed. The same holds for a bound LIMIT inside
+// an IN (subquery): `LIMIT +?5` (measured: 86 µs vs 38 µs per batch).
 //
 // An expired task with no attempts left is failed by the same UPDATE (the
 // CASEs below) instead of being claimed; the caller then claims again.
@@ -405,17 +406,17 @@ const CLAIM_SOLE_SQL: &str = claim_sql!(concat!(
 // The IN-list costs one temporary b-tree per batch, not per task.
 const CLAIM_BATCH_SQL: &str = claim_sql!(concat!(
     "seq IN (SELECT seq FROM (",
-    expired_sql!(" AND (queue = +?4 OR attempts >= max_attempts)", "?5"),
+    expired_sql!(" AND (queue = +?4 OR attempts >= max_attempts)", "+?5"),
     ") UNION ALL SELECT seq FROM (",
-    head_sql!("?5"),
-    ") LIMIT ?5)"
+    head_sql!("+?5"),
+    ") LIMIT +?5)"
 ));
 const CLAIM_BATCH_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
     "seq IN (SELECT seq FROM (",
-    expired_sql!("", "?5"),
+    expired_sql!("", "+?5"),
     ") UNION ALL SELECT seq FROM (",
-    head_sql!("?5"),
-    ") LIMIT ?5)"
+    head_sql!("+?5"),
+    ") LIMIT +?5)"
 ));
 
 /// The next queue name after `?1` among queued tasks, with that queue's
