@@ -729,31 +729,59 @@ impl Claimed {
     /// JSON it is; if the stored text is not JSON (edited by hand), it is
     /// returned as a JSON string rather than producing invalid output.
     pub fn to_json(&self) -> String {
-        use serde_json::Value as J;
-        let details = match &self.details {
-            None => "null".to_string(),
-            Some(d) if check_json("details", d).is_ok() => d.clone(),
-            Some(d) => J::String(d.clone()).to_string(),
-        };
-        let s = |v: &str| J::String(v.to_string()).to_string();
-        let opt = |v: &Option<String>| v.as_deref().map_or("null".to_string(), s);
-        format!(
-            "{{\"id\":{},\"type\":{},\"queue\":{},\"details\":{},\"attempt\":{},\
-             \"max_attempts\":{},\"priority\":{},\"parent_id\":{},\"run_at\":{},\
-             \"lease_until\":{},\"created_at\":{}}}",
-            s(&self.id),
-            s(&self.kind),
-            s(&self.queue),
-            details,
-            self.attempt,
-            self.max_attempts,
-            self.priority,
-            opt(&self.parent_id),
-            self.run_at,
-            self.lease_until,
-            self.created_at
-        )
+        use std::fmt::Write;
+        let mut out = String::with_capacity(
+            200 + self.details.as_ref().map_or(0, String::len) + self.kind.len() + self.queue.len(),
+        );
+        out.push_str("{\"id\":");
+        push_json_str(&mut out, &self.id);
+        out.push_str(",\"type\":");
+        push_json_str(&mut out, &self.kind);
+        out.push_str(",\"queue\":");
+        push_json_str(&mut out, &self.queue);
+        out.push_str(",\"details\":");
+        match &self.details {
+            None => out.push_str("null"),
+            Some(d) if check_json("details", d).is_ok() => out.push_str(d),
+            Some(d) => push_json_str(&mut out, d),
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            ",\"attempt\":{},\"max_attempts\":{},\"priority\":{},\"parent_id\":",
+            self.attempt, self.max_attempts, self.priority
+        );
+        match &self.parent_id {
+            None => out.push_str("null"),
+            Some(p) => push_json_str(&mut out, p),
+        }
+        let _ = write!(
+            out,
+            ",\"run_at\":{},\"lease_until\":{},\"created_at\":{}}}",
+            self.run_at, self.lease_until, self.created_at
+        );
+        out
     }
+}
+
+/// Appends `s` as a JSON string literal (RFC 8259 escaping).
+fn push_json_str(out: &mut String, s: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// The current state of a task, for explaining why a write matched nothing.
@@ -1207,5 +1235,10 @@ mod tests {
         c.details = Some("{broken".into());
         let v: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
         assert_eq!(v["details"], "{broken");
+        c.kind = "q\"\\\n\u{1}é✓".into();
+        c.parent_id = Some("p".into());
+        let v: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        assert_eq!(v["type"], "q\"\\\n\u{1}é✓");
+        assert_eq!(v["parent_id"], "p");
     }
 }
