@@ -39,11 +39,6 @@ impl Error {
         self.msg = format!("{name}: {}", self.msg);
         self
     }
-
-    /// True for the lock conditions a caller may retry.
-    pub fn is_busy(&self) -> bool {
-        matches!(self.code & 0xff, ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED)
-    }
 }
 
 impl fmt::Display for Error {

@@ -430,7 +430,12 @@ fn claim_args<'a>(worker: &'a str, o: &Options) -> Result<ClaimArgs<'a>> {
                     .iter()
                     .all(|q| q.as_str().is_some_and(|s| !s.is_empty())) =>
         {
-            Queues::Many(serde_json::Value::Array(items.clone()).to_string())
+            Queues::Many(
+                items
+                    .iter()
+                    .filter_map(|q| q.as_str().map(str::to_string))
+                    .collect(),
+            )
         }
         Some(_) => {
             return Err(Error::new(

@@ -60,8 +60,8 @@ pub struct NewTask<'a> {
 pub enum Queues {
     All,
     One(String),
-    /// A JSON array of queue names, as text (bound to `json_each`).
-    Many(String),
+    /// Several queue names.
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -551,12 +551,6 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
     let limit = check_range("limit", limit, 1, MAX_BATCH)?;
     let lease = check_range("lease", a.lease_ms, 1, MAX_LEASE_MS)?;
     let now = check_range("now", clock(a.now), 0, MAX_TIME_MS)?;
-    let many: Vec<String> = match &a.queues {
-        Queues::Many(json) => {
-            serde_json::from_str(json).map_err(|e| Error::new(format!("queue list: {e}")))?
-        }
-        _ => Vec::new(),
-    };
     // Reaping an exhausted expired task consumes a round; bound the rounds
     // so a pathological storage cannot spin forever.
     for _ in 0..1_000 {
@@ -600,11 +594,11 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
                     _ => (q, Kind::Queue),
                 }
             }
-            Queues::Many(_) => {
+            Queues::Many(many) => {
                 // A queue with an expired task goes first; otherwise the
                 // queue whose head comes first.
                 let mut pick: Option<((bool, HeadKey), &String)> = None;
-                for q in &many {
+                for q in many {
                     let expired = expired_in(conn, Some(q), now)?;
                     let head = head_of(conn, q, now)?;
                     if !expired && head.is_none() {
@@ -629,7 +623,6 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
             (_, Kind::Queue) => CLAIM_BATCH_SQL,
             (_, _) => CLAIM_BATCH_ANY_EXPIRED_SQL,
         };
-        let mark = conn.notes_mark();
         let mut st = conn.prepare(sql)?;
         st.bind_i64(1, now)?;
         st.bind_text(2, a.worker)?;
@@ -638,13 +631,9 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
         if limit > 1 {
             st.bind_i64(5, limit)?;
         }
-        let outcome = st.finish();
-        drop(st);
-        let notes = conn.take_notes(mark);
-        if outcome.is_err() {
-            conn.set_claim_hint(Hint::None);
-        }
-        outcome?;
+        let notes = conn
+            .finish_noted(st)
+            .inspect_err(|_| conn.set_claim_hint(Hint::None))?;
         let mut claimed = Vec::new();
         let mut reclaimed = Vec::new();
         let mut reaped = 0;
@@ -889,7 +878,6 @@ pub fn progress(
         (None, Some(h)) if attempt.is_none_or(|a| a == h.attempt) => Some(h.percent),
         (p, _) => p,
     };
-    let mark = conn.notes_mark();
     let mut st = conn.prepare(PROGRESS_SQL)?;
     st.bind_text(1, &id)?;
     st.bind_i64(2, now)?;
@@ -901,10 +889,7 @@ pub fn progress(
     }
     st.bind_opt_i64(4, attempt)?;
     st.bind_opt_i64(5, lease)?;
-    let outcome = st.finish();
-    drop(st);
-    let notes = conn.take_notes(mark);
-    outcome?;
+    let notes = conn.finish_noted(st)?;
     if let Some(row) = notes.first() {
         writeback::take(conn.key(), &id);
         if let (Some(ms), Some(p)) = (writeback, percent) {
@@ -996,11 +981,7 @@ pub fn fail(conn: &Rc<Conn>, id: &str, error: &str, f: &FailArgs) -> Result<Stri
         Some(h) if attempt.is_none_or(|a| a == h.attempt) => st.bind_f64(10, h.percent)?,
         _ => st.bind_null(10)?,
     }
-    let mark = conn.notes_mark();
-    let outcome = st.finish();
-    drop(st);
-    let notes = conn.take_notes(mark);
-    outcome?;
+    let notes = conn.finish_noted(st)?;
     if !notes.is_empty() {
         writeback::take(conn.key(), &id);
     }

@@ -74,6 +74,12 @@ impl Options {
     }
 }
 
+/// A whole real that is exactly the integer meant: below 2^53. Above, the
+/// text it came from may already have been rounded when it was parsed.
+pub fn exact_whole(f: f64) -> Option<i64> {
+    (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i64)
+}
+
 /// A JSON number as a 64-bit integer. Whole numbers written as reals (`2.0`,
 /// `1e3`, as some JSON encoders do) are accepted when they are exact.
 fn whole(key: &str, n: &serde_json::Number) -> Result<i64> {
@@ -89,9 +95,7 @@ fn whole(key: &str, n: &serde_json::Number) -> Result<i64> {
         return Err(out_of_range());
     }
     match n.as_f64() {
-        // Below 2^53 a whole real is exactly the integer meant; above, the
-        // JSON text may already have been rounded when it was parsed.
-        Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => Ok(f as i64),
+        Some(f) if let Some(i) = exact_whole(f) => Ok(i),
         Some(f) if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18 => {
             Err(Error::new(format!(
                 "option \"{key}\" must be written as an integer (a real this large may be rounded), got {n}"

@@ -41,7 +41,7 @@ pub struct Conn {
     schema_checked: Cell<bool>,
     /// Rows recorded by `task__note()` during the extension's own UPDATEs.
     notes: RefCell<Vec<Vec<Owned>>>,
-    /// Statements of ours between `notes_mark` and `take_notes`.
+    /// Statements of ours running inside `finish_noted`.
     recording: Cell<u32>,
     claim_hint: RefCell<crate::ops::Hint>,
     /// Identity of the main database for process-wide state (write-back):
@@ -126,10 +126,19 @@ impl Conn {
         *self.claim_hint.borrow_mut() = hint;
     }
 
-    /// Where the rows a statement is about to note will start: pass it to
-    /// [`Conn::take_notes`] afterwards. Notes nest like a stack, so a
-    /// trigger that runs another verb inside the UPDATE keeps its own.
-    pub fn notes_mark(&self) -> Recording<'_> {
+    /// Runs `st` to completion and returns the rows its `task__note()`
+    /// calls recorded. Notes nest like a stack, so a trigger that runs
+    /// another verb inside the statement keeps its own.
+    pub fn finish_noted(&self, mut st: Stmt) -> Result<Vec<Vec<Owned>>> {
+        let rec = self.notes_mark();
+        let outcome = st.finish();
+        drop(st);
+        let notes = self.take_notes(rec);
+        outcome.map(|()| notes)
+    }
+
+    /// Where the rows a statement is about to note will start.
+    fn notes_mark(&self) -> Recording<'_> {
         self.recording.set(self.recording.get() + 1);
         Recording {
             conn: self,
@@ -147,7 +156,7 @@ impl Conn {
     }
 
     /// Removes and returns the rows noted since `rec` began.
-    pub fn take_notes(&self, mut rec: Recording<'_>) -> Vec<Vec<Owned>> {
+    fn take_notes(&self, mut rec: Recording<'_>) -> Vec<Vec<Owned>> {
         let taken = {
             let mut notes = self.notes.borrow_mut();
             let at = rec.mark.min(notes.len());

@@ -506,10 +506,8 @@ fn col_int(cols: &[Value<'_>], i: usize) -> Result<Option<i64>> {
     match col(cols, i) {
         Value::Null => Ok(None),
         Value::Integer(n) => Ok(Some(n)),
-        // As the functions' options: a whole real below 2^53 is exact.
-        Value::Real(r) if r.fract() == 0.0 && r.abs() < 9_007_199_254_740_992.0 => {
-            Ok(Some(r as i64))
-        }
+        // As the functions' options accept them.
+        Value::Real(r) if let Some(i) = crate::options::exact_whole(r) => Ok(Some(i)),
         v => Err(Error::new(format!(
             "column {} must be an integer, got {}",
             name(i),
