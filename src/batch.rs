@@ -7,13 +7,18 @@ use crate::error::{Error, Result};
 use crate::ops::{self, ClaimArgs, Claimed, FailArgs, WorkerArgs};
 use crate::sqlite::Conn;
 use crate::writeback;
-use serde_json::Value as J;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// Runs `f` in a savepoint. Write-back values the items' verbs forget are
 /// put back if the savepoint rolls back, so a refused call changes nothing
 /// there either.
 fn all_or_nothing<T>(conn: &Rc<Conn>, ids: &[&str], f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if !writeback::any() {
+        return conn.savepoint(f);
+    }
     let held: Vec<(String, writeback::Held)> = ids
         .iter()
         .filter_map(|id| {
@@ -41,24 +46,26 @@ fn check_clock(now: Option<i64>) -> Result<()> {
 
 /// One item of a batch: `{"id": …, "attempt": n, "result": …}` for
 /// completions, `{"id": …, "attempt": n, "error": "…"}` for failures.
-struct Item {
-    id: String,
+/// Text is borrowed from the call's argument where it has no escapes.
+struct Item<'a> {
+    id: Cow<'a, str>,
     attempt: Option<i64>,
-    result: Option<String>,
-    error: Option<String>,
+    /// The result's JSON text, as written.
+    result: Option<&'a str>,
+    error: Option<Cow<'a, str>>,
 }
 
-fn items(json: &str, fail: bool) -> Result<Vec<Item>> {
-    let v: J = serde_json::from_str(json)
-        .map_err(|e| Error::new(format!("items are not valid JSON: {e}")))?;
-    let J::Array(list) = v else {
-        return Err(Error::new("items must be a JSON array of objects"));
-    };
-    if list.len() as i64 > ops::MAX_BATCH {
+/// Reads the items in one pass over the text, without building a JSON
+/// tree. Syntax errors stop the parse; an item of the wrong shape is
+/// recorded and reported after it, by position.
+fn items(json: &str, fail: bool) -> Result<Vec<Item<'_>>> {
+    let (list, count) = serde_json::from_str::<Top<'_>>(json)
+        .map_err(|e| Error::new(format!("items are not valid JSON: {e}")))?
+        .0
+        .ok_or_else(|| Error::new("items must be a JSON array of objects"))?;
+    if count > MAX_ITEMS {
         return Err(Error::new(format!(
-            "at most {} items per call, got {}",
-            ops::MAX_BATCH,
-            list.len()
+            "at most {MAX_ITEMS} items per call, got {count}"
         )));
     }
     let allowed: &[&str] = if fail {
@@ -68,35 +75,35 @@ fn items(json: &str, fail: bool) -> Result<Vec<Item>> {
     };
     list.into_iter()
         .enumerate()
-        .map(|(i, item)| {
+        .map(|(i, raw)| {
             let at = |msg: String| Error::new(format!("item {i}: {msg}"));
-            let J::Object(map) = item else {
+            let Some(raw) = raw else {
                 return Err(at("must be an object".into()));
             };
-            if let Some(bad) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            // The first unknown key in key order, as a JSON object's keys
+            // would be listed.
+            let misplaced = match (fail, raw.result.is_some(), raw.error.is_some()) {
+                (true, true, _) => Some(Cow::Borrowed("result")),
+                (false, _, true) => Some(Cow::Borrowed("error")),
+                _ => None,
+            };
+            if let Some(bad) = [raw.unknown, misplaced].into_iter().flatten().min() {
                 return Err(at(format!(
                     "unknown key \"{bad}\" (expected one of: {})",
                     allowed.join(", ")
                 )));
             }
-            let id = match map.get("id") {
-                Some(J::String(s)) => s.clone(),
-                _ => return Err(at("\"id\" must be a task id string".into())),
+            let Some(Scalar::Str(id)) = raw.id else {
+                return Err(at("\"id\" must be a task id string".into()));
             };
-            let attempt = match map.get("attempt") {
-                None | Some(J::Null) => None,
-                Some(J::Number(n)) => Some(
-                    n.as_i64()
-                        .ok_or_else(|| at("\"attempt\" must be a whole number".into()))?,
-                ),
+            let attempt = match raw.attempt {
+                None | Some(Scalar::Null) => None,
+                Some(Scalar::Int(n)) => Some(n),
                 Some(_) => return Err(at("\"attempt\" must be a whole number".into())),
             };
-            let result = match map.get("result") {
-                None | Some(J::Null) => None,
-                Some(v) => Some(v.to_string()),
-            };
-            let error = match map.get("error") {
-                Some(J::String(s)) => Some(s.clone()),
+            let result = raw.result.map(RawValue::get).filter(|r| *r != "null");
+            let error = match raw.error {
+                Some(Scalar::Str(e)) => Some(e),
                 None if !fail => None,
                 _ => return Err(at("\"error\" must be text".into())),
             };
@@ -110,11 +117,205 @@ fn items(json: &str, fail: bool) -> Result<Vec<Item>> {
         .collect()
 }
 
+const MAX_ITEMS: usize = ops::MAX_BATCH as usize;
+
+/// The items argument: `None` when it is not an array; else each element
+/// (`None`: not an object) and how many elements there were.
+struct Top<'a>(Option<(Vec<Option<RawItem<'a>>>, usize)>);
+
+/// One element of the items list (`None`: not an object).
+struct Obj<'a>(Option<RawItem<'a>>);
+
+/// The keys of one item object as found, checked by `items`.
+#[derive(Default)]
+struct RawItem<'a> {
+    id: Option<Scalar<'a>>,
+    attempt: Option<Scalar<'a>>,
+    result: Option<&'a RawValue>,
+    error: Option<Scalar<'a>>,
+    /// The least key that no batch verb knows.
+    unknown: Option<Cow<'a, str>>,
+}
+
+/// A value an item's key may hold, as far as the checks need to know.
+enum Scalar<'a> {
+    Null,
+    /// An integer that fits in 64 bits.
+    Int(i64),
+    Str(Cow<'a, str>),
+    /// Anything else: a larger or fractional number, a boolean, a list, an
+    /// object.
+    Other,
+}
+
+/// An object key.
+struct Key<'a>(Cow<'a, str>);
+
+/// Skips the rest of a list or object whose value is refused.
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> std::result::Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> std::result::Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Visitor methods that turn every JSON scalar into `$out`.
+macro_rules! scalars_are {
+    ($out:expr) => {
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok($out)
+        }
+    };
+}
+
+struct TopVisitor;
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of objects")
+    }
+    scalars_are!(Top(None));
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Top<'de>, A::Error> {
+        drain_map(map).map(|()| Top(None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Top<'de>, A::Error> {
+        let mut list = Vec::new();
+        while let Some(Obj(item)) = seq.next_element::<Obj<'de>>()? {
+            list.push(item);
+            if list.len() > MAX_ITEMS {
+                // Count the rest for the message; keep none of it.
+                let mut count = list.len();
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    count += 1;
+                }
+                return Ok(Top(Some((Vec::new(), count))));
+            }
+        }
+        let count = list.len();
+        Ok(Top(Some((list, count))))
+    }
+}
+
+struct ObjVisitor;
+impl<'de> Visitor<'de> for ObjVisitor {
+    type Value = Obj<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+    scalars_are!(Obj(None));
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Obj<'de>, A::Error> {
+        drain_seq(seq).map(|()| Obj(None))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Obj<'de>, A::Error> {
+        // A repeated key keeps its last value, as in a JSON object.
+        let mut it = RawItem::default();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match key.as_ref() {
+                "id" => it.id = Some(map.next_value()?),
+                "attempt" => it.attempt = Some(map.next_value()?),
+                "result" => it.result = Some(map.next_value()?),
+                "error" => it.error = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    if it.unknown.as_ref().is_none_or(|u| key < *u) {
+                        it.unknown = Some(key);
+                    }
+                }
+            }
+        }
+        Ok(Obj(Some(it)))
+    }
+}
+
+struct ScalarVisitor;
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a value")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_i64<E>(self, n: i64) -> std::result::Result<Scalar<'de>, E> {
+        Ok(Scalar::Int(n))
+    }
+    fn visit_u64<E>(self, n: u64) -> std::result::Result<Scalar<'de>, E> {
+        Ok(i64::try_from(n).map_or(Scalar::Other, Scalar::Int))
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> std::result::Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Borrowed(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> std::result::Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(s.to_string())))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Scalar<'de>, A::Error> {
+        drain_seq(seq).map(|()| Scalar::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Scalar<'de>, A::Error> {
+        drain_map(map).map(|()| Scalar::Other)
+    }
+}
+
+struct KeyVisitor;
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> std::result::Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> std::result::Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(s.to_string())))
+    }
+}
+
+macro_rules! deserialize_with {
+    ($($ty:ident => $visitor:ident, $how:ident;)*) => {$(
+        impl<'de> Deserialize<'de> for $ty<'de> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                d.$how($visitor)
+            }
+        }
+    )*};
+}
+
+deserialize_with! {
+    Top => TopVisitor, deserialize_any;
+    Obj => ObjVisitor, deserialize_any;
+    Scalar => ScalarVisitor, deserialize_any;
+    Key => KeyVisitor, deserialize_str;
+}
+
 /// Completes every item, or none. Returns how many were completed.
 pub fn complete_batch(conn: &Rc<Conn>, json: &str, now: Option<i64>) -> Result<i64> {
     check_clock(now)?;
     let items = items(json, false)?;
-    let ids: Vec<&str> = items.iter().map(|it| it.id.as_str()).collect();
+    let ids: Vec<&str> = items.iter().map(|it| it.id.as_ref()).collect();
     all_or_nothing(conn, &ids, || {
         for (i, it) in items.iter().enumerate() {
             let w = WorkerArgs {
@@ -122,7 +323,7 @@ pub fn complete_batch(conn: &Rc<Conn>, json: &str, now: Option<i64>) -> Result<i
                 now,
                 ..WorkerArgs::default()
             };
-            ops::complete(conn, &it.id, it.result.as_deref(), &w)
+            ops::complete(conn, &it.id, it.result, &w)
                 .map_err(|e| Error::with_code(e.code, format!("item {i}: {}", e.msg)))?;
         }
         Ok(items.len() as i64)
@@ -136,7 +337,7 @@ pub fn fail_batch(conn: &Rc<Conn>, json: &str, f: &FailArgs) -> Result<Vec<(Stri
         ops::check_range("delay", d, 0, ops::MAX_TIME_MS)?;
     }
     let items = items(json, true)?;
-    let ids: Vec<&str> = items.iter().map(|it| it.id.as_str()).collect();
+    let ids: Vec<&str> = items.iter().map(|it| it.id.as_ref()).collect();
     all_or_nothing(conn, &ids, || {
         let mut out = Vec::with_capacity(items.len());
         for (i, it) in items.iter().enumerate() {
@@ -149,7 +350,7 @@ pub fn fail_batch(conn: &Rc<Conn>, json: &str, f: &FailArgs) -> Result<Vec<(Stri
             };
             let status = ops::fail(conn, &it.id, it.error.as_deref().unwrap_or(""), &args)
                 .map_err(|e| Error::with_code(e.code, format!("item {i}: {}", e.msg)))?;
-            out.push((it.id.clone(), status));
+            out.push((it.id.to_string(), status));
         }
         Ok(out)
     })

@@ -416,8 +416,16 @@ fn claim_batch(conn: &Rc<Conn>, args: &[Value<'_>]) -> Result<Out> {
     let a = claim_args(worker, &o)?;
     schema::ensure_ready(conn)?;
     let tasks = ops::claim(conn, &a, limit)?;
-    let items: Vec<String> = tasks.iter().map(ops::Claimed::to_json).collect();
-    Ok(Out::Text(format!("[{}]", items.join(","))))
+    let mut out = String::with_capacity(2 + 300 * tasks.len());
+    out.push('[');
+    for (i, t) in tasks.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        t.write_json(&mut out);
+    }
+    out.push(']');
+    Ok(Out::Text(out))
 }
 
 fn claim_args<'a>(worker: &'a str, o: &Options) -> Result<ClaimArgs<'a>> {

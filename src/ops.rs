@@ -118,9 +118,27 @@ fn clock(now: Option<i64>) -> i64 {
 /// Validates and canonicalises a task id (any UUID form → lowercase
 /// hyphenated). `what` names the argument or option in the error.
 pub fn parse_id(what: &str, id: &str) -> Result<String> {
+    if is_canonical_id(id) {
+        return Ok(id.to_string());
+    }
     uuid::Uuid::try_parse(id)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| Error::new(format!("{what} must be a UUID, got {}", quoted(id))))
+}
+
+/// Whether `id` is already a UUID in the form ids are stored in (lowercase
+/// hex, hyphenated 8-4-4-4-12): the common case, checked without parsing.
+fn is_canonical_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    // Every byte a lowercase hex digit or a hyphen, and the four hyphens in
+    // their places (no early exit: the loop stays branch-free).
+    let (hex, hyphens) = b.iter().fold((0usize, 0usize), |(hex, hyphens), &c| {
+        (
+            hex + usize::from(c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+            hyphens + usize::from(c == b'-'),
+        )
+    });
+    b.len() == 36 && hex == 32 && hyphens == 4 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
 }
 
 /// A user value quoted for an error message, cut to a readable length.
@@ -145,9 +163,13 @@ pub const MAX_JSON_DEPTH: usize = 500;
 pub fn check_json(what: &str, text: &str) -> Result<()> {
     let bad = |e: String| Error::new(format!("{what} is not valid JSON: {e}"));
     let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    let mut unicode_escape = false;
     for b in text.bytes() {
         match (in_str, esc, b) {
-            (true, true, _) => esc = false,
+            (true, true, b) => {
+                esc = false;
+                unicode_escape |= b == b'u';
+            }
             (true, false, b'\\') => esc = true,
             (true, false, b'"') => in_str = false,
             (true, false, _) => {}
@@ -165,7 +187,7 @@ pub fn check_json(what: &str, text: &str) -> Result<()> {
             "nested {max} deep, more than the {MAX_JSON_DEPTH} allowed"
         )));
     }
-    if text.contains("\\u") {
+    if unicode_escape {
         // Escapes are rare: decode fully to reject lone surrogates.
         serde_json::from_str::<serde_json::Value>(text).map_err(|e| bad(e.to_string()))?;
         return Ok(());
@@ -635,6 +657,7 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
             .finish_noted(st)
             .inspect_err(|_| conn.set_claim_hint(Hint::None))?;
         let mut claimed = Vec::new();
+        // Expired leases reclaimed by this call come first in claim order.
         let mut reclaimed = Vec::new();
         let mut reaped = 0;
         for n in notes {
@@ -655,26 +678,24 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
                 lease_until,
                 created,
             ] = <[Owned; 12]>::try_from(n).map_err(|_| Error::new("internal: bad claim note"))?;
-            if how.int() == 2 {
+            let how = how.int();
+            let id = id.into_text().unwrap_or_default();
+            if how == 2 {
                 // Failed for an expired lease: nothing held for it stays.
-                if let Some(id) = id.text() {
-                    writeback::take(conn.key(), &id);
-                }
+                writeback::take(conn.key(), &id);
                 reaped += 1;
                 continue;
             }
-            if how.int() == 1 {
-                reclaimed.push(id.text().unwrap_or_default());
-            }
+            reclaimed.push(how == 1);
             claimed.push(Claimed {
-                id: id.text().unwrap_or_default(),
-                queue: queue.text().unwrap_or_default(),
-                kind: kind.text().unwrap_or_default(),
-                details: details.text(),
+                id,
+                queue: queue.into_text().unwrap_or_default(),
+                kind: kind.into_text().unwrap_or_default(),
+                details: details.into_text(),
                 attempt: attempt.int(),
                 max_attempts: max.int(),
                 priority: prio.int(),
-                parent_id: parent.text(),
+                parent_id: parent.into_text(),
                 run_at: run_at.int(),
                 lease_until: lease_until.int(),
                 created_at: created.int(),
@@ -692,15 +713,14 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
                 // A value held for an earlier attempt is stale now.
                 writeback::take(conn.key(), &t.id);
             }
-            // The UPDATE visits rows in rowid order; report claim order:
-            // expired leases first, then priority, run_at, enqueue order.
-            claimed.sort_by_key(|t| {
-                (
-                    !reclaimed.contains(&t.id),
-                    std::cmp::Reverse(t.priority),
-                    t.run_at,
-                )
-            });
+            if claimed.len() > 1 {
+                // The UPDATE visits rows in rowid order; report claim order:
+                // expired leases first, then priority, run_at, enqueue order
+                // (the sort is stable).
+                let mut order: Vec<(bool, Claimed)> = reclaimed.into_iter().zip(claimed).collect();
+                order.sort_by_key(|(again, t)| (!*again, std::cmp::Reverse(t.priority), t.run_at));
+                claimed = order.into_iter().map(|(_, t)| t).collect();
+            }
             return Ok(claimed);
         }
         // Nothing claimed: an expired task was reaped (claim again), or the
@@ -718,59 +738,111 @@ impl Claimed {
     /// JSON it is; if the stored text is not JSON (edited by hand), it is
     /// returned as a JSON string rather than producing invalid output.
     pub fn to_json(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::with_capacity(
-            200 + self.details.as_ref().map_or(0, String::len) + self.kind.len() + self.queue.len(),
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Appends [`Claimed::to_json`]'s object to `out`.
+    pub fn write_json(&self, out: &mut String) {
+        out.reserve(
+            180 + self.id.len()
+                + self.kind.len()
+                + self.queue.len()
+                + self.details.as_ref().map_or(4, String::len)
+                + self.parent_id.as_ref().map_or(4, String::len),
         );
         out.push_str("{\"id\":");
-        push_json_str(&mut out, &self.id);
+        push_json_str(out, &self.id);
         out.push_str(",\"type\":");
-        push_json_str(&mut out, &self.kind);
+        push_json_str(out, &self.kind);
         out.push_str(",\"queue\":");
-        push_json_str(&mut out, &self.queue);
+        push_json_str(out, &self.queue);
         out.push_str(",\"details\":");
         match &self.details {
             None => out.push_str("null"),
             Some(d) if check_json("details", d).is_ok() => out.push_str(d),
-            Some(d) => push_json_str(&mut out, d),
+            Some(d) => push_json_str(out, d),
         }
-        // Writing to a String cannot fail.
-        let _ = write!(
-            out,
-            ",\"attempt\":{},\"max_attempts\":{},\"priority\":{},\"parent_id\":",
-            self.attempt, self.max_attempts, self.priority
-        );
+        out.push_str(",\"attempt\":");
+        push_int(out, self.attempt);
+        out.push_str(",\"max_attempts\":");
+        push_int(out, self.max_attempts);
+        out.push_str(",\"priority\":");
+        push_int(out, self.priority);
+        out.push_str(",\"parent_id\":");
         match &self.parent_id {
             None => out.push_str("null"),
-            Some(p) => push_json_str(&mut out, p),
+            Some(p) => push_json_str(out, p),
         }
-        let _ = write!(
-            out,
-            ",\"run_at\":{},\"lease_until\":{},\"created_at\":{}}}",
-            self.run_at, self.lease_until, self.created_at
-        );
-        out
+        out.push_str(",\"run_at\":");
+        push_int(out, self.run_at);
+        out.push_str(",\"lease_until\":");
+        push_int(out, self.lease_until);
+        out.push_str(",\"created_at\":");
+        push_int(out, self.created_at);
+        out.push('}');
     }
 }
 
-/// Appends `s` as a JSON string literal (RFC 8259 escaping).
+/// Appends `s` as a JSON string literal (RFC 8259 escaping). Runs of bytes
+/// that need no escape are copied whole.
 fn push_json_str(out: &mut String, s: &str) {
-    use std::fmt::Write;
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    // Most text needs no escape: one branch-free pass finds out.
+    let plain = s
+        .bytes()
+        .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push_str(esc);
+        }
+        from = i + 1;
+    }
+    out.push_str(&s[from..]);
+    out.push('"');
+}
+
+/// Appends `v` in decimal, without going through `fmt`.
+fn push_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // n % 10 < 10: the cast cannot truncate.
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    out.push('"');
+    if v < 0 {
+        out.push('-');
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or("0"));
 }
 
 /// The current state of a task, for explaining why a write matched nothing.
@@ -989,7 +1061,7 @@ pub fn fail(conn: &Rc<Conn>, id: &str, error: &str, f: &FailArgs) -> Result<Stri
         .into_iter()
         .next()
         .and_then(|n| n.into_iter().next())
-        .and_then(|status| status.text())
+        .and_then(Owned::into_text)
         .ok_or_else(|| not_running(conn, &id, attempt))
 }
 
@@ -1171,6 +1243,34 @@ mod tests {
         assert_eq!(id, "0193c1f2-7a5b-7c3d-8e9f-0123456789ab");
         let e = parse_id("parent_id", "not-a-uuid").unwrap_err();
         assert_eq!(e.msg, "parent_id must be a UUID, got 'not-a-uuid'");
+        // The canonical form is taken as is; near misses go through the parser.
+        let canonical = "0193c1f2-7a5b-7c3d-8e9f-0123456789ab";
+        assert!(is_canonical_id(canonical));
+        assert_eq!(parse_id("id", canonical).unwrap(), canonical);
+        for near in [
+            "0193c1f2-7a5b-7c3d-8e9f-0123456789aB",
+            "0193c1f2a7a5b-7c3d-8e9f-0123456789ab",
+            "{0193c1f2-7a5b-7c3d-8e9f-0123456789}",
+            "0193c1f2-7a5b-7c3d-8e9f-0123456789ag",
+        ] {
+            assert!(!is_canonical_id(near), "{near}");
+        }
+        assert!(parse_id("id", "0193c1f2-7a5b-7c3d-8e9f-0123456789ag").is_err());
+        assert!(parse_id("id", "{0193c1f2-7a5b-7c3d-8e9f-0123456789}").is_err());
+    }
+
+    #[test]
+    fn integers_and_strings_are_written_as_json() {
+        for v in [0, 7, -7, 10, 1_700_000_000_123, i64::MAX, i64::MIN] {
+            let mut out = String::new();
+            push_int(&mut out, v);
+            assert_eq!(out, v.to_string());
+        }
+        let mut out = String::new();
+        push_json_str(&mut out, "a\"b\\c\nd\u{1}é\u{7f}");
+        assert_eq!(out, "\"a\\\"b\\\\c\\nd\\u0001é\u{7f}\"");
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, "a\"b\\c\nd\u{1}é\u{7f}");
     }
 
     #[test]

@@ -77,9 +77,10 @@ impl Owned {
         }
     }
 
-    pub fn text(&self) -> Option<String> {
+    /// The value as text (numbers formatted), `None` for NULL.
+    pub fn into_text(self) -> Option<String> {
         match self {
-            Owned::Text(t) => Some(t.clone()),
+            Owned::Text(t) => Some(t),
             Owned::Integer(i) => Some(i.to_string()),
             Owned::Real(r) => Some(r.to_string()),
             Owned::Null => None,

@@ -463,6 +463,14 @@ impl<'a> Bench<'a> {
         asked: u64,
         jobs: Vec<Job<'_>>,
     ) {
+        if !self.plan.wants(key) {
+            return;
+        }
+        let systems = &self.plan.systems;
+        let jobs: Vec<Job<'_>> = jobs
+            .into_iter()
+            .filter(|(s, _)| systems.is_empty() || systems.contains(s))
+            .collect();
         let load = load_average();
         eprintln!("── {title} [{}] (load average {load:.2})", sync.name());
         let mut cells: Vec<Cell> = jobs

@@ -38,9 +38,19 @@ pub struct Plan {
     pub procs_tasks: u64,
     pub lookup_backlog: u64,
     pub lookups: u64,
+    /// `BENCH_ONLY`: run only the rows whose key starts with one of these (all when empty).
+    pub only: Vec<String>,
+    /// `BENCH_SYSTEMS`: run only these systems (all when empty).
+    pub systems: Vec<String>,
+    // `BENCH_RUNS` overrides `runs`.
 }
 
 impl Plan {
+    /// Whether the row `key` is part of this run.
+    pub fn wants(&self, key: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
     fn new(quick: bool) -> Plan {
         if quick {
             Plan {
@@ -62,6 +72,8 @@ impl Plan {
                 procs_tasks: 4_000,
                 lookup_backlog: 10_000,
                 lookups: 5_000,
+                only: Vec::new(),
+                systems: Vec::new(),
             }
         } else {
             Plan {
@@ -83,6 +95,8 @@ impl Plan {
                 procs_tasks: 40_000,
                 lookup_backlog: 100_000,
                 lookups: 50_000,
+                only: Vec::new(),
+                systems: Vec::new(),
             }
         }
     }
@@ -116,7 +130,25 @@ fn main() {
 
 fn run() -> Res<()> {
     let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-    let plan = Plan::new(quick);
+    let mut plan = Plan::new(quick);
+    // Focused runs while working on one figure; `make bench` sets none of these.
+    let list = |name: &str| -> Vec<String> {
+        std::env::var(name)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    plan.only = list("BENCH_ONLY");
+    plan.systems = list("BENCH_SYSTEMS");
+    if let Some(n) = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        plan.runs = n;
+    }
     let env = Env {
         libs: libs_from_env(),
         effectum: std::env::var("EFFECTUM_PEER")

@@ -109,21 +109,51 @@ fn json_err(what: &str, text: &str) -> Box<dyn std::error::Error> {
     format!("unexpected {what}: {text}").into()
 }
 
-/// The id of a claimed task, from sqlite-task's or honker's JSON object.
-fn id_of(v: &serde_json::Value) -> Option<Value> {
-    match v.get("id")? {
-        serde_json::Value::String(s) => Some(Value::Text(s.clone())),
-        serde_json::Value::Number(n) => n.as_i64().map(Value::Integer),
-        _ => None,
+/// What a worker reads of a claimed task, from sqlite-task's or honker's JSON: the same four
+/// fields raw's claim returns (id, type, details, attempts), into owned values as raw's are.
+/// Other keys are skipped. (honker names them id, payload and attempts.)
+#[derive(serde::Deserialize)]
+struct Claim {
+    id: Id,
+    #[serde(rename = "type")]
+    _kind: Option<String>,
+    #[serde(alias = "payload")]
+    _details: Option<Box<serde_json::value::RawValue>>,
+    #[serde(alias = "attempts")]
+    _attempt: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Id {
+    Int(i64),
+    Text(String),
+}
+
+impl Claim {
+    fn id(self) -> Value {
+        match self.id {
+            Id::Int(i) => Value::Integer(i),
+            Id::Text(s) => Value::Text(s),
+        }
     }
 }
 
 fn ids_of(text: &str) -> Res<Vec<Value>> {
-    let v: serde_json::Value = serde_json::from_str(text)?;
-    let arr = v.as_array().ok_or_else(|| json_err("batch", text))?;
-    arr.iter()
-        .map(|t| id_of(t).ok_or_else(|| json_err("task", text)))
-        .collect()
+    let list: Vec<Claim> = serde_json::from_str(text).map_err(|_| json_err("batch", text))?;
+    Ok(list.into_iter().map(Claim::id).collect())
+}
+
+fn id_of(text: &str) -> Res<Value> {
+    let claim: Claim = serde_json::from_str(text).map_err(|_| json_err("claim", text))?;
+    Ok(claim.id())
+}
+
+/// One item of `task_complete_batch`.
+#[derive(serde::Serialize)]
+struct Done<'a> {
+    id: &'a str,
+    result: &'a serde_json::value::RawValue,
 }
 
 /// One connection to one benchmark database, set up for one system.
@@ -251,10 +281,7 @@ impl Q {
                 };
                 match text {
                     None => Ok(None),
-                    Some(t) => {
-                        let v: serde_json::Value = serde_json::from_str(&t)?;
-                        Ok(Some(id_of(&v).ok_or_else(|| json_err("claim", &t))?))
-                    }
+                    Some(t) => Ok(Some(id_of(&t)?)),
                 }
             }
             Sys::Raw => {
@@ -348,14 +375,15 @@ impl Q {
     pub fn complete_batch(&self, ids: &[Value]) -> Res<()> {
         match self.sys {
             Sys::Ext => {
-                let items: Vec<serde_json::Value> = ids
+                let result: &serde_json::value::RawValue = serde_json::from_str(RESULT)?;
+                let items = ids
                     .iter()
                     .map(|id| match id {
-                        Value::Text(s) => serde_json::json!({"id": s, "result": {"ok": true}}),
-                        _ => serde_json::Value::Null,
+                        Value::Text(id) => Ok(Done { id, result }),
+                        _ => Err(json_err("id", "not text")),
                     })
-                    .collect();
-                let items = serde_json::Value::Array(items).to_string();
+                    .collect::<Res<Vec<Done>>>()?;
+                let items = serde_json::to_string(&items)?;
                 let mut st = self.c.prepare_cached("SELECT task_complete_batch(?1)")?;
                 let n: i64 = st.query_row([items], |r| r.get(0))?;
                 if n as usize != ids.len() {
@@ -397,10 +425,7 @@ impl Q {
         let text: Option<String> = st.query_row(params![id, RESULT, WORKER], |r| r.get(0))?;
         match text {
             None => Ok(None),
-            Some(t) => {
-                let v: serde_json::Value = serde_json::from_str(&t)?;
-                Ok(Some(id_of(&v).ok_or_else(|| json_err("claim", &t))?))
-            }
+            Some(t) => Ok(Some(id_of(&t)?)),
         }
     }
 

@@ -1413,3 +1413,92 @@ def test_a_task_through_its_life_with_a_child(db):
         (ID2, "completed", '"png"'),
     ]
     assert enqueue(db, id=ID3, parent_id=parent) == ID3
+
+
+# ---- task_complete_batch and task_fail_batch -------------------------------
+
+
+@pytest.fixture
+def two_running(db):
+    """ID1 and ID2 queued at t=1000 and claimed by w1 at t=2000 (attempt 1)."""
+    for task_id in (ID1, ID2):
+        enqueue(db, "job", id=task_id, now=1000)
+    assert [t["id"] for t in claim_batch(db, "w1", 2, now=2000)] == [ID1, ID2]
+    return ID1, ID2
+
+
+def test_complete_batch_completes_every_item_with_its_result(db, two_running):
+    items = [
+        {"id": ID1, "result": {"rows": [1, 2]}, "attempt": 1},
+        {"id": ID2.upper(), "result": None},
+    ]
+    assert one(db, "SELECT task_complete_batch(?, ?)", json.dumps(items), opts(now=3000)) == 2
+    first, second = task(db, ID1), task(db, ID2)
+    assert (first["status"], json.loads(first["result"]), first["completed_at"]) == ("completed", {"rows": [1, 2]}, 3000)
+    assert (second["status"], second["result"]) == ("completed", None)
+
+
+def test_fail_batch_reports_each_items_new_status(db, two_running):
+    items = [{"id": ID1, "error": "boom"}, {"id": ID2, "error": "bang", "attempt": 1}]
+    got = json.loads(one(db, "SELECT task_fail_batch(?, ?)", json.dumps(items), opts(now=3000, retry=False)))
+    assert got == [{"id": ID1, "status": "failed"}, {"id": ID2, "status": "failed"}]
+    assert [task(db, i)["error"] for i in (ID1, ID2)] == ["boom", "bang"]
+
+
+BATCH_ITEMS_BAD = [
+    ("[", "items are not valid JSON: EOF while parsing a list at line 1 column 1"),
+    ('[1] x', "items are not valid JSON: trailing characters at line 1 column 5"),
+    ('{"id": "x"}', "items must be a JSON array of objects"),
+    ('"x"', "items must be a JSON array of objects"),
+    ("null", "items must be a JSON array of objects"),
+    ("[1]", "item 0: must be an object"),
+    (f'[{{"id": "{ID1}"}}, []]', "item 1: must be an object"),
+    ("[{}]", 'item 0: "id" must be a task id string'),
+    ('[{"id": 5}]', 'item 0: "id" must be a task id string'),
+    ('[{"id": null}]', 'item 0: "id" must be a task id string'),
+    ('[{"id": "nope"}]', "item 0: id must be a UUID, got 'nope'"),
+    (f'[{{"id": "{ID1}", "zz": 1, "extra": 2}}]', 'item 0: unknown key "extra" (expected one of: id, attempt, {key})'),
+    (f'[{{"id": "{ID1}", "attempt": 1.5}}]', 'item 0: "attempt" must be a whole number'),
+    (f'[{{"id": "{ID1}", "attempt": "1"}}]', 'item 0: "attempt" must be a whole number'),
+    (f'[{{"id": "{ID1}", "attempt": 1e30}}]', 'item 0: "attempt" must be a whole number'),
+    (f'[{{"id": "{ID1}", "attempt": 18446744073709551615}}]', 'item 0: "attempt" must be a whole number'),
+    (f'[{{"id": "{ID1}", "attempt": 2}}]', "item 0: attempt 2 of task {ID1} is stale: the task is on attempt 1 (running, held by worker 'w1')"),
+    (f'[{{"id": "{ID1}"}}, {{"id": "{UNKNOWN}"}}]', f"item 1: task {UNKNOWN} not found"),
+    (f'[{{"id": "{ID1}"}}, {{"id": "{ID1}"}}]', "item 1: task {ID1} is completed, not running"),
+]
+
+
+@pytest.mark.parametrize("items, problem", BATCH_ITEMS_BAD)
+@pytest.mark.parametrize("verb, key", [("task_complete_batch", "result"), ("task_fail_batch", "error")])
+def test_batch_items_bad_input(db, two_running, verb, key, items, problem):
+    if verb == "task_fail_batch":
+        # Every item of a failure needs an error text.
+        items = items.replace('{"id"', '{"error": "e", "id"')
+        if problem.endswith("is completed, not running"):
+            problem = problem.replace("completed", "queued")
+    problem = problem.format(key=key, ID1=ID1)
+    msg = fails(db, f"SELECT {verb}(?, ?)", items, opts(now=3000), match=problem)
+    assert msg == f"{verb}: {problem}"
+
+
+@pytest.mark.parametrize(
+    "verb, item, problem",
+    [
+        ("task_complete_batch", '{"id": "%s", "error": "e"}', 'unknown key "error" (expected one of: id, attempt, result)'),
+        ("task_complete_batch", '{"id": "%s", "result": [1,}', "items are not valid JSON"),
+        ("task_complete_batch", '{"id": "%s", "result": "\\ud800"}', "not valid JSON"),
+        ("task_fail_batch", '{"id": "%s"}', '"error" must be text'),
+        ("task_fail_batch", '{"id": "%s", "error": 5}', '"error" must be text'),
+        ("task_fail_batch", '{"id": "%s", "error": "e", "result": 1}', 'unknown key "result" (expected one of: id, attempt, error)'),
+    ],
+)
+def test_batch_items_bad_fields(db, two_running, verb, item, problem):
+    msg = fails(db, f"SELECT {verb}(?)", "[" + item % ID1 + "]", match=problem)
+    assert problem in msg
+
+
+def test_batch_items_over_the_limit(db, two_running):
+    items = json.dumps([{"id": ID1}] * (MAX_BATCH + 1))
+    for verb in ("task_complete_batch", "task_fail_batch"):
+        msg = fails(db, f"SELECT {verb}(?)", items, match="at most")
+        assert msg == f"{verb}: at most {MAX_BATCH} items per call, got {MAX_BATCH + 1}"
