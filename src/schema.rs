@@ -16,15 +16,20 @@
 //!   evaluates an IN-list of three or more constants through a temporary
 //!   b-tree, and the CHECK and partial-index conditions run on every write
 //!   (measured: +24 µs per claim).
-//! - Finished tasks sit in `task_store_finished` by status, type, queue and
-//!   completion time: one insert per task when it finishes, never updated.
-//!   A cycle (claim, complete) thus writes the same number of index entries
-//!   as a single status index would (delete + insert at each transition),
-//!   while the `tasks` view can find finished tasks by type or queue.
+//! - Completed tasks are in no status index (schema version 2), so a
+//!   completion, the last write of most tasks, touches the row and the
+//!   running index only. Measured with WAL page counts: 5.3 frames per
+//!   claim-and-complete cycle instead of 6.4, and 9.9 per batch of 32
+//!   instead of 13.7 (an index appended at its right edge rebalances three
+//!   pages whenever its last page fills). Failed and cancelled tasks, the
+//!   ones people look for, sit in `task_store_failed` by status, type,
+//!   queue and completion time: one insert when they end, never updated.
+//!   A query for completed tasks reads the table.
 //! - No index is keyed on type or queue for every row: each would cost a
 //!   page write on every enqueue (measured: one such index cuts single
 //!   enqueues by ~15%). Filters on them use the three status indexes above,
-//!   which together cover every row because `status` is CHECKed.
+//!   and for completed tasks a table scan; together they cover every row
+//!   because `status` is CHECKed.
 //! - Children are found through `task_store_parent`, which only holds tasks
 //!   that have a parent.
 
@@ -33,11 +38,13 @@ use crate::sqlite::{Conn, Statement};
 use std::rc::Rc;
 
 /// The schema version this build writes and expects.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-/// Version 1: the initial layout. Later versions append a migration here and
-/// never edit an earlier one.
-const MIGRATIONS: &[&str] = &[r#"
+/// Each version's DDL, applied in order from the stored version. A later
+/// version appends a migration here and never edits an earlier one.
+const MIGRATIONS: &[&str] = &[
+    // Version 1: the initial layout.
+    r#"
 CREATE TABLE main.task_store (
   seq          INTEGER PRIMARY KEY,
   id           TEXT    NOT NULL,
@@ -71,7 +78,14 @@ CREATE INDEX main.task_store_finished ON task_store(status, type, queue, complet
   WHERE status = 'completed' OR status = 'failed' OR status = 'cancelled';
 CREATE INDEX main.task_store_parent ON task_store(parent_id)
   WHERE parent_id IS NOT NULL;
-"#];
+"#,
+    // Version 2: completed tasks leave every status index (see above).
+    r#"
+DROP INDEX main.task_store_finished;
+CREATE INDEX main.task_store_failed ON task_store(status, type, queue, completed_at)
+  WHERE status = 'failed' OR status = 'cancelled';
+"#,
+];
 
 const META_DDL: &str = "CREATE TABLE IF NOT EXISTS main.task_meta (key TEXT PRIMARY KEY, value)";
 

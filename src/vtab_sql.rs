@@ -41,16 +41,16 @@ pub const FILTERS: [(&str, bool); 5] = [
 /// idxNum bit for a rowid (seq) lookup, used by UPDATE.
 pub const BY_SEQ: usize = 1 << FILTERS.len();
 
-/// Each status index's condition, and the status a `status = ?` filter must
-/// equal for that branch to be read. `status` is CHECKed to be one of the
-/// five values, so the three branches hold every row.
-const STATUS_BRANCHES: [(&str, Option<&str>); 3] = [
+/// Each status branch's condition, and the status a `status = ?` filter
+/// must equal for that branch to be read. `status` is CHECKed to be one of
+/// the five values, so the branches hold every row. Queued, running, failed
+/// and cancelled tasks are read through their partial indexes; completed
+/// tasks are in none (see `schema.rs`), so their branch reads the table.
+const STATUS_BRANCHES: [(&str, Option<&str>); 4] = [
     ("status = 'queued'", Some("queued")),
     ("status = 'running'", Some("running")),
-    (
-        "(status = 'completed' OR status = 'failed' OR status = 'cancelled')",
-        None,
-    ),
+    ("(status = 'failed' OR status = 'cancelled')", None),
+    ("status = 'completed'", Some("completed")),
 ];
 
 /// The storage query for one combination of filters (an idxNum).
@@ -67,9 +67,10 @@ const STATUS_BRANCHES: [(&str, Option<&str>); 3] = [
 ///
 /// Filters on id and parent_id are selective through their own indexes and
 /// go into one WHERE clause. Every other filter (status, queue, type) is
-/// split into one branch per status index: queued tasks through
-/// `task_store_ready`, running ones through `task_store_running`, finished
-/// ones through `task_store_finished`. A partial index is only usable when
+/// split into one branch per status: queued tasks through
+/// `task_store_ready`, running ones through `task_store_running`, failed
+/// and cancelled ones through `task_store_failed`, completed ones from the
+/// table. A partial index is only usable when
 /// the query names its status as a literal, so a bound status is compared
 /// with each branch's literal (a constant test SQLite evaluates once)
 /// rather than row by row. Bound values are written `+?N` so that matching

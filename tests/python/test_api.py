@@ -91,7 +91,7 @@ def test_debug_reports_version_host_schema_and_build(db, raw_db):
     sqlite_version = one(db, "SELECT sqlite_version()")
     assert lines[0] == "sqlite-task " + one(db, "SELECT task_version()")
     assert lines[1] == f"sqlite {sqlite_version} (floor 3.35.4)"
-    assert lines[2] == "schema 1 (this build: 1)"
+    assert lines[2] == "schema 2 (this build: 2)"
     assert lines[3] in ("build release", "build debug")
     assert len(lines) == 4
     raw = one(raw_db, "SELECT task_debug()").split("\n")
@@ -99,22 +99,22 @@ def test_debug_reports_version_host_schema_and_build(db, raw_db):
 
 
 def test_init_creates_the_storage_and_is_idempotent(raw_db):
-    assert one(raw_db, "SELECT task_init()") == 1
+    assert one(raw_db, "SELECT task_init()") == 2
     names = [r[0] for r in rows(raw_db, "SELECT name FROM sqlite_master ORDER BY name")]
     assert names == [
         "sqlite_autoindex_task_meta_1",
         "task_meta",
         "task_store",
-        "task_store_finished",
+        "task_store_failed",
         "task_store_id",
         "task_store_parent",
         "task_store_ready",
         "task_store_running",
     ]
-    assert rows(raw_db, "SELECT key, value FROM task_meta") == [("schema_version", 1)]
+    assert rows(raw_db, "SELECT key, value FROM task_meta") == [("schema_version", 2)]
     enqueue(raw_db, "job", id=ID1)
     before = snapshot(raw_db)
-    assert one(raw_db, "SELECT task_init()") == 1
+    assert one(raw_db, "SELECT task_init()") == 2
     assert snapshot(raw_db) == before
 
 
@@ -135,13 +135,13 @@ def test_the_storage_checks_status(db):
         )
     assert str(err.value) == "CHECK constraint failed: task_status"
     assert snapshot(db) == before
-    indexed = rows(db, "SELECT name FROM pragma_index_info('task_store_finished') ORDER BY seqno")
+    indexed = rows(db, "SELECT name FROM pragma_index_info('task_store_failed') ORDER BY seqno")
     assert [r[0] for r in indexed] == ["status", "type", "queue", "completed_at"]
 
 
 def test_init_inside_a_transaction_rolls_back_with_it(raw_db):
     raw_db.execute("BEGIN")
-    assert one(raw_db, "SELECT task_init()") == 1
+    assert one(raw_db, "SELECT task_init()") == 2
     raw_db.execute("ROLLBACK")
     assert one(raw_db, "SELECT count(*) FROM sqlite_master") == 0
 
@@ -154,9 +154,68 @@ def test_init_is_refused_in_triggers_and_views(raw_db):
     fails(raw_db, "SELECT * FROM v", match="unsafe use of task_init()")
 
 
+# The storage as schema version 1 created it (frozen here: a migration must
+# keep working on databases written by that release).
+SCHEMA_V1 = """
+CREATE TABLE task_store (
+  seq INTEGER PRIMARY KEY, id TEXT NOT NULL, queue TEXT NOT NULL, type TEXT NOT NULL,
+  status TEXT NOT NULL CONSTRAINT task_status CHECK (status = 'queued' OR status = 'running'
+    OR status = 'completed' OR status = 'failed' OR status = 'cancelled'),
+  priority INTEGER NOT NULL DEFAULT 0, progress NUMERIC NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL, parent_id TEXT,
+  worker TEXT, lease_until INTEGER, lease_ms INTEGER, run_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, started_at INTEGER,
+  completed_at INTEGER, details TEXT, result TEXT, error TEXT);
+CREATE UNIQUE INDEX task_store_id ON task_store(id);
+CREATE INDEX task_store_ready ON task_store(queue, priority DESC, run_at) WHERE status = 'queued';
+CREATE INDEX task_store_running ON task_store(lease_until) WHERE status = 'running';
+CREATE INDEX task_store_finished ON task_store(status, type, queue, completed_at)
+  WHERE status = 'completed' OR status = 'failed' OR status = 'cancelled';
+CREATE INDEX task_store_parent ON task_store(parent_id) WHERE parent_id IS NOT NULL;
+CREATE TABLE task_meta (key TEXT PRIMARY KEY, value);
+INSERT INTO task_meta VALUES ('schema_version', 1);
+INSERT INTO task_store(id, queue, type, status, max_attempts, attempts, worker, lease_until,
+                       lease_ms, run_at, created_at, updated_at, started_at, completed_at, error)
+VALUES ('0193a000-0000-7000-8000-000000000001', 'default', 'job', 'queued', 3, 0, NULL, NULL,
+        NULL, 1000, 1000, 1000, NULL, NULL, NULL),
+       ('0193a000-0000-7000-8000-000000000002', 'default', 'job', 'running', 3, 1, 'w1', 12000,
+        10000, 1000, 1000, 2000, 2000, NULL, NULL),
+       ('0193a000-0000-7000-8000-000000000003', 'default', 'job', 'completed', 3, 1, 'w1', NULL,
+        10000, 1000, 1000, 3000, 2000, 3000, NULL),
+       ('0193a000-0000-7000-8000-000000000004', 'other', 'job', 'failed', 1, 1, 'w1', NULL,
+        10000, 1000, 1000, 3000, 2000, 3000, 'boom');
+"""
+
+
+def test_a_version_1_storage_is_migrated_by_task_init(tmp_path):
+    path = tmp_path / "v1.db"
+    plain = connect(path, load=False)
+    plain.execute(SCHEMA_V1)
+    before = rows(plain, "SELECT * FROM task_store ORDER BY seq")
+    plain.close()
+    db = connect(path)
+    # Until task_init() runs, every verb says what to do.
+    older = "the task storage is at schema version 1, this extension needs 2; run SELECT task_init() to migrate it"
+    assert fails(db, "SELECT task_claim('w2', ?)", opts(now=5000), match=older) == "task_claim: " + older
+    assert one(db, "SELECT task_init()") == 2
+    assert rows(db, "SELECT value FROM task_meta WHERE key = 'schema_version'") == [(2,)]
+    assert rows(db, "SELECT * FROM task_store ORDER BY seq") == before
+    partial = [r[0] for r in rows(db, "SELECT name FROM pragma_index_list('task_store') WHERE partial ORDER BY name")]
+    assert partial == ["task_store_failed", "task_store_parent", "task_store_ready", "task_store_running"]
+    assert one(db, "SELECT task_check()") == "ok"
+    # The migrated storage answers every status, and the queue goes on.
+    got = rows(db, "SELECT status, substr(id, 36) FROM tasks ORDER BY status")
+    assert got == [("completed", "3"), ("failed", "4"), ("queued", "1"), ("running", "2")]
+    assert rows(db, "SELECT substr(id, 36) FROM tasks WHERE status = 'failed' AND queue = 'other'") == [("4",)]
+    assert claim(db, "w2", now=5000)["id"] == ID1
+    assert one(db, "SELECT task_complete(?, NULL, ?)", ID1, opts(now=6000)) == "completed"
+    assert one(db, "SELECT count(*) FROM tasks WHERE status = 'completed'") == 2
+    assert one(db, "SELECT task_init()") == 2
+
+
 def test_a_storage_from_a_newer_release_is_refused(db, tmp_path):
-    db.execute("UPDATE task_meta SET value = 2 WHERE key = 'schema_version'")
-    newer = "the task storage is at schema version 2, newer than this extension (version 1); load a newer sqlite-task"
+    db.execute("UPDATE task_meta SET value = 3 WHERE key = 'schema_version'")
+    newer = "the task storage is at schema version 3, newer than this extension (version 2); load a newer sqlite-task"
     other = connect(tmp_path / "task.db")
     try:
         msg = fails(other, "SELECT task_init()", match=newer)
@@ -897,7 +956,7 @@ def test_claim_batch_takes_tasks_in_claim_order_up_to_the_limit(db, limit, queue
 def test_a_batch_claims_what_as_many_single_claims_would(db, tmp_path):
     twin = connect(tmp_path / "twin.db")
     try:
-        assert one(twin, "SELECT task_init()") == 1
+        assert one(twin, "SELECT task_init()") == 2
         for conn in (db, twin):
             for i, (name, priority, run_at) in enumerate(ORDER_TASKS):
                 enqueue(conn, name, queue="q", priority=priority, run_at=run_at, id=f"0193a000-0000-7000-8000-{i:012d}", now=0)

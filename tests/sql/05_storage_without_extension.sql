@@ -88,8 +88,8 @@ SELECT 'claim', json_extract(task_claim('w3', '{"now": 6000}'), '$.id');
 SELECT 'complete', task_complete('0193e000-0000-7000-8000-000000000002', NULL, '{"attempt": 2, "now": 6500}');
 SELECT 'status', status, count(*) FROM tasks GROUP BY status ORDER BY status;
 
-.print == status is CHECKed; the finished index is keyed by status, type, queue, completed_at
-SELECT 'finished index', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_info('task_store_finished') ORDER BY seqno);
+.print == status is CHECKed; the failed index (failed and cancelled tasks) is keyed by status, type, queue, completed_at
+SELECT 'failed index', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_info('task_store_failed') ORDER BY seqno);
 SELECT 'partial indexes', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_list('task_store') WHERE partial ORDER BY name);
 -- As README's "Storage" shows them: a named CHECK, and status tests
 -- written as OR chains.
