@@ -80,8 +80,8 @@ fn items(json: &str, fail: bool) -> Result<Vec<Item<'_>>> {
             let Some(raw) = raw else {
                 return Err(at("must be an object".into()));
             };
-            // The first unknown key in key order, as a JSON object's keys
-            // would be listed.
+            // Of several unknown keys, the least in sorted order is named,
+            // whatever order they were written in.
             let misplaced = match (fail, raw.result.is_some(), raw.error.is_some()) {
                 (true, true, _) => Some(Cow::Borrowed("result")),
                 (false, _, true) => Some(Cow::Borrowed("error")),

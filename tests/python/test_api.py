@@ -1561,3 +1561,18 @@ def test_batch_items_over_the_limit(db, two_running):
     for verb in ("task_complete_batch", "task_fail_batch"):
         msg = fails(db, f"SELECT {verb}(?)", items, match="at most")
         assert msg == f"{verb}: at most {MAX_BATCH} items per call, got {MAX_BATCH + 1}"
+
+
+def test_batch_results_nest_as_deep_as_single_results(db, two_running):
+    # The same depth rule as task_complete: up to 500 levels, and a deeper
+    # (or absurdly deep) result is refused by name, without exhausting the stack.
+    deep = "[" * 300 + "]" * 300
+    items = f'[{{"id": "{ID1}", "result": {deep}}}]'
+    assert one(db, "SELECT task_complete_batch(?)", items) == 1
+    assert task(db, ID1)["result"] == deep
+    for depth in (501, 100_000):
+        items = f'[{{"id": "{ID2}", "result": {"[" * depth + "]" * depth}}}]'
+        msg = fails(db, "SELECT task_complete_batch(?)", items, match="nested")
+        assert msg == f"task_complete_batch: item 0: result is not valid JSON: nested {depth} deep, more than the 500 allowed"
+        items = f'[{{"id": "{ID2}", "attempt": {"[" * depth + "]" * depth}}}]'
+        fails(db, "SELECT task_complete_batch(?)", items, match='"attempt" must be a whole number')
