@@ -2352,11 +2352,13 @@ impl Runner<'_> {
                                 rendered.push(',');
                             }
                             rendered.push_str(&format!("\"result\":{raw}}}"));
-                            // JSON null is no result
-                            serde_json::from_str::<Json>(raw)
-                                .ok()
-                                .filter(|j| !j.is_null())
-                                .map(|j| j.to_string())
+                            // Stored as written, as task_complete stores it
+                            // (not re-serialized, any depth it accepts); JSON
+                            // null is no result. Text that is not JSON makes
+                            // the call fail, so what it would store is moot.
+                            Some(raw.trim_matches([' ', '\t', '\n', '\r']))
+                                .filter(|r| *r != "null")
+                                .map(str::to_string)
                         }
                         None => None,
                     };
