@@ -14,7 +14,7 @@
 //! verdict the model gives.
 //!
 //! Every time-dependent call carries `{"now": ms}`, so nothing depends on the
-//! wall clock. Budget: PROPTEST_CASES sequences (default 256, about two
+//! wall clock. Budget: PROPTEST_CASES sequences (default 1000, about five
 //! seconds) of up to 40 calls; `make stress-hostile` runs 20000. A failure
 //! prints the shrunk sequence; `--nocapture` also prints how often each verb
 //! was accepted and refused and which model paths were taken.
@@ -3311,7 +3311,7 @@ fn config() -> Config {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(256);
+        .unwrap_or(1000);
     Config {
         cases,
         failure_persistence: None,
