@@ -59,15 +59,17 @@ struct Item<'a> {
 /// tree. Syntax errors stop the parse; an item of the wrong shape is
 /// recorded and reported after it, by position.
 fn items(json: &str, fail: bool) -> Result<Vec<Item<'_>>> {
-    let (list, count) = serde_json::from_str::<Top<'_>>(json)
+    let list = match serde_json::from_str::<Top<'_>>(json)
         .map_err(|e| Error::new(format!("items are not valid JSON: {e}")))?
-        .0
-        .ok_or_else(|| Error::new("items must be a JSON array of objects"))?;
-    if count > MAX_ITEMS {
-        return Err(Error::new(format!(
-            "at most {MAX_ITEMS} items per call, got {count}"
-        )));
-    }
+    {
+        Top::Items(list) => list,
+        Top::NotArray => return Err(Error::new("items must be a JSON array of objects")),
+        Top::TooMany(count) => {
+            return Err(Error::new(format!(
+                "at most {MAX_ITEMS} items per call, got {count}"
+            )));
+        }
+    };
     let allowed: &[&str] = if fail {
         &["id", "attempt", "error"]
     } else {
@@ -119,9 +121,14 @@ fn items(json: &str, fail: bool) -> Result<Vec<Item<'_>>> {
 
 const MAX_ITEMS: usize = ops::MAX_BATCH as usize;
 
-/// The items argument: `None` when it is not an array; else each element
-/// (`None`: not an object) and how many elements there were.
-struct Top<'a>(Option<(Vec<Option<RawItem<'a>>>, usize)>);
+/// The items argument as read.
+enum Top<'a> {
+    /// Each element (`None`: not an object).
+    Items(Vec<Option<RawItem<'a>>>),
+    NotArray,
+    /// More than [`MAX_ITEMS`] elements: how many (none of them kept).
+    TooMany(usize),
+}
 
 /// One element of the items list (`None`: not an object).
 struct Obj<'a>(Option<RawItem<'a>>);
@@ -192,9 +199,9 @@ impl<'de> Visitor<'de> for TopVisitor {
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON array of objects")
     }
-    scalars_are!(Top(None));
+    scalars_are!(Top::NotArray);
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Top<'de>, A::Error> {
-        drain_map(map).map(|()| Top(None))
+        drain_map(map).map(|()| Top::NotArray)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Top<'de>, A::Error> {
         let mut list = Vec::new();
@@ -206,11 +213,10 @@ impl<'de> Visitor<'de> for TopVisitor {
                 while seq.next_element::<IgnoredAny>()?.is_some() {
                     count += 1;
                 }
-                return Ok(Top(Some((Vec::new(), count))));
+                return Ok(Top::TooMany(count));
             }
         }
-        let count = list.len();
-        Ok(Top(Some((list, count))))
+        Ok(Top::Items(list))
     }
 }
 

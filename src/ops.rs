@@ -586,7 +586,9 @@ pub fn claim(conn: &Rc<Conn>, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claim
             _ => None,
         };
         let (queue, sql_kind): (Option<String>, Kind) = match &a.queues {
-            Queues::One(q) if hint == Hint::One(q.clone()) => (Some(q.clone()), Kind::Queue),
+            Queues::One(q) if matches!(&hint, Hint::One(h) if h == q) => {
+                (Some(q.clone()), Kind::Queue)
+            }
             Queues::One(q) => {
                 let ready = head_of(conn, q, now)?.is_some();
                 let expired = expired_in(conn, Some(q), now)?;
