@@ -33,6 +33,28 @@ pub fn memory_db() -> Connection {
     conn
 }
 
+/// An in-memory database holding one task of each status, with the clock
+/// supplied: ids ending 01 (queued, run_at 5), 02 (running, attempt 1),
+/// 03 (completed), 04 (cancelled), 05 (failed).
+pub fn one_task_per_status() -> Connection {
+    let db = memory_db();
+    db.execute_batch(
+        r#"
+        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000002","now":0}');
+        SELECT task_claim('w', '{"now":0}');
+        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000003","now":0}');
+        SELECT task_complete(json_extract(task_claim('w', '{"now":0}'), '$.id'), NULL, '{"now":1}');
+        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000004","now":0}');
+        SELECT task_cancel('00000000-0000-7000-8000-000000000004', '{"now":1}');
+        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000005","now":0,"max_attempts":1}');
+        SELECT task_fail(json_extract(task_claim('w', '{"now":0}'), '$.id'), 'x', '{"now":1}');
+        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000001","now":5}');
+        "#,
+    )
+    .expect("populate");
+    db
+}
+
 /// A file database in a fresh temporary directory, WAL mode, extension loaded.
 pub fn file_db(dir: &std::path::Path) -> Connection {
     let conn = Connection::open(dir.join("queue.db")).expect("open");

@@ -2,7 +2,7 @@
 //! problem, and changes nothing.
 
 use rusqlite::Connection;
-use sqlite_task_tests::{load, memory_db};
+use sqlite_task_tests::{load, memory_db, one_task_per_status};
 
 /// Everything in the storage, as text, to compare before and after a call.
 fn snapshot(db: &Connection) -> String {
@@ -16,27 +16,6 @@ fn snapshot(db: &Connection) -> String {
     )
     .unwrap()
     .unwrap_or_default()
-}
-
-/// A database holding one task of each status, ids 01 (queued), 02
-/// (running, attempt 1), 03 (completed), 04 (cancelled), 05 (failed).
-fn populated() -> Connection {
-    let db = memory_db();
-    db.execute_batch(
-        r#"
-        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000002","now":0}');
-        SELECT task_claim('w', '{"now":0}');
-        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000003","now":0}');
-        SELECT task_complete(json_extract(task_claim('w', '{"now":0}'), '$.id'), NULL, '{"now":1}');
-        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000004","now":0}');
-        SELECT task_cancel('00000000-0000-7000-8000-000000000004');
-        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000005","now":0,"max_attempts":1}');
-        SELECT task_fail(json_extract(task_claim('w', '{"now":0}'), '$.id'), 'x');
-        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000001","now":5}');
-        "#,
-    )
-    .unwrap();
-    db
 }
 
 const Q: &str = "'00000000-0000-7000-8000-000000000001'";
@@ -359,7 +338,7 @@ fn cases() -> Vec<(String, &'static str)> {
 
 #[test]
 fn every_bad_input_is_an_error_that_changes_nothing() {
-    let db = populated();
+    let db = one_task_per_status();
     let before = snapshot(&db);
     assert!(!before.is_empty());
     let mut failures = Vec::new();

@@ -10,7 +10,7 @@
 
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, ToSql};
-use sqlite_task_tests::{load, memory_db, one};
+use sqlite_task_tests::{load, one, one_task_per_status};
 
 /// One argument of each SQL type, and a big one.
 fn kinds() -> Vec<(&'static str, Value)> {
@@ -22,26 +22,6 @@ fn kinds() -> Vec<(&'static str, Value)> {
         ("blob", Value::Blob(vec![0, 0xff])),
         ("1MB", Value::Text("x".repeat(1 << 20))),
     ]
-}
-
-/// A task in each state: queued, running, completed, failed, cancelled.
-fn populated() -> Connection {
-    let db = memory_db();
-    db.execute_batch(
-        r#"
-        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000002","now":0}');
-        SELECT task_claim('w', '{"now":0}');
-        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000003","now":0}');
-        SELECT task_complete(json_extract(task_claim('w', '{"now":0}'), '$.id'), NULL, '{"now":1}');
-        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000004","now":0}');
-        SELECT task_cancel('00000000-0000-7000-8000-000000000004', '{"now":1}');
-        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000005","now":0,"max_attempts":1}');
-        SELECT task_fail(json_extract(task_claim('w', '{"now":0}'), '$.id'), 'x', '{"now":1}');
-        SELECT task_enqueue('t', NULL, '{"id":"00000000-0000-7000-8000-000000000001","now":5}');
-        "#,
-    )
-    .unwrap();
-    db
 }
 
 /// A database with the extension loaded but no storage.
@@ -183,7 +163,10 @@ fn grid(db: &Connection) -> (usize, usize) {
 
 #[test]
 fn every_function_with_every_argument_type() {
-    for (what, db) in [("populated", populated()), ("without storage", bare())] {
+    for (what, db) in [
+        ("populated", one_task_per_status()),
+        ("without storage", bare()),
+    ] {
         let (accepted, refused) = grid(&db);
         println!("{what}: {accepted} calls accepted, {refused} refused");
         assert!(
