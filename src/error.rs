@@ -3,15 +3,26 @@
 //! Every failure carries an SQLite result code as well as text, so that a
 //! `SQLITE_BUSY` met by a statement the extension runs reaches the caller as
 //! `SQLITE_BUSY` (a retryable condition), not as a generic `SQLITE_ERROR`.
+//! The codes are SQLite's own numbers (a stable ABI, checked against the
+//! bindings by a test in `ffi/`), so nothing above `ffi/` needs the bindings.
 
-use rusqlite::ffi;
 use std::fmt;
-use std::os::raw::c_int;
+
+/// The SQLite result codes the extension itself chooses. Codes met by a
+/// statement it runs are passed through whatever they are.
+pub mod code {
+    /// `SQLITE_ERROR`: usage errors (bad argument, invalid transition, …).
+    pub const ERROR: i32 = 1;
+    /// `SQLITE_BUSY`: retry the call.
+    pub const BUSY: i32 = 5;
+    /// `SQLITE_CONSTRAINT_UNIQUE`: a UNIQUE index refused a row.
+    pub const CONSTRAINT_UNIQUE: i32 = 19 | (8 << 8);
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     /// Extended SQLite result code reported to the caller.
-    pub code: c_int,
+    pub code: i32,
     pub msg: String,
 }
 
@@ -21,12 +32,12 @@ impl Error {
     /// A usage error: bad argument, invalid transition, unknown task.
     pub fn new(msg: impl Into<String>) -> Self {
         Error {
-            code: ffi::SQLITE_ERROR,
+            code: code::ERROR,
             msg: msg.into(),
         }
     }
 
-    pub fn with_code(code: c_int, msg: impl Into<String>) -> Self {
+    pub fn with_code(code: i32, msg: impl Into<String>) -> Self {
         Error {
             code,
             msg: msg.into(),
@@ -38,6 +49,11 @@ impl Error {
     pub fn context(mut self, name: &str) -> Self {
         self.msg = format!("{name}: {}", self.msg);
         self
+    }
+
+    /// The error for a panic caught at the boundary with SQLite.
+    pub fn internal() -> Self {
+        Error::new("internal error in sqlite-task (a bug: please report it)")
     }
 }
 

@@ -1,5 +1,6 @@
 //! The storage: plain tables any SQLite client can read, and their
-//! versioned migrations.
+//! versioned migrations (the numbered `.sql` files beside this one,
+//! included at build time and applied in order by `task_init()`).
 //!
 //! Layout decisions (measured in `make bench`):
 //! - `seq INTEGER PRIMARY KEY` is the rowid. It gives FIFO order for free and
@@ -32,60 +33,24 @@
 //!   because `status` is CHECKed.
 //! - Children are found through `task_store_parent`, which only holds tasks
 //!   that have a parent.
+//!
+//! A new schema version is a new numbered file appended to [`MIGRATIONS`]
+//! (never an edit of an earlier one), tested as a step from the last
+//! released version. SQLite cannot alter a CHECK constraint: a new status
+//! means rebuilding the table in that step.
 
 use crate::error::{Error, NOT_INITIALIZED, Result};
-use crate::sqlite::{Conn, Statement};
+use crate::ffi::Conn;
 use std::rc::Rc;
 
-/// The schema version this build writes and expects.
-pub const SCHEMA_VERSION: i64 = 2;
-
-/// Each version's DDL, applied in order from the stored version. A later
-/// version appends a migration here and never edits an earlier one.
+/// Each version's DDL, applied in order from the stored version.
 const MIGRATIONS: &[&str] = &[
-    // Version 1: the initial layout.
-    r#"
-CREATE TABLE main.task_store (
-  seq          INTEGER PRIMARY KEY,
-  id           TEXT    NOT NULL,
-  queue        TEXT    NOT NULL,
-  type         TEXT    NOT NULL,
-  status       TEXT    NOT NULL
-               CONSTRAINT task_status CHECK (status = 'queued' OR status = 'running' OR status = 'completed' OR status = 'failed' OR status = 'cancelled'),
-  priority     INTEGER NOT NULL DEFAULT 0,
-  progress     NUMERIC NOT NULL DEFAULT 0,
-  attempts     INTEGER NOT NULL DEFAULT 0,
-  max_attempts INTEGER NOT NULL,
-  parent_id    TEXT,
-  worker       TEXT,
-  lease_until  INTEGER,
-  lease_ms     INTEGER,
-  run_at       INTEGER NOT NULL,
-  created_at   INTEGER NOT NULL,
-  updated_at   INTEGER NOT NULL,
-  started_at   INTEGER,
-  completed_at INTEGER,
-  details      TEXT,
-  result       TEXT,
-  error        TEXT
-);
-CREATE UNIQUE INDEX main.task_store_id ON task_store(id);
-CREATE INDEX main.task_store_ready ON task_store(queue, priority DESC, run_at)
-  WHERE status = 'queued';
-CREATE INDEX main.task_store_running ON task_store(lease_until)
-  WHERE status = 'running';
-CREATE INDEX main.task_store_finished ON task_store(status, type, queue, completed_at)
-  WHERE status = 'completed' OR status = 'failed' OR status = 'cancelled';
-CREATE INDEX main.task_store_parent ON task_store(parent_id)
-  WHERE parent_id IS NOT NULL;
-"#,
-    // Version 2: completed tasks leave every status index (see above).
-    r#"
-DROP INDEX main.task_store_finished;
-CREATE INDEX main.task_store_failed ON task_store(status, type, queue, completed_at)
-  WHERE status = 'failed' OR status = 'cancelled';
-"#,
+    include_str!("001_initial.sql"),
+    include_str!("002_completed_leave_status_indexes.sql"),
 ];
+
+/// The schema version this build writes and expects.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 const META_DDL: &str = "CREATE TABLE IF NOT EXISTS main.task_meta (key TEXT PRIMARY KEY, value)";
 
@@ -107,27 +72,25 @@ pub fn stored_version(conn: &Rc<Conn>) -> Result<Option<i64>> {
     }
 }
 
-/// Verifies once per connection that the storage exists at this version.
-/// Cheap after the first call: no schema lookup on the hot path.
-pub fn ensure_ready(conn: &Rc<Conn>) -> Result<()> {
-    if conn.schema_checked() {
-        return Ok(());
-    }
+/// Verifies that the storage exists at this build's version. The queue
+/// calls it once per connection (`Queue::ensure_ready`), not per call.
+pub fn check_version(conn: &Rc<Conn>) -> Result<()> {
     match stored_version(conn)? {
         None => Err(Error::new(NOT_INITIALIZED)),
         Some(v) if v < SCHEMA_VERSION => Err(Error::new(format!(
             "the task storage is at schema version {v}, this extension needs \
              {SCHEMA_VERSION}; run SELECT task_init() to migrate it"
         ))),
-        Some(v) if v > SCHEMA_VERSION => Err(Error::new(format!(
-            "the task storage is at schema version {v}, newer than this extension \
-             (version {SCHEMA_VERSION}); load a newer sqlite-task"
-        ))),
-        Some(_) => {
-            conn.set_schema_checked(true);
-            Ok(())
-        }
+        Some(v) if v > SCHEMA_VERSION => Err(newer(v)),
+        Some(_) => Ok(()),
     }
+}
+
+fn newer(v: i64) -> Error {
+    Error::new(format!(
+        "the task storage is at schema version {v}, newer than this extension \
+         (version {SCHEMA_VERSION}); load a newer sqlite-task"
+    ))
 }
 
 /// Creates or migrates the storage. Idempotent; returns the schema version.
@@ -138,7 +101,6 @@ pub fn ensure_ready(conn: &Rc<Conn>) -> Result<()> {
 /// so the migration commits or rolls back with the caller.
 pub fn init(conn: &Rc<Conn>) -> Result<i64> {
     if stored_version(conn)? == Some(SCHEMA_VERSION) {
-        conn.set_schema_checked(true);
         return Ok(SCHEMA_VERSION);
     }
     let own_txn = conn.autocommit();
@@ -158,19 +120,14 @@ pub fn init(conn: &Rc<Conn>) -> Result<i64> {
             let _ = conn.exec("ROLLBACK TO task_init; RELEASE task_init");
         }
     }
-    let version = result?;
-    conn.set_schema_checked(true);
-    Ok(version)
+    result
 }
 
 fn migrate(conn: &Rc<Conn>) -> Result<i64> {
     conn.exec(META_DDL)?;
     let current = stored_version(conn)?.unwrap_or(0);
     if current > SCHEMA_VERSION {
-        return Err(Error::new(format!(
-            "the task storage is at schema version {current}, newer than this \
-             extension (version {SCHEMA_VERSION}); load a newer sqlite-task"
-        )));
+        return Err(newer(current));
     }
     for (i, ddl) in MIGRATIONS.iter().enumerate() {
         let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
@@ -185,4 +142,29 @@ fn migrate(conn: &Rc<Conn>) -> Result<i64> {
     st.bind_i64(1, SCHEMA_VERSION)?;
     st.finish()?;
     Ok(SCHEMA_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_only_name_the_main_schema_s_tables() {
+        // Every statement a migration runs names `main.` explicitly: an
+        // attached database with a task_store of its own is never touched.
+        for ddl in MIGRATIONS {
+            for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                let code: String = stmt
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if code.trim().is_empty() {
+                    continue;
+                }
+                assert!(code.contains(" main.task_store"), "{code}");
+            }
+        }
+        assert_eq!(SCHEMA_VERSION, 2);
+    }
 }

@@ -6,12 +6,11 @@
 //! a damaged file). PRAGMA integrity_check covers the b-trees themselves;
 //! this covers what the rows mean.
 
+use super::Queue;
+use super::ids::parse_id;
+use super::json::check_json;
+use super::model::{Status, quoted};
 use crate::error::Result;
-use crate::ops;
-use crate::schema;
-use crate::sqlite::{Conn, Statement};
-use rusqlite::ffi;
-use std::rc::Rc;
 
 /// Most problems listed; the rest are counted.
 const MAX_LINES: usize = 100;
@@ -28,8 +27,9 @@ SELECT c.id, c.parent_id FROM main.task_store AS c
  ORDER BY c.seq";
 
 /// Returns `ok`, or one line per problem found.
-pub fn check(conn: &Rc<Conn>) -> Result<String> {
-    schema::ensure_ready(conn)?;
+pub fn check(q: &Queue) -> Result<String> {
+    q.ensure_ready()?;
+    let conn = q.conn();
     let mut problems: Vec<String> = Vec::new();
     let mut more = 0usize;
     let mut report = |line: String| {
@@ -43,20 +43,20 @@ pub fn check(conn: &Rc<Conn>) -> Result<String> {
     while st.step()? {
         let id = st.column_text(0).unwrap_or_default();
         let status = st.column_text(1).unwrap_or_default();
-        let has = |i| st.column_type(i) != ffi::SQLITE_NULL;
-        let who = if ops::parse_id("id", &id).is_ok() {
+        let has = |i| !st.is_null(i);
+        let who = if parse_id("id", &id).is_ok() {
             format!("task {id}")
         } else {
-            report(format!("task {}: id is not a UUID", ops::quoted(&id)));
-            format!("task {}", ops::quoted(&id))
+            report(format!("task {}: id is not a UUID", quoted(&id)));
+            format!("task {}", quoted(&id))
         };
-        match status.as_str() {
-            "queued" => {
+        match Status::parse(&status) {
+            Some(Status::Queued) => {
                 if has(3) {
                     report(format!("{who}: queued but holds a lease"));
                 }
             }
-            "running" => {
+            Some(Status::Running) => {
                 if !has(2) {
                     report(format!("{who}: running without a worker"));
                 }
@@ -67,12 +67,12 @@ pub fn check(conn: &Rc<Conn>) -> Result<String> {
                     report(format!("{who}: running without started_at"));
                 }
             }
-            "completed" | "failed" | "cancelled" => {
+            Some(Status::Completed | Status::Failed | Status::Cancelled) => {
                 if !has(4) {
                     report(format!("{who}: {status} without completed_at"));
                 }
             }
-            other => report(format!("{who}: invalid status {}", ops::quoted(other))),
+            _ => report(format!("{who}: invalid status {}", quoted(&status))),
         }
         let attempts = st.column_i64(5);
         let max = st.column_i64(6);
@@ -94,7 +94,7 @@ pub fn check(conn: &Rc<Conn>) -> Result<String> {
         }
         for (col, name) in [(8, "details"), (9, "result")] {
             if let Some(text) = st.column_text(col)
-                && ops::check_json(name, &text).is_err()
+                && check_json(name, &text).is_err()
             {
                 report(format!("{who}: {name} is not valid JSON"));
             }

@@ -1,64 +1,30 @@
-//! The batch verbs and the worker-loop verb: several single-task operations
-//! from `ops.rs` committed as one unit (a savepoint), so a worker pays one
-//! commit for many tasks. Each call is all-or-nothing: the first item that
-//! fails rolls every item back, and the error names that item.
+//! The `items` argument of `task_complete_batch` and `task_fail_batch`,
+//! read in one pass over the text with serde visitors: no JSON tree is
+//! built, and text without escapes is borrowed from the argument. A result
+//! is kept as the JSON text it was written as, as `task_complete` stores
+//! it.
 
 use crate::error::{Error, Result};
-use crate::ops::{self, ClaimArgs, Claimed, FailArgs, WorkerArgs};
-use crate::sqlite::Conn;
-use crate::writeback;
+use crate::queue::model::MAX_BATCH;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::rc::Rc;
-
-/// Runs `f` in a savepoint. Write-back values the items' verbs forget are
-/// put back if the savepoint rolls back, so a refused call changes nothing
-/// there either.
-fn all_or_nothing<T>(conn: &Rc<Conn>, ids: &[&str], f: impl FnOnce() -> Result<T>) -> Result<T> {
-    if !writeback::any() {
-        return conn.savepoint(f);
-    }
-    let held: Vec<(String, writeback::Held)> = ids
-        .iter()
-        .filter_map(|id| {
-            let id = ops::parse_id("id", id).ok()?;
-            writeback::get(conn.key(), &id).map(|h| (id, h))
-        })
-        .collect();
-    let out = conn.savepoint(f);
-    if out.is_err() {
-        for (id, h) in held {
-            writeback::wrote(conn.key(), &id, h);
-        }
-    }
-    out
-}
-
-/// Validates the options every item shares before any item runs, so that
-/// an empty batch refuses them too.
-fn check_clock(now: Option<i64>) -> Result<()> {
-    if let Some(n) = now {
-        ops::check_range("now", n, 0, ops::MAX_TIME_MS)?;
-    }
-    Ok(())
-}
 
 /// One item of a batch: `{"id": …, "attempt": n, "result": …}` for
 /// completions, `{"id": …, "attempt": n, "error": "…"}` for failures.
 /// Text is borrowed from the call's argument where it has no escapes.
-struct Item<'a> {
-    id: Cow<'a, str>,
-    attempt: Option<i64>,
+pub struct Item<'a> {
+    pub id: Cow<'a, str>,
+    pub attempt: Option<i64>,
     /// The result's JSON text, as written.
-    result: Option<&'a str>,
-    error: Option<Cow<'a, str>>,
+    pub result: Option<&'a str>,
+    pub error: Option<Cow<'a, str>>,
 }
 
 /// Reads the items in one pass over the text, without building a JSON
 /// tree. Syntax errors stop the parse; an item of the wrong shape is
 /// recorded and reported after it, by position.
-fn items(json: &str, fail: bool) -> Result<Vec<Item<'_>>> {
+pub fn items(json: &str, fail: bool) -> Result<Vec<Item<'_>>> {
     let list = match serde_json::from_str::<Top<'_>>(json)
         .map_err(|e| Error::new(format!("items are not valid JSON: {e}")))?
     {
@@ -119,7 +85,7 @@ fn items(json: &str, fail: bool) -> Result<Vec<Item<'_>>> {
         .collect()
 }
 
-const MAX_ITEMS: usize = ops::MAX_BATCH as usize;
+const MAX_ITEMS: usize = MAX_BATCH as usize;
 
 /// The items argument as read.
 enum Top<'a> {
@@ -315,66 +281,4 @@ deserialize_with! {
     Obj => ObjVisitor, deserialize_any;
     Scalar => ScalarVisitor, deserialize_any;
     Key => KeyVisitor, deserialize_str;
-}
-
-/// Completes every item, or none. Returns how many were completed.
-pub fn complete_batch(conn: &Rc<Conn>, json: &str, now: Option<i64>) -> Result<i64> {
-    check_clock(now)?;
-    let items = items(json, false)?;
-    let ids: Vec<&str> = items.iter().map(|it| it.id.as_ref()).collect();
-    all_or_nothing(conn, &ids, || {
-        for (i, it) in items.iter().enumerate() {
-            let w = WorkerArgs {
-                attempt: it.attempt,
-                now,
-                ..WorkerArgs::default()
-            };
-            ops::complete(conn, &it.id, it.result, &w)
-                .map_err(|e| Error::with_code(e.code, format!("item {i}: {}", e.msg)))?;
-        }
-        Ok(items.len() as i64)
-    })
-}
-
-/// Fails every item, or none. Returns the resulting statuses, in order.
-pub fn fail_batch(conn: &Rc<Conn>, json: &str, f: &FailArgs) -> Result<Vec<(String, String)>> {
-    check_clock(f.worker.now)?;
-    if let Some(d) = f.delay_ms {
-        ops::check_range("delay", d, 0, ops::MAX_TIME_MS)?;
-    }
-    let items = items(json, true)?;
-    let ids: Vec<&str> = items.iter().map(|it| it.id.as_ref()).collect();
-    all_or_nothing(conn, &ids, || {
-        let mut out = Vec::with_capacity(items.len());
-        for (i, it) in items.iter().enumerate() {
-            let args = FailArgs {
-                worker: WorkerArgs {
-                    attempt: it.attempt,
-                    ..f.worker
-                },
-                ..*f
-            };
-            let status = ops::fail(conn, &it.id, it.error.as_deref().unwrap_or(""), &args)
-                .map_err(|e| Error::with_code(e.code, format!("item {i}: {}", e.msg)))?;
-            out.push((it.id.to_string(), status));
-        }
-        Ok(out)
-    })
-}
-
-/// The worker loop in one call and one commit: completes `id`, then claims
-/// the next task. If the completion is refused, nothing is claimed.
-pub fn complete_next(
-    conn: &Rc<Conn>,
-    id: &str,
-    result: Option<&str>,
-    w: &WorkerArgs,
-    claim: &ClaimArgs<'_>,
-) -> Result<Option<Claimed>> {
-    check_clock(w.now)?;
-    ops::check_range("lease", claim.lease_ms, 1, ops::MAX_LEASE_MS)?;
-    all_or_nothing(conn, &[id], || {
-        ops::complete(conn, id, result, w)?;
-        Ok(ops::claim(conn, claim, 1)?.into_iter().next())
-    })
 }

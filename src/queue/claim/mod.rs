@@ -1,0 +1,112 @@
+//! `task_claim` and `task_claim_batch`: handing ready tasks to a worker
+//! with a lease. The plan that decides which statement runs (and so which
+//! task is taken) is `plan.rs`; the statements are `sql.rs`; the claimed
+//! task and its JSON are `claimed.rs`.
+
+mod claimed;
+mod plan;
+mod sql;
+
+pub use claimed::{Claimed, list_json};
+pub use plan::Hint;
+
+use super::Queue;
+use super::model::{MAX_BATCH, MAX_LEASE_MS, check_range, clock};
+use super::writeback;
+use crate::error::{Error, Result};
+use plan::Plan;
+use sql::{ClaimNote, How};
+use std::cmp::Reverse;
+
+/// Which queues a claim takes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Queues {
+    All,
+    One(String),
+    /// Several queue names.
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimArgs<'a> {
+    pub worker: &'a str,
+    pub queues: Queues,
+    pub lease_ms: i64,
+    pub now: Option<i64>,
+}
+
+/// Claims up to `limit` ready tasks for `worker` (all from one queue), in
+/// claim order.
+pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
+    if a.worker.is_empty() {
+        return Err(Error::new("worker must not be empty"));
+    }
+    let limit = check_range("limit", limit, 1, MAX_BATCH)?;
+    let lease = check_range("lease", a.lease_ms, 1, MAX_LEASE_MS)?;
+    let now = clock(a.now)?;
+    // Reaping an exhausted expired task consumes a round; bound the rounds
+    // so a pathological storage cannot spin forever.
+    for _ in 0..1_000 {
+        // A worker that just found work goes straight to the UPDATE (the
+        // hint); one that found none reads first, so idle polling takes no
+        // write lock.
+        let hint = q.hint.borrow().clone();
+        let (queue, kind) = match plan::plan(q, &a.queues, limit, now, &hint)? {
+            Plan::Nothing { forget_hint } => {
+                if forget_hint {
+                    *q.hint.borrow_mut() = Hint::None;
+                }
+                return Ok(Vec::new());
+            }
+            Plan::Claim { queue, kind } => (queue, kind),
+        };
+        let mut st = q.prepare(kind.sql(limit))?;
+        st.bind_i64(1, now)?;
+        st.bind_text(2, a.worker)?;
+        st.bind_i64(3, lease)?;
+        st.bind_opt_text(4, queue.as_deref())?;
+        if limit > 1 {
+            st.bind_i64(5, limit)?;
+        }
+        let notes: Vec<ClaimNote> = q
+            .run_noted(st)
+            .inspect_err(|_| *q.hint.borrow_mut() = Hint::None)?;
+        // Expired leases reclaimed by this call come first in claim order.
+        let mut claimed: Vec<(bool, Claimed)> = Vec::new();
+        let mut reaped = 0;
+        for n in notes {
+            match n.how {
+                How::Reaped => {
+                    // Failed for an expired lease: nothing held for it stays.
+                    writeback::take(q.key(), &n.task.id);
+                    reaped += 1;
+                }
+                How::Expired => claimed.push((true, n.task)),
+                How::Queued => claimed.push((false, n.task)),
+            }
+        }
+        let hinted = hint != Hint::None;
+        *q.hint.borrow_mut() =
+            plan::next_hint(&a.queues, kind, !claimed.is_empty(), queue.as_deref());
+        if !claimed.is_empty() {
+            for (_, t) in &claimed {
+                // A value held for an earlier attempt is stale now.
+                writeback::take(q.key(), &t.id);
+            }
+            if claimed.len() > 1 {
+                // The UPDATE visits rows in rowid order; report claim order:
+                // expired leases first, then priority, run_at, enqueue order
+                // (the sort is stable).
+                claimed.sort_by_key(|(again, t)| (!*again, Reverse(t.priority), t.run_at));
+            }
+            return Ok(claimed.into_iter().map(|(_, t)| t).collect());
+        }
+        // Nothing claimed: an expired task was reaped (claim again), or the
+        // hint was stale (read the queues and claim again), or there is
+        // nothing to claim.
+        if reaped == 0 && !hinted {
+            return Ok(Vec::new());
+        }
+    }
+    Ok(Vec::new())
+}

@@ -1,0 +1,255 @@
+//! Which task a claim takes: the plan that picks the queue and the claim
+//! statement (`sql.rs`) for each round of [`super::claim`].
+//!
+//! Reads first decide whether anything is claimable and from which queue,
+//! so no write lock is taken when nothing is ready: idle workers polling
+//! the queue never contend with writers. Then one UPDATE claims, choosing
+//! the row itself (expired lease first, else the queue's head in claim
+//! order: priority, run_at, enqueue order).
+//!
+//! | claim over | reads before the UPDATE | statement |
+//! |---|---|---|
+//! | one queue, which had work last time (hint) | none | `CLAIM_ONE` / `CLAIM_BATCH` |
+//! | one queue | its head, its expired leases | `CLAIM_ONE` / `CLAIM_BATCH` |
+//! | every queue, one queue known to be the only one (hint) | none | `CLAIM_SOLE` (guarded) |
+//! | every queue | each queue's head (one seek per queue), expired leases | `CLAIM_SOLE`, `CLAIM_ONE_ANY_EXPIRED`, `CLAIM_BATCH[_ANY_EXPIRED]` |
+//! | a list of queues | each listed queue's head and expired leases | `CLAIM_ONE` / `CLAIM_BATCH` |
+//!
+//! A batch comes from one queue: the one holding the oldest expired lease
+//! if any, else the one whose head comes first.
+
+use super::Queues;
+use super::sql;
+use crate::error::Result;
+use crate::queue::Queue;
+use std::cmp::Reverse;
+
+/// What the last claim on this connection learned, to skip reads next time.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Hint {
+    #[default]
+    None,
+    /// The named queue had work.
+    One(String),
+    /// An every-queue claim found this queue the only one with queued tasks.
+    Sole(String),
+}
+
+/// Which claim statement a round runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// The given queue's expired and ready tasks.
+    Queue,
+    /// Any queue's expired tasks, then the given queue's ready ones.
+    AnyExpired,
+    /// As AnyExpired, guarded: only if no other queue has queued tasks.
+    Sole,
+}
+
+impl Kind {
+    pub fn sql(self, limit: i64) -> &'static str {
+        match (limit, self) {
+            (1, Kind::Queue) => sql::CLAIM_ONE_SQL,
+            (1, Kind::AnyExpired) => sql::CLAIM_ONE_ANY_EXPIRED_SQL,
+            (1, Kind::Sole) => sql::CLAIM_SOLE_SQL,
+            (_, Kind::Queue) => sql::CLAIM_BATCH_SQL,
+            (_, _) => sql::CLAIM_BATCH_ANY_EXPIRED_SQL,
+        }
+    }
+}
+
+/// One round's plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Nothing is claimable; `forget_hint`: what the hint said is stale.
+    Nothing { forget_hint: bool },
+    /// Run `kind`'s statement for `queue` (`None`: expired tasks only).
+    Claim { queue: Option<String>, kind: Kind },
+}
+
+/// Claim order of a queue head: higher priority, then earlier run_at, then
+/// earlier enqueue.
+type HeadKey = (Reverse<i64>, i64, i64);
+
+/// Plans a round of a claim of up to `limit` tasks from `queues` at `now`.
+pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Result<Plan> {
+    Ok(match queues {
+        Queues::One(name) if matches!(hint, Hint::One(h) if h == name) => Plan::Claim {
+            queue: Some(name.clone()),
+            kind: Kind::Queue,
+        },
+        Queues::One(name) => {
+            let ready = head_of(q, name, now)?.is_some();
+            let expired = expired_in(q, Some(name), now)?;
+            if !ready && !expired {
+                return Ok(Plan::Nothing { forget_hint: false });
+            }
+            Plan::Claim {
+                queue: Some(name.clone()),
+                kind: Kind::Queue,
+            }
+        }
+        Queues::All => match hint {
+            Hint::Sole(sole) if limit == 1 => Plan::Claim {
+                queue: Some(sole.clone()),
+                kind: Kind::Sole,
+            },
+            _ => {
+                let (best, n) = best_queue_of_all(q, now)?;
+                let expired_queue = if limit > 1 {
+                    oldest_expired_queue(q, now)?
+                } else {
+                    None
+                };
+                let queue = expired_queue.or(best);
+                if queue.is_none() && !expired_in(q, None, now)? {
+                    return Ok(Plan::Nothing { forget_hint: true });
+                }
+                let kind = match (limit, n, &queue) {
+                    (1, 1, _) => Kind::Sole,
+                    (1, _, _) | (_, _, None) => Kind::AnyExpired,
+                    _ => Kind::Queue,
+                };
+                Plan::Claim { queue, kind }
+            }
+        },
+        Queues::Many(many) => {
+            // A queue with an expired task goes first; otherwise the queue
+            // whose head comes first.
+            let mut pick: Option<((bool, HeadKey), &String)> = None;
+            for name in many {
+                let expired = expired_in(q, Some(name), now)?;
+                let head = head_of(q, name, now)?;
+                if !expired && head.is_none() {
+                    continue;
+                }
+                let last = (Reverse(i64::MIN), i64::MAX, i64::MAX);
+                let key = (!expired, head.unwrap_or(last));
+                if pick.as_ref().is_none_or(|(k, _)| key < *k) {
+                    pick = Some((key, name));
+                }
+            }
+            match pick {
+                None => Plan::Nothing { forget_hint: false },
+                Some((_, name)) => Plan::Claim {
+                    queue: Some(name.clone()),
+                    kind: Kind::Queue,
+                },
+            }
+        }
+    })
+}
+
+/// What the next claim on this connection may assume after a round of
+/// `kind` on `queue` that claimed something (`claimed`) or not.
+pub fn next_hint(queues: &Queues, kind: Kind, claimed: bool, queue: Option<&str>) -> Hint {
+    match (queues, kind, claimed, queue) {
+        (_, _, false, _) => Hint::None,
+        (Queues::One(name), _, true, _) => Hint::One(name.clone()),
+        (Queues::All, Kind::Sole, true, Some(name)) => Hint::Sole(name.to_string()),
+        _ => Hint::None,
+    }
+}
+
+fn head_of(q: &Queue, queue: &str, now: i64) -> Result<Option<HeadKey>> {
+    let mut st = q.prepare(sql::HEAD_OF_SQL)?;
+    st.bind_text(1, queue)?;
+    st.bind_i64(2, now)?;
+    Ok(if st.step()? {
+        Some((
+            Reverse(st.column_i64(0)),
+            st.column_i64(1),
+            st.column_i64(2),
+        ))
+    } else {
+        None
+    })
+}
+
+fn oldest_expired_queue(q: &Queue, now: i64) -> Result<Option<String>> {
+    let mut st = q.prepare(sql::OLDEST_EXPIRED_QUEUE_SQL)?;
+    st.bind_i64(1, now)?;
+    Ok(if st.step()? { st.column_text(0) } else { None })
+}
+
+/// Whether an expired lease is there to claim (in `queue`) or to reap.
+fn expired_in(q: &Queue, queue: Option<&str>, now: i64) -> Result<bool> {
+    let mut st = q.prepare(if queue.is_some() {
+        sql::EXPIRED_IN_SQL
+    } else {
+        sql::EXPIRED_ANY_SQL
+    })?;
+    st.bind_i64(1, now)?;
+    if let Some(name) = queue {
+        st.bind_text(2, name)?;
+    }
+    st.step()
+}
+
+/// The queue whose ready head comes first in claim order, among every queue
+/// that has queued tasks, and how many queues have queued tasks.
+fn best_queue_of_all(q: &Queue, now: i64) -> Result<(Option<String>, usize)> {
+    let mut best: Option<(HeadKey, String)> = None;
+    let mut queues = 0;
+    let mut after = String::new();
+    let mut st = q.prepare(sql::NEXT_QUEUE_SQL)?;
+    loop {
+        st.bind_text(1, &after)?;
+        st.bind_i64(2, now)?;
+        if !st.step()? {
+            break;
+        }
+        let Some(queue) = st.column_text(0) else {
+            break;
+        };
+        queues += 1;
+        if !st.is_null(3) {
+            let key = (
+                Reverse(st.column_i64(1)),
+                st.column_i64(2),
+                st.column_i64(3),
+            );
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                best = Some((key, queue.clone()));
+            }
+        }
+        after = queue;
+        st.reset();
+    }
+    Ok((best.map(|(_, name)| name), queues))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hint_is_kept_only_after_a_claim_that_found_work() {
+        let one = Queues::One("a".into());
+        assert_eq!(
+            next_hint(&one, Kind::Queue, true, Some("a")),
+            Hint::One("a".into())
+        );
+        assert_eq!(next_hint(&one, Kind::Queue, false, Some("a")), Hint::None);
+        assert_eq!(
+            next_hint(&Queues::All, Kind::Sole, true, Some("a")),
+            Hint::Sole("a".into())
+        );
+        assert_eq!(
+            next_hint(&Queues::All, Kind::AnyExpired, true, Some("a")),
+            Hint::None
+        );
+        let many = Queues::Many(vec!["a".into(), "b".into()]);
+        assert_eq!(next_hint(&many, Kind::Queue, true, Some("a")), Hint::None);
+    }
+
+    #[test]
+    fn each_kind_has_a_single_and_a_batch_statement() {
+        assert_eq!(Kind::Queue.sql(1), sql::CLAIM_ONE_SQL);
+        assert_eq!(Kind::Queue.sql(2), sql::CLAIM_BATCH_SQL);
+        assert_eq!(Kind::Sole.sql(1), sql::CLAIM_SOLE_SQL);
+        // A batch is never guarded: it may span what one head would not.
+        assert_eq!(Kind::Sole.sql(32), sql::CLAIM_BATCH_ANY_EXPIRED_SQL);
+        assert_eq!(Kind::AnyExpired.sql(32), sql::CLAIM_BATCH_ANY_EXPIRED_SQL);
+    }
+}

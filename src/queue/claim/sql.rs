@@ -1,0 +1,276 @@
+//! The claim's SQL: the one UPDATE (in five variants) that claims, the
+//! reads the plan makes before it, and the note each claimed row reports.
+//!
+//! The UPDATE claims by re-selecting its rows inside the statement: a
+//! running task whose lease has expired (oldest expiry first: abandoned work
+//! is reclaimed before new work), or else the head of the chosen queue's
+//! ready index (priority, then run_at, then enqueue order). So two workers
+//! that read the same head both claim something: the loser gets the next
+//! one. An expired task with no attempts left is failed by the same UPDATE
+//! (the CASEs) instead of being claimed; the caller then claims again.
+//!
+//! The SQL avoids anything that needs a temporary b-tree (IN-lists, ORDER BY
+//! over a compound, recursive CTEs, RETURNING) on the single-task path: each
+//! one costs a page-cache allocation per call, measured at ~100 µs. And the
+//! bound values compared in WHERE clauses are written `+?N`: a plain `?N`
+//! compared with an indexed column lets SQLite's planner look at the bound
+//! value when matching partial indexes, which marks the statement to be
+//! re-prepared every time that parameter is bound again (measured: 35 µs vs
+//! 4.5 µs per claim on a SQLITE_ENABLE_STAT4 build). The unary plus keeps the
+//! index usable and the plan fixed. The same holds for a bound LIMIT inside
+//! an IN (subquery): `LIMIT +?5` (measured: 86 µs vs 38 µs per batch).
+//!
+//! Parameters of every claim UPDATE: ?1 now, ?2 worker, ?3 lease (ms),
+//! ?4 queue (NULL: any), ?5 batch limit (batch variants only).
+
+use super::Claimed;
+use crate::error::Result;
+use crate::ffi::Owned;
+use crate::queue::notes::{Note, fields};
+
+/// What the claim UPDATE notes for each row it changes: how the row was
+/// taken (see [`How`]), then the claimed task's fields in [`Claimed`]'s
+/// order. [`ClaimNote::read`] below reads them back, in this order.
+macro_rules! claim_note {
+    () => {
+        "task__note(?1,
+                      CASE WHEN status = 'running' AND attempts >= max_attempts THEN 2
+                           WHEN status = 'running' THEN 1 ELSE 0 END,
+                      id, queue, type, details, attempts + 1, max_attempts, priority,
+                      parent_id, run_at, ?1 + ?3, created_at)"
+    };
+}
+
+/// How a claim UPDATE took a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// A queued task, claimed.
+    Queued,
+    /// A running task whose lease expired, claimed as a new attempt.
+    Expired,
+    /// An expired task with no attempts left, failed instead of claimed.
+    Reaped,
+}
+
+/// One row noted by a claim UPDATE.
+pub struct ClaimNote {
+    pub how: How,
+    pub task: Claimed,
+}
+
+impl Note for ClaimNote {
+    const WHAT: &'static str = "claim";
+
+    fn read(values: Vec<Owned>) -> Result<Self> {
+        let [
+            how,
+            id,
+            queue,
+            kind,
+            details,
+            attempt,
+            max,
+            prio,
+            parent,
+            run_at,
+            lease_until,
+            created,
+        ] = fields::<Self, 12>(values)?;
+        Ok(ClaimNote {
+            how: match how.int() {
+                0 => How::Queued,
+                1 => How::Expired,
+                _ => How::Reaped,
+            },
+            task: Claimed {
+                id: id.into_text().unwrap_or_default(),
+                queue: queue.into_text().unwrap_or_default(),
+                kind: kind.into_text().unwrap_or_default(),
+                details: details.into_text(),
+                attempt: attempt.int(),
+                max_attempts: max.int(),
+                priority: prio.int(),
+                parent_id: parent.into_text(),
+                run_at: run_at.int(),
+                lease_until: lease_until.int(),
+                created_at: created.int(),
+            },
+        })
+    }
+}
+
+macro_rules! claim_sql {
+    ($where:expr) => {
+        concat!(
+            "UPDATE main.task_store SET
+  status       = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN 'failed' ELSE 'running' END,
+  error        = CASE WHEN status = 'running'
+                      THEN 'lease expired on attempt ' || attempts
+                           || ' (worker ' || ifnull(worker, '?') || ')'
+                      ELSE error END,
+  completed_at = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN ?1 ELSE NULL END,
+  lease_until  = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN NULL ELSE ?1 + ?3 END,
+  lease_ms     = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN lease_ms ELSE ?3 END,
+  worker       = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN worker ELSE ?2 END,
+  started_at   = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN started_at ELSE ?1 END,
+  progress     = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN progress ELSE 0 END,
+  attempts     = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN attempts ELSE attempts + 1 END,
+  updated_at   = ",
+            claim_note!(),
+            "
+WHERE ",
+            $where
+        )
+    };
+}
+
+macro_rules! expired_sql {
+    ($queue_filter:literal, $limit:literal) => {
+        concat!(
+            "SELECT seq FROM main.task_store
+      WHERE status = 'running' AND lease_until <= +?1",
+            $queue_filter,
+            " ORDER BY lease_until LIMIT ",
+            $limit
+        )
+    };
+}
+
+macro_rules! head_sql {
+    ($limit:literal) => {
+        concat!(
+            "SELECT seq FROM main.task_store
+      WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1
+      ORDER BY priority DESC, run_at LIMIT ",
+            $limit
+        )
+    };
+}
+
+/// One task of queue ?4: `seq = coalesce(expired, head)`, two index seeks,
+/// no temp b-tree. Expired tasks of other queues are only reaped here.
+pub const CLAIM_ONE_SQL: &str = claim_sql!(concat!(
+    "seq = coalesce((",
+    expired_sql!(" AND (queue = +?4 OR attempts >= max_attempts)", "1"),
+    "), (",
+    head_sql!("1"),
+    "))"
+));
+
+/// One task: any queue's expired task, else queue ?4's head.
+pub const CLAIM_ONE_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
+    "seq = coalesce((",
+    expired_sql!("", "1"),
+    "), (",
+    head_sql!("1"),
+    "))"
+));
+
+/// Every-queue claim when queue ?4 is known to be the only one with queued
+/// tasks: the guard re-checks that inside the statement (two seeks), so a
+/// busy worker claims with one write statement and no reads first.
+pub const CLAIM_SOLE_SQL: &str = claim_sql!(concat!(
+    "seq = coalesce((",
+    expired_sql!("", "1"),
+    "), (",
+    head_sql!("1"),
+    "))
+  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue < +?4)
+  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue > +?4)"
+));
+
+/// A batch: up to ?5 tasks, expired first, then queue ?4's head in order.
+/// The IN-list costs one temporary b-tree per batch, not per task.
+pub const CLAIM_BATCH_SQL: &str = claim_sql!(concat!(
+    "seq IN (SELECT seq FROM (",
+    expired_sql!(" AND (queue = +?4 OR attempts >= max_attempts)", "+?5"),
+    ") UNION ALL SELECT seq FROM (",
+    head_sql!("+?5"),
+    ") LIMIT +?5)"
+));
+
+/// A batch: any queue's expired tasks first, then queue ?4's head.
+pub const CLAIM_BATCH_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
+    "seq IN (SELECT seq FROM (",
+    expired_sql!("", "+?5"),
+    ") UNION ALL SELECT seq FROM (",
+    head_sql!("+?5"),
+    ") LIMIT +?5)"
+));
+
+// The plan's reads. None takes the write lock.
+
+/// The next queue name after `?1` among queued tasks, with that queue's
+/// head: one seek in the ready index for each.
+pub const NEXT_QUEUE_SQL: &str = "\
+SELECT q.queue, h.priority, h.run_at, h.seq
+  FROM (SELECT queue FROM main.task_store WHERE status = 'queued' AND queue > +?1
+         ORDER BY queue LIMIT 1) AS q
+  LEFT JOIN main.task_store AS h ON h.seq = (
+       SELECT seq FROM main.task_store
+        WHERE status = 'queued' AND queue = q.queue AND run_at <= +?2
+        ORDER BY priority DESC, run_at LIMIT 1)";
+
+/// Queue ?1's head at time ?2.
+pub const HEAD_OF_SQL: &str = "\
+SELECT priority, run_at, seq FROM main.task_store
+ WHERE status = 'queued' AND queue = +?1 AND run_at <= +?2
+ ORDER BY priority DESC, run_at LIMIT 1";
+
+pub const EXPIRED_ANY_SQL: &str = "\
+SELECT 1 FROM main.task_store WHERE status = 'running' AND lease_until <= +?1 LIMIT 1";
+
+/// Expired tasks this claim may take (its queue's), or must reap (any queue's
+/// with no attempts left: a queue nobody claims from must not keep a dead
+/// task 'running' forever).
+pub const EXPIRED_IN_SQL: &str = "\
+SELECT 1 FROM main.task_store
+ WHERE status = 'running' AND lease_until <= +?1 AND (queue = +?2 OR attempts >= max_attempts)
+ LIMIT 1";
+
+/// The queue of the oldest expired lease that can still be claimed.
+pub const OLDEST_EXPIRED_QUEUE_SQL: &str = "\
+SELECT queue FROM main.task_store
+ WHERE status = 'running' AND lease_until <= +?1 AND attempts < max_attempts
+ ORDER BY lease_until LIMIT 1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_note_has_as_many_values_as_its_reader_takes() {
+        // The first argument is what task__note returns (updated_at); the
+        // rest are noted and read back by ClaimNote::read.
+        let call = claim_note!();
+        let args = call["task__note(".len()..call.len() - 1]
+            .split(',')
+            .filter(|a| !a.contains("WHEN") || a.contains("CASE"))
+            .count();
+        assert_eq!(args, 1 + 12, "{call}");
+        let values = (0..12).map(Owned::Integer).collect();
+        assert!(ClaimNote::read(values).is_ok());
+        assert!(ClaimNote::read(vec![Owned::Null; 11]).is_err());
+    }
+
+    #[test]
+    fn every_claim_update_notes_its_rows() {
+        let single = [CLAIM_ONE_SQL, CLAIM_ONE_ANY_EXPIRED_SQL, CLAIM_SOLE_SQL];
+        for sql in single {
+            assert!(sql.contains(claim_note!()), "{sql}");
+            // The single-task path needs no temporary b-tree: no IN.
+            assert!(!sql.contains(" IN ("), "{sql}");
+        }
+        for sql in [CLAIM_BATCH_SQL, CLAIM_BATCH_ANY_EXPIRED_SQL] {
+            assert!(sql.contains(claim_note!()), "{sql}");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! What a worker does with the task it holds: `task_progress`,
+//! `task_heartbeat`, `task_complete`, `task_fail`. Each is one UPDATE
+//! matching only a running task, and only the claimed attempt when the
+//! worker passes it (fencing: a worker whose lease expired and whose task
+//! was claimed again cannot touch the new attempt).
+
+use super::Queue;
+use super::ids::parse_id;
+use super::json::check_json;
+use super::model::{
+    BACKOFF_BASE_MS, BACKOFF_CAP_MS, MAX_LEASE_MS, MAX_TIME_MS, Status, check_attempt, check_opt,
+    clock,
+};
+use super::notes::{Note, fields};
+use super::refusal::{current, not_running};
+use super::writeback;
+use crate::error::{Error, Result};
+use crate::ffi::{Owned, randomness};
+
+/// Fencing and clock for the calls a worker makes on its task.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WorkerArgs {
+    /// The attempt number from the claim; a different current attempt means
+    /// the lease was lost and the task re-claimed, and the call is refused.
+    pub attempt: Option<i64>,
+    /// New lease length in ms (progress and heartbeat only).
+    pub lease_ms: Option<i64>,
+    pub now: Option<i64>,
+    /// Progress only: hold reports in memory, writing at most every this
+    /// many ms (see `writeback.rs`).
+    pub writeback_ms: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FailArgs {
+    pub worker: WorkerArgs,
+    /// False: fail for good, whatever attempts remain.
+    pub retry: bool,
+    /// Fixed delay before the retry, instead of the backoff.
+    pub delay_ms: Option<i64>,
+}
+
+const PROGRESS_SQL: &str = "\
+UPDATE main.task_store
+   SET progress = coalesce(?3, progress),
+       lease_ms = coalesce(?5, lease_ms),
+       lease_until = ?2 + coalesce(?5, lease_ms),
+       updated_at = task__note(?2, attempts, coalesce(?5, lease_ms))
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
+
+/// What PROGRESS_SQL notes: the attempt and the lease length now in force.
+struct ProgressNote {
+    attempts: i64,
+    lease_ms: i64,
+}
+
+impl Note for ProgressNote {
+    const WHAT: &'static str = "progress";
+
+    fn read(values: Vec<Owned>) -> Result<Self> {
+        let [attempts, lease_ms] = fields::<Self, 2>(values)?;
+        Ok(ProgressNote {
+            attempts: attempts.int(),
+            lease_ms: lease_ms.int(),
+        })
+    }
+}
+
+/// Records progress (or, with `percent = None`, only renews the lease).
+/// Returns the task's status: `running`, or `cancelled` when the task was
+/// cancelled while it ran — the worker's signal to stop.
+pub fn progress(q: &Queue, id: &str, percent: Option<f64>, w: &WorkerArgs) -> Result<Status> {
+    let id = parse_id("id", id)?;
+    if let Some(p) = percent
+        && !(0.0..=100.0).contains(&p)
+    {
+        return Err(Error::new(format!(
+            "progress must be between 0 and 100, got {p}"
+        )));
+    }
+    let attempt = check_attempt(w.attempt)?;
+    let lease = check_opt("lease", w.lease_ms, (1, MAX_LEASE_MS))?;
+    let now = clock(w.now)?;
+    let writeback = check_opt("writeback", w.writeback_ms, (0, MAX_LEASE_MS))?;
+    if let (Some(p), Some(_)) = (percent, writeback)
+        && lease.is_none()
+        && writeback::hold(q.key(), &id, attempt, p, now)
+    {
+        return Ok(Status::Running);
+    }
+    // A heartbeat writes the value held for the task, if any; a report
+    // without write-back replaces it. The held value is only forgotten once
+    // the write succeeded: a refused call changes nothing.
+    let held = writeback::get(q.key(), &id);
+    let percent = match (percent, held) {
+        (None, Some(h)) if attempt.is_none_or(|a| a == h.attempt) => Some(h.percent),
+        (p, _) => p,
+    };
+    let mut st = q.prepare(PROGRESS_SQL)?;
+    st.bind_text(1, &id)?;
+    st.bind_i64(2, now)?;
+    match percent {
+        // Whole numbers are stored as integers (the column has NUMERIC
+        // affinity), so the shell shows 40, not 40.0.
+        Some(p) => st.bind_f64(3, p)?,
+        None => st.bind_null(3)?,
+    }
+    st.bind_opt_i64(4, attempt)?;
+    st.bind_opt_i64(5, lease)?;
+    let notes: Vec<ProgressNote> = q.run_noted(st)?;
+    if let Some(row) = notes.first() {
+        writeback::take(q.key(), &id);
+        if let (Some(ms), Some(p)) = (writeback, percent) {
+            let held = writeback::Held {
+                attempt: row.attempts,
+                percent: p,
+                written_at: now,
+                interval: ms.min(row.lease_ms / 2),
+            };
+            writeback::wrote(q.key(), &id, held);
+        }
+        return Ok(Status::Running);
+    }
+    let cur = current(q, &id)?;
+    if cur.is(Status::Cancelled) && attempt.is_none_or(|a| a == cur.attempts) {
+        return Ok(Status::Cancelled);
+    }
+    Err(not_running(q, &id, attempt))
+}
+
+const COMPLETE_SQL: &str = "\
+UPDATE main.task_store
+   SET status = 'completed', result = ?3, progress = 100, lease_until = NULL,
+       completed_at = ?2, updated_at = ?2
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
+
+/// Marks a running task completed with an optional JSON result.
+pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Result<()> {
+    let id = parse_id("id", id)?;
+    if let Some(r) = result {
+        check_json("result", r)?;
+    }
+    let attempt = check_attempt(w.attempt)?;
+    let now = clock(w.now)?;
+    let mut st = q.prepare(COMPLETE_SQL)?;
+    st.bind_text(1, &id)?;
+    st.bind_i64(2, now)?;
+    st.bind_opt_text(3, result)?;
+    st.bind_opt_i64(4, attempt)?;
+    st.finish()?;
+    drop(st);
+    if q.conn().changes() == 1 {
+        writeback::take(q.key(), &id);
+        Ok(())
+    } else {
+        Err(not_running(q, &id, attempt))
+    }
+}
+
+// Retry or fail for good. The backoff is exponential in the attempt number
+// (base · 2^(attempt-1), capped) times a jitter factor in [0.5, 1] drawn in
+// Rust, so workers that fail together do not retry together.
+const FAIL_SQL: &str = "\
+UPDATE main.task_store
+   SET status = CASE WHEN ?5 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+       run_at = CASE WHEN ?5 OR attempts >= max_attempts THEN run_at
+                     ELSE ?2 + coalesce(?6, CAST(min(?7 * (1 << min(attempts - 1, 40)), ?8) * ?9
+                                                 AS INTEGER)) END,
+       completed_at = CASE WHEN ?5 OR attempts >= max_attempts THEN ?2 ELSE NULL END,
+       worker = CASE WHEN ?5 OR attempts >= max_attempts THEN worker ELSE NULL END,
+       error = ?3, lease_until = NULL, progress = coalesce(?10, progress),
+       updated_at = task__note(?2, CASE WHEN ?5 OR attempts >= max_attempts
+                                        THEN 'failed' ELSE 'queued' END)
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
+
+/// What FAIL_SQL notes: the status the task is left in.
+struct FailNote(Status);
+
+impl Note for FailNote {
+    const WHAT: &'static str = "fail";
+
+    fn read(values: Vec<Owned>) -> Result<Self> {
+        let [status] = fields::<Self, 1>(values)?;
+        status
+            .into_text()
+            .as_deref()
+            .and_then(Status::parse)
+            .map(FailNote)
+            .ok_or_else(|| Error::new("internal: bad fail note"))
+    }
+}
+
+/// Fails the current attempt. Returns `queued` when the task will be retried,
+/// `failed` when it has no attempts left (or `retry` is false).
+pub fn fail(q: &Queue, id: &str, error: &str, f: &FailArgs) -> Result<Status> {
+    let id = parse_id("id", id)?;
+    let attempt = check_attempt(f.worker.attempt)?;
+    let now = clock(f.worker.now)?;
+    let delay = check_opt("delay", f.delay_ms, (0, MAX_TIME_MS - now))?;
+    let mut st = q.prepare(FAIL_SQL)?;
+    st.bind_text(1, &id)?;
+    st.bind_i64(2, now)?;
+    st.bind_text(3, error)?;
+    st.bind_opt_i64(4, attempt)?;
+    st.bind_i64(5, i64::from(!f.retry))?;
+    st.bind_opt_i64(6, delay)?;
+    st.bind_i64(7, BACKOFF_BASE_MS)?;
+    st.bind_i64(8, BACKOFF_CAP_MS)?;
+    st.bind_f64(9, jitter())?;
+    match writeback::get(q.key(), &id) {
+        Some(h) if attempt.is_none_or(|a| a == h.attempt) => st.bind_f64(10, h.percent)?,
+        _ => st.bind_null(10)?,
+    }
+    let notes: Vec<FailNote> = q.run_noted(st)?;
+    match notes.first() {
+        Some(FailNote(status)) => {
+            writeback::take(q.key(), &id);
+            Ok(*status)
+        }
+        None => Err(not_running(q, &id, attempt)),
+    }
+}
+
+/// A factor in [0.5, 1.0] from SQLite's PRNG.
+fn jitter() -> f64 {
+    let mut b = [0u8; 4];
+    randomness(&mut b);
+    0.5 + 0.5 * (f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX))
+}

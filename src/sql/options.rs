@@ -1,0 +1,354 @@
+//! The optional last argument of every verb: a JSON object of options,
+//! read into a typed struct per function. Each struct is declared once with
+//! [`options!`], which gives its keys (for the unknown-key message) and its
+//! reader from the same list, so a key is written once.
+//!
+//! Unknown keys and wrongly typed values are errors, so a typo such as
+//! `{"prority": 5}` is reported instead of silently ignored. The checks run
+//! in a fixed order, which the messages depend on: the JSON is parsed
+//! whole first (a syntax error anywhere wins), then the least unknown key
+//! is named, then each option is read in its declaration order. (serde's
+//! `deny_unknown_fields` would report in document order, in its own words.)
+
+use super::args::exact_whole;
+use crate::error::{Error, Result};
+use crate::queue::Queues;
+use serde_json::{Map, Value as J};
+
+/// How an option's JSON value is read. `null` counts as absent.
+pub trait Kind {
+    type Out;
+    fn read(key: &str, v: Option<J>) -> Result<Self::Out>;
+}
+
+/// Declares an options struct: `name: Kind` per key, in checking order.
+macro_rules! options {
+    ($($(#[$doc:meta])* pub struct $name:ident { $($key:ident: $kind:ty,)* })*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            $(pub $key: <$kind as Kind>::Out,)*
+        }
+
+        impl $name {
+            /// The keys it accepts, in the order they are checked.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($key)),*];
+
+            /// Reads the options argument (NULL or absent: none).
+            pub fn parse(text: Option<&str>) -> Result<Self> {
+                #[allow(unused_mut, unused_variables)]
+                let mut map = object(text, Self::KEYS)?;
+                // Struct fields are evaluated in the order written.
+                Ok($name {
+                    $($key: <$kind as Kind>::read(stringify!($key), map.remove(stringify!($key)))?,)*
+                })
+            }
+        }
+    )*};
+}
+
+/// Parses `text` as a JSON object holding only `allowed` keys.
+fn object(text: Option<&str>, allowed: &[&str]) -> Result<Map<String, J>> {
+    let Some(text) = text else {
+        return Ok(Map::new());
+    };
+    let v: J = serde_json::from_str(text)
+        .map_err(|e| Error::new(format!("options are not valid JSON: {e}")))?;
+    let map = match v {
+        J::Object(map) => map,
+        other => {
+            return Err(Error::new(format!(
+                "options must be a JSON object, got {}",
+                kind(&other)
+            )));
+        }
+    };
+    // The map is ordered by key: the least unknown key is named.
+    if let Some(bad) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Error::new(format!(
+            "unknown option \"{bad}\" (expected one of: {})",
+            allowed.join(", ")
+        )));
+    }
+    Ok(map)
+}
+
+/// A 64-bit integer. Whole numbers written as reals (`2.0`, `1e3`, as some
+/// JSON encoders do) are accepted when they are exact.
+pub struct Int;
+
+impl Kind for Int {
+    type Out = Option<i64>;
+    fn read(key: &str, v: Option<J>) -> Result<Option<i64>> {
+        match v {
+            None | Some(J::Null) => Ok(None),
+            Some(J::Number(n)) => whole(key, &n).map(Some),
+            Some(other) => Err(wrong_type(key, "a whole number", &other)),
+        }
+    }
+}
+
+/// A non-empty string.
+pub struct Text;
+
+impl Kind for Text {
+    type Out = Option<String>;
+    fn read(key: &str, v: Option<J>) -> Result<Option<String>> {
+        match v {
+            None | Some(J::Null) => Ok(None),
+            Some(J::String(s)) if s.is_empty() => {
+                Err(Error::new(format!("option \"{key}\" must not be empty")))
+            }
+            Some(J::String(s)) => Ok(Some(s)),
+            Some(other) => Err(wrong_type(key, "a string", &other)),
+        }
+    }
+}
+
+/// `true` or `false`.
+pub struct Flag;
+
+impl Kind for Flag {
+    type Out = Option<bool>;
+    fn read(key: &str, v: Option<J>) -> Result<Option<bool>> {
+        match v {
+            None | Some(J::Null) => Ok(None),
+            Some(J::Bool(b)) => Ok(Some(b)),
+            Some(other) => Err(wrong_type(key, "true or false", &other)),
+        }
+    }
+}
+
+/// A queue name, or a non-empty list of them; absent: every queue.
+pub struct QueueNames;
+
+impl Kind for QueueNames {
+    type Out = Queues;
+    fn read(key: &str, v: Option<J>) -> Result<Queues> {
+        match v {
+            None | Some(J::Null) => Ok(Queues::All),
+            Some(J::String(q)) if !q.is_empty() => Ok(Queues::One(q)),
+            Some(J::Array(items))
+                if !items.is_empty()
+                    && items
+                        .iter()
+                        .all(|q| q.as_str().is_some_and(|s| !s.is_empty())) =>
+            {
+                Ok(Queues::Many(
+                    items
+                        .into_iter()
+                        .filter_map(|q| match q {
+                            J::String(s) => Some(s),
+                            _ => None,
+                        })
+                        .collect(),
+                ))
+            }
+            Some(_) => Err(Error::new(format!(
+                "option \"{key}\" must be a queue name or a non-empty array of queue names"
+            ))),
+        }
+    }
+}
+
+/// A JSON number as a 64-bit integer.
+fn whole(key: &str, n: &serde_json::Number) -> Result<i64> {
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    let out_of_range = || {
+        Error::new(format!(
+            "option \"{key}\" is out of range for a 64-bit integer, got {n}"
+        ))
+    };
+    if n.is_u64() {
+        return Err(out_of_range());
+    }
+    match n.as_f64() {
+        Some(f) if let Some(i) = exact_whole(f) => Ok(i),
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18 => {
+            Err(Error::new(format!(
+                "option \"{key}\" must be written as an integer (a real this large may be rounded), got {n}"
+            )))
+        }
+        Some(f) if f.fract() == 0.0 => Err(out_of_range()),
+        _ => Err(Error::new(format!(
+            "option \"{key}\" must be a whole number, got {n}"
+        ))),
+    }
+}
+
+fn kind(v: &J) -> &'static str {
+    match v {
+        J::Null => "null",
+        J::Bool(_) => "a boolean",
+        J::Number(_) => "a number",
+        J::String(_) => "a string",
+        J::Array(_) => "an array",
+        J::Object(_) => "an object",
+    }
+}
+
+fn wrong_type(key: &str, want: &str, got: &J) -> Error {
+    Error::new(format!(
+        "option \"{key}\" must be {want}, got {}",
+        kind(got)
+    ))
+}
+
+// The options of each function. The order of the keys is the order they
+// are listed in the unknown-key message and checked in.
+options! {
+    /// `task_enqueue`.
+    pub struct Enqueue {
+        queue: Text,
+        priority: Int,
+        run_at: Int,
+        delay: Int,
+        max_attempts: Int,
+        parent_id: Text,
+        id: Text,
+        now: Int,
+    }
+
+    /// `task_claim`, `task_claim_batch`.
+    pub struct Claim {
+        queue: QueueNames,
+        lease: Int,
+        now: Int,
+    }
+
+    /// `task_progress`.
+    pub struct Progress {
+        attempt: Int,
+        lease: Int,
+        now: Int,
+        writeback: Int,
+    }
+
+    /// `task_heartbeat`.
+    pub struct Heartbeat {
+        attempt: Int,
+        lease: Int,
+        now: Int,
+    }
+
+    /// `task_complete`.
+    pub struct Complete {
+        attempt: Int,
+        now: Int,
+    }
+
+    /// `task_complete_next`: the completion's, then the claim's.
+    pub struct CompleteNext {
+        attempt: Int,
+        now: Int,
+        queue: QueueNames,
+        lease: Int,
+    }
+
+    /// `task_fail`.
+    pub struct Fail {
+        attempt: Int,
+        now: Int,
+        retry: Flag,
+        delay: Int,
+    }
+
+    /// `task_fail_batch`.
+    pub struct FailBatch {
+        now: Int,
+        retry: Flag,
+        delay: Int,
+    }
+
+    /// `task_complete_batch`, `task_cancel`, `task_retry`: the clock only.
+    pub struct Clock {
+        now: Int,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    options! {
+        pub struct Sample {
+            queue: Text,
+            priority: Int,
+            retry: Flag,
+        }
+    }
+
+    #[test]
+    fn absent_and_null_mean_no_options() {
+        assert_eq!(Sample::parse(None).unwrap().queue, None);
+        assert_eq!(
+            Sample::parse(Some(r#"{"queue": null}"#)).unwrap().queue,
+            None
+        );
+        let o = Sample::parse(Some(r#"{"retry": false, "queue": "q"}"#)).unwrap();
+        assert_eq!((o.retry, o.queue.as_deref()), (Some(false), Some("q")));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_the_accepted_ones() {
+        let e = Sample::parse(Some(r#"{"zeta": 1, "prority": 5}"#)).unwrap_err();
+        assert_eq!(
+            e.msg,
+            "unknown option \"prority\" (expected one of: queue, priority, retry)"
+        );
+    }
+
+    #[test]
+    fn types_are_checked_in_declaration_order() {
+        let e = Sample::parse(Some(r#"{"priority": 1.5, "queue": 3}"#)).unwrap_err();
+        assert_eq!(e.msg, "option \"queue\" must be a string, got a number");
+        let e = Sample::parse(Some(r#"{"priority": 1.5}"#)).unwrap_err();
+        assert_eq!(e.msg, "option \"priority\" must be a whole number, got 1.5");
+        let e = Sample::parse(Some(r#"{"retry": 1}"#)).unwrap_err();
+        assert_eq!(
+            e.msg,
+            "option \"retry\" must be true or false, got a number"
+        );
+        assert!(Sample::parse(Some("[1]")).is_err());
+        assert!(Sample::parse(Some("{")).is_err());
+    }
+
+    #[test]
+    fn whole_reals_are_accepted() {
+        let o = Sample::parse(Some(r#"{"priority": 2.0}"#)).unwrap();
+        assert_eq!(o.priority, Some(2));
+        let o = Sample::parse(Some(r#"{"priority": 1e3}"#)).unwrap();
+        assert_eq!(o.priority, Some(1000));
+        let o = Sample::parse(Some(r#"{"priority": -0.0}"#)).unwrap();
+        assert_eq!(o.priority, Some(0));
+    }
+
+    #[test]
+    fn huge_numbers_are_rejected_not_wrapped() {
+        for text in [
+            r#"{"priority": 1e300}"#,
+            r#"{"priority": 18446744073709551616}"#,
+            r#"{"priority": -9223372036854775809}"#,
+        ] {
+            let e = Sample::parse(Some(text)).unwrap_err();
+            assert!(e.msg.contains("out of range"), "{text}: {}", e.msg);
+        }
+        assert!(Sample::parse(Some(r#"{"priority": 18446744073709551615}"#)).is_err());
+    }
+
+    #[test]
+    fn queues_are_a_name_or_a_list_of_names() {
+        let read = |t: &str| QueueNames::read("queue", serde_json::from_str(t).ok());
+        assert_eq!(read(r#""a""#).unwrap(), Queues::One("a".into()));
+        assert_eq!(
+            read(r#"["a","b"]"#).unwrap(),
+            Queues::Many(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(read("null").unwrap(), Queues::All);
+        for bad in [r#""""#, "[]", r#"["a",""]"#, r#"["a",1]"#, "3"] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+    }
+}
