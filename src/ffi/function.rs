@@ -167,3 +167,50 @@ pub(super) unsafe fn set_error(ctx: *mut sys::sqlite3_context, e: &Error) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::code;
+    use crate::ffi::testing;
+
+    fn panics(_: &(), _: &[Value<'_>]) -> Result<Out> {
+        panic!("a bug")
+    }
+
+    fn busy(_: &(), _: &[Value<'_>]) -> Result<Out> {
+        Err(Error::with_code(code::BUSY, "database is locked"))
+    }
+
+    /// Calls the dispatcher as SQLite would, with no arguments; the fake
+    /// host hands the context pointer back as the user data.
+    fn call_with(handler: Handler<()>) -> Option<(String, c_int)> {
+        testing::install();
+        let data = Box::into_raw(Box::new(Data {
+            state: (),
+            name: "task_x",
+            handler,
+        }));
+        // SAFETY: the context is the user data (see testing::user_data).
+        unsafe {
+            call::<()>(data.cast(), 0, std::ptr::null_mut());
+            destroy::<()>(data.cast());
+        }
+        testing::take_result_error()
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error() {
+        let got = testing::quietly(|| call_with(panics));
+        assert_eq!(got, Some((Error::internal().msg, sys::SQLITE_ERROR)));
+    }
+
+    #[test]
+    fn errors_are_named_and_keep_their_code() {
+        // The message is set first, then the code: BUSY survives.
+        assert_eq!(
+            call_with(busy),
+            Some(("task_x: database is locked".to_string(), sys::SQLITE_BUSY))
+        );
+    }
+}

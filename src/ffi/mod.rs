@@ -18,6 +18,8 @@ mod entry;
 mod function;
 mod host;
 mod stmt;
+#[cfg(test)]
+mod testing;
 mod value;
 mod vtab;
 

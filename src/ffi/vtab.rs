@@ -471,3 +471,152 @@ impl ColumnResult<'_> {
         unsafe { sys::sqlite3_result_value(self.ctx, st.column_raw(i)) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every callback of the module, driven through its C entry point with
+    //! a table whose every method panics: each must return an error code
+    //! (and a message) instead of unwinding into SQLite.
+
+    use super::*;
+    use crate::ffi::testing;
+
+    struct Panicky;
+    struct PanickyScan;
+
+    impl Table for Panicky {
+        type Aux = ();
+        type Cursor = PanickyScan;
+        const NAME: &'static str = "panicky";
+        fn declaration() -> &'static CStr {
+            c"CREATE TABLE x(a)"
+        }
+        fn connect(_: &()) -> Result<Self> {
+            panic!("connect")
+        }
+        fn disconnect(&self) {
+            panic!("disconnect")
+        }
+        fn best_index(&self, _: &mut IndexInfo<'_>) -> Result<()> {
+            panic!("best_index")
+        }
+        fn open(&self) -> Result<PanickyScan> {
+            panic!("open")
+        }
+        fn update(&self, _: &[Value<'_>]) -> Result<Option<i64>> {
+            panic!("update")
+        }
+    }
+
+    impl Cursor for PanickyScan {
+        fn filter(&mut self, _: c_int, _: &[ValueRef<'_>]) -> Result<()> {
+            panic!("filter")
+        }
+        fn next(&mut self) -> Result<()> {
+            panic!("next")
+        }
+        fn eof(&self) -> bool {
+            panic!("eof")
+        }
+        fn column(&self, _: &mut ColumnResult<'_>, _: c_int) -> Result<()> {
+            panic!("column")
+        }
+        fn rowid(&self) -> Result<i64> {
+            panic!("rowid")
+        }
+    }
+
+    impl Drop for PanickyScan {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("close")
+            }
+        }
+    }
+
+    const INTERNAL: &str = "panicky: internal error in sqlite-task (a bug: please report it)";
+
+    /// The table's error message, taken (and freed).
+    fn take_err(vtab: *mut sys::sqlite3_vtab) -> Option<String> {
+        // SAFETY: vtab is a live test table; its message came from sqlite_string.
+        unsafe {
+            let msg = testing::take_message((*vtab).zErrMsg);
+            (*vtab).zErrMsg = ptr::null_mut();
+            msg
+        }
+    }
+
+    #[test]
+    fn every_callback_turns_a_panic_into_an_error() {
+        testing::install();
+        testing::quietly(every_callback);
+    }
+
+    fn every_callback() {
+        let m = &Module::<Panicky>::MODULE;
+        let err = sys::SQLITE_ERROR;
+        // SAFETY: each callback gets the structures SQLite would pass: a
+        // table and a cursor of ours, live out-pointers, no arguments.
+        unsafe {
+            let mut aux = ();
+            let mut out_vtab: *mut sys::sqlite3_vtab = ptr::null_mut();
+            let mut pz_err: *mut c_char = ptr::null_mut();
+            let x_connect = m.xConnect.unwrap();
+            let rc = x_connect(
+                ptr::null_mut(),
+                ptr::from_mut(&mut aux).cast(),
+                0,
+                ptr::null(),
+                &mut out_vtab,
+                &mut pz_err,
+            );
+            assert_eq!(rc, err);
+            assert!(out_vtab.is_null());
+            assert_eq!(testing::take_message(pz_err).as_deref(), Some(INTERNAL));
+
+            let vtab = Box::into_raw(Box::new(VTab {
+                base: std::mem::zeroed(),
+                table: Panicky,
+            }))
+            .cast::<sys::sqlite3_vtab>();
+            let mut info: sys::sqlite3_index_info = std::mem::zeroed();
+            assert_eq!(m.xBestIndex.unwrap()(vtab, &mut info), err);
+            assert_eq!(take_err(vtab).as_deref(), Some(INTERNAL));
+            let mut out_cursor: *mut sys::sqlite3_vtab_cursor = ptr::null_mut();
+            assert_eq!(m.xOpen.unwrap()(vtab, &mut out_cursor), err);
+            assert_eq!(take_err(vtab).as_deref(), Some(INTERNAL));
+            let mut rowid = 0i64;
+            assert_eq!(
+                m.xUpdate.unwrap()(vtab, 0, ptr::null_mut(), &mut rowid),
+                err
+            );
+            assert_eq!(take_err(vtab).as_deref(), Some(INTERNAL));
+
+            let mut base: sys::sqlite3_vtab_cursor = std::mem::zeroed();
+            base.pVtab = vtab;
+            let cursor = Box::into_raw(Box::new(VCursor {
+                base,
+                cursor: PanickyScan,
+            }))
+            .cast::<sys::sqlite3_vtab_cursor>();
+            let x_filter = m.xFilter.unwrap();
+            assert_eq!(x_filter(cursor, 0, ptr::null(), 0, ptr::null_mut()), err);
+            assert_eq!(take_err(vtab).as_deref(), Some(INTERNAL));
+            assert_eq!(m.xNext.unwrap()(cursor), err);
+            assert_eq!(take_err(vtab).as_deref(), Some(INTERNAL));
+            assert_eq!(m.xRowid.unwrap()(cursor, &mut rowid), err);
+            assert_eq!(take_err(vtab).as_deref(), Some(INTERNAL));
+            // xEof cannot report an error: a panic ends the scan.
+            assert_eq!(m.xEof.unwrap()(cursor), 1);
+            // xColumn reports through its context.
+            let ctx = ptr::NonNull::<sys::sqlite3_context>::dangling().as_ptr();
+            assert_eq!(m.xColumn.unwrap()(cursor, ctx, 0), err);
+            assert_eq!(
+                testing::take_result_error(),
+                Some((INTERNAL.to_string(), err))
+            );
+            assert_eq!(m.xClose.unwrap()(cursor), sys::SQLITE_OK);
+            assert_eq!(m.xDisconnect.unwrap()(vtab), sys::SQLITE_OK);
+        }
+    }
+}

@@ -119,11 +119,11 @@ def test_init_creates_the_storage_and_is_idempotent(raw_db):
 
 
 def test_the_storage_checks_status(db):
-    # status is CHECKed (README, "Storage"), so the three partial status
+    # status is CHECKed (docs/storage.md), so the three partial status
     # indexes hold every row; a direct write cannot add a sixth status.
     enqueue(db, "job", id=ID1, now=0)
     before = snapshot(db)
-    # The CHECK is named (README, "Storage"), and the violation says so.
+    # The CHECK is named (docs/storage.md), and the violation says so.
     with pytest.raises(apsw.ConstraintError) as err:
         db.execute("UPDATE task_store SET status = 'done' WHERE id = ?", (ID1,))
     assert str(err.value) == "CHECK constraint failed: task_status"
@@ -545,7 +545,8 @@ WHOLE_REALS = [("2.0", 2), ("-3.0", -3), ("-0.0", 0), ("1e3", 1000), ("1E3", 100
 
 @pytest.mark.parametrize("written, value", WHOLE_REALS)
 def test_whole_numbers_written_as_reals_are_accepted(db, written, value):
-    # README, "Function reference": whole numbers may be written as reals.
+    # docs/concepts.md, "Rules every function follows": whole numbers may be
+    # written as reals.
     task_id = one(db, "SELECT task_enqueue('job', NULL, ?)", f'{{"priority": {written}, "now": 0}}')
     assert task(db, task_id)["priority"] == value
     assert one(db, "SELECT typeof(priority) FROM tasks WHERE id = ?", task_id) == "integer"
@@ -794,11 +795,12 @@ def test_expired_but_not_reclaimed_task_can_still_be_completed(db, running):
 
 
 # ---- claim order, expired leases, idle claims -----------------------------
-# README, "How a task moves" and task_claim: a running task whose lease has
-# expired is claimed before any queued task (then priority, run_at, enqueue
-# order). A claim restricted to some queues reclaims only their expired
-# tasks, but marks `failed` an expired task with no attempts left in any
-# queue. When nothing is ready, a claim only reads.
+# docs/concepts.md, "How a task moves", and task_claim in
+# docs/reference/workers.md: a running task whose lease has expired is
+# claimed before any queued task (then priority, run_at, enqueue order). A
+# claim restricted to some queues reclaims only their expired tasks, but
+# marks `failed` an expired task with no attempts left in any queue. When
+# nothing is ready, a claim only reads.
 
 
 def expire(db, kind, queue="q", max_attempts=3):
@@ -888,9 +890,10 @@ def test_an_idle_claim_takes_no_write_lock(db, other, sql, claim_opts, nothing):
 
 @pytest.mark.parametrize("claim_opts", [{}, {"queue": "default"}])
 def test_after_finding_work_only_the_next_claim_goes_straight_to_the_write(db, other, claim_opts):
-    # README: a connection whose previous claim found work goes straight to
-    # the write once. Without a busy timeout that one claim may meet the
-    # lock; the ones after it only read again.
+    # docs/reference/workers.md, task_claim: a connection whose previous
+    # claim found work goes straight to the write once. Without a busy
+    # timeout that one claim may meet the lock; the ones after it only read
+    # again.
     enqueue(db, "job", now=0)
     assert claim(db, "w1", now=1000, **claim_opts) is not None
     other.execute("BEGIN IMMEDIATE")
@@ -1576,3 +1579,85 @@ def test_batch_results_nest_as_deep_as_single_results(db, two_running):
         assert msg == f"task_complete_batch: item 0: result is not valid JSON: nested {depth} deep, more than the 500 allowed"
         items = f'[{{"id": "{ID2}", "attempt": {"[" * depth + "]" * depth}}}]'
         fails(db, "SELECT task_complete_batch(?)", items, match='"attempt" must be a whole number')
+
+
+# ---- task_check -------------------------------------------------------------
+
+
+def check_id(n):
+    return f"0193a000-0000-7000-8000-0000000001{n:02x}"
+
+
+def bypass(db, sql, *args):
+    """A write that goes around the extension, and around the CHECK on status."""
+    db.execute("PRAGMA ignore_check_constraints = ON")
+    try:
+        rows(db, sql, *args)
+    finally:
+        db.execute("PRAGMA ignore_check_constraints = OFF")
+
+
+def test_check_names_every_broken_invariant_and_changes_nothing(db):
+    # One task per broken invariant, made with writes that bypass the
+    # functions (the functions never produce these states).
+    breaks = [
+        "lease_until = 5",
+        "status = 'running', worker = NULL, lease_until = NULL, started_at = NULL",
+        "status = 'completed', completed_at = NULL",
+        "status = 'done'",
+        "attempts = 5",
+        "max_attempts = 0",
+        "progress = 150",
+        "progress = 'x'",
+        "details = '{bad'",
+        "result = '['",
+        "id = 'not-a-uuid'",
+        "parent_id = '" + UNKNOWN + "'",
+    ]
+    for n, change in enumerate(breaks):
+        enqueue(db, "job", id=check_id(n), now=1000)
+        bypass(db, f"UPDATE task_store SET {change} WHERE id = ?", check_id(n))
+    before = snapshot(db)
+    lines = one(db, "SELECT task_check()").split("\n")
+    assert snapshot(db) == before
+    t = [f"task {check_id(n)}" for n in range(len(breaks))]
+    assert lines == [
+        f"{t[0]}: queued but holds a lease",
+        f"{t[1]}: running without a worker",
+        f"{t[1]}: running without a lease",
+        f"{t[1]}: running without started_at",
+        f"{t[2]}: completed without completed_at",
+        f"{t[3]}: invalid status 'done'",
+        f"{t[4]}: attempts is 5, outside 0 … max_attempts (3)",
+        f"{t[5]}: max_attempts is 0, below 1",
+        f"{t[6]}: progress 150 is not a number from 0 to 100",
+        f"{t[7]}: progress x is not a number from 0 to 100",
+        f"{t[8]}: details is not valid JSON",
+        f"{t[9]}: result is not valid JSON",
+        "task 'not-a-uuid': id is not a UUID",
+        f"{t[11]}: parent {UNKNOWN} does not exist",
+    ]
+
+
+def test_check_lists_at_most_100_problems_then_counts(db):
+    for n in range(103):
+        enqueue(db, "job", id=check_id(n), now=1000)
+    bypass(db, "UPDATE task_store SET max_attempts = 0")
+    lines = one(db, "SELECT task_check()").split("\n")
+    assert len(lines) == 101
+    assert lines[0] == f"task {check_id(0)}: max_attempts is 0, below 1"
+    assert lines[-1] == "… and 3 more"
+
+
+def test_check_is_ok_for_every_state_the_functions_make(db, running):
+    # running: ID1; queued: its child; completed, failed and cancelled: one each.
+    enqueue(db, "child", id=ID2, parent_id=running, queue="kids", now=2000)
+    for n, verb in enumerate(["task_complete(?, NULL, ?)", "task_fail(?, 'x', ?)"]):
+        enqueue(db, "job", id=check_id(n), now=2000, max_attempts=1)
+        assert claim(db, "w2", queue="default", now=3000)["id"] == check_id(n)
+        one(db, f"SELECT {verb}", check_id(n), opts(now=4000))
+    enqueue(db, "job", id=ID3, now=2000)
+    one(db, "SELECT task_cancel(?)", ID3)
+    statuses = [r[0] for r in rows(db, "SELECT status FROM tasks ORDER BY status")]
+    assert statuses == ["cancelled", "completed", "failed", "queued", "running"]
+    assert one(db, "SELECT task_check()") == "ok"

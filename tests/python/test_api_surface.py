@@ -57,7 +57,7 @@ SIDE_EFFECTS = {
 # view over it is refused with trusted_schema = OFF), never deterministic.
 READS = {"task_check"}
 
-# Not part of the API (README does not list them): the extension's own
+# Not part of the API (the docs do not list them): the extension's own
 # statements call them. Never deterministic or innocuous, and DIRECTONLY so
 # that no trigger or view can call them.
 INTERNAL = {"task__note"}
@@ -94,7 +94,7 @@ def test_flags_match_what_each_function_does(raw_db):
         assert not flags & DETERMINISTIC, name
         assert not flags & INNOCUOUS, name
     # Of the public functions only task_init is DIRECTONLY: triggers and
-    # views may call the others (README, "Triggers, transactions and ...").
+    # views may call the others (docs/concurrency.md, "Triggers, ...").
     public_direct_only = [name for name, _, flags in functions(raw_db) if flags & DIRECTONLY and name not in INTERNAL]
     assert public_direct_only == ["task_init"]
 

@@ -1,8 +1,8 @@
 """The verbs run inside the caller's transaction: a task is enqueued if and
 only if the business change that enqueued it commits (the transactional
 outbox), whether from a trigger, an explicit transaction or a savepoint.
-Each call is one step: a SELECT making several calls is not one unit (as the
-README documents), while INSERT INTO tasks ... SELECT is.
+Each call is one step: a SELECT making several calls is not one unit (as
+docs/concepts.md documents), while INSERT INTO tasks ... SELECT is.
 """
 
 import apsw
@@ -203,8 +203,8 @@ def test_trusted_schema_off_refuses_the_trigger(shop):
 
 
 def test_trusted_schema_off_refuses_the_tasks_table_in_triggers_and_views(shop):
-    # README: a trigger or view that uses the tasks table fails with
-    # `unsafe use of virtual table "tasks"` (orders_unship reads it).
+    # docs/concurrency.md: a trigger or view that uses the tasks table fails
+    # with `unsafe use of virtual table "tasks"` (orders_unship reads it).
     shop.execute("INSERT INTO orders(item) VALUES ('book')")
     shop.execute("CREATE VIEW queued_ships AS SELECT id FROM tasks WHERE type = 'ship' AND status = 'queued'")
     shop.execute("CREATE TABLE notes (body TEXT)")
@@ -222,9 +222,10 @@ def test_trusted_schema_off_refuses_the_tasks_table_in_triggers_and_views(shop):
     assert shipments(shop) == [("book", "cancelled")]
 
 
-# README, "Function reference": each call is one transaction step, and a
-# SELECT that makes several calls is not one unit: SQLite gives a SELECT no
-# statement transaction, so the calls made before the failing one stand.
+# docs/concepts.md, "Rules every function follows": each call is one
+# transaction step, and a SELECT that makes several calls is not one unit:
+# SQLite gives a SELECT no statement transaction, so the calls made before
+# the failing one stand.
 SEVERAL_CALLS = [
     ("SELECT task_enqueue('a'), task_enqueue('')", ["a"]),
     ("WITH v(t) AS (VALUES ('a'), ('b'), ('')) SELECT task_enqueue(t) FROM v", ["a", "b"]),
@@ -263,7 +264,7 @@ def test_in_a_transaction_the_earlier_calls_stay_until_commit_or_rollback(db, sq
 
 @pytest.mark.parametrize("sql, kept", SEVERAL_CALLS)
 def test_all_or_nothing_by_rolling_back_on_error(db, sql, kept):
-    # The README's remedy: an explicit transaction, rolled back on error.
+    # The docs' remedy: an explicit transaction, rolled back on error.
     enqueue(db, "before", now=0)
     before = snapshot(db)
     db.execute("BEGIN")
@@ -275,7 +276,7 @@ def test_all_or_nothing_by_rolling_back_on_error(db, sql, kept):
 
 @pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "in BEGIN"])
 def test_insert_into_tasks_select_is_all_or_nothing(db, in_transaction):
-    # The README's other remedy: one write statement, undone as a whole.
+    # The docs' other remedy: one write statement, undone as a whole.
     db.execute("CREATE TABLE jobs (kind TEXT, arg INTEGER)")
     db.execute("INSERT INTO jobs VALUES ('a', 1), ('b', 2), ('', 3), ('d', 4)")
     enqueue(db, "before", now=0)

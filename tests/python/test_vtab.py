@@ -13,11 +13,11 @@ from conftest import COLUMNS, ID1, ID2, UNKNOWN, claim, enqueue, fails, one, opt
 
 MAX_TIME = 253_402_300_799_999
 # SQLite 3.38 lets a virtual table tell an IN list from an equality; the
-# extension then leaves `status IN (...)` to SQLite (README, "The `tasks`
-# table"). The sqlite3 shell of the other suite is 3.40.1, apsw newer.
+# extension then leaves `status IN (...)` to SQLite (docs/reference/
+# tasks-table.md). The sqlite3 shell of the other suite is 3.40.1, apsw newer.
 SQLITE = tuple(int(part) for part in apsw.sqlitelibversion().split(".")[:2])
 HAS_VTAB_IN = SQLITE >= (3, 38)
-needs_vtab_in = pytest.mark.skipif(not HAS_VTAB_IN, reason="SQLite < 3.38 scans status IN once per value (README)")
+needs_vtab_in = pytest.mark.skipif(not HAS_VTAB_IN, reason="SQLite < 3.38 scans status IN once per value (docs)")
 ONLY = "only queue, priority, run_at and max_attempts of a queued task, or status"
 
 # A small tree and some loose tasks, in every status:
@@ -240,15 +240,15 @@ def test_the_storage_query_uses_the_storage_indexes(db, where, index):
     steps = [r[3] for r in rows(db, f"EXPLAIN QUERY PLAN {storage_sql}", *params)]
     assert any(f"USING INDEX {index}" in s or f"USING COVERING INDEX {index}" in s for s in steps), steps
     # Only the completed tasks' branch reads the whole table: they are in no
-    # status index (README, "Storage").
+    # status index (docs/storage.md).
     scans = [s for s in steps if s.startswith("SCAN") and "INDEX" not in s]
     assert len(scans) == (0 if where in ("id = ?", "parent_id = ?") else 1), steps
 
 
-# README, "The `tasks` table": a scan reads the tasks that existed when it
+# docs/reference/tasks-table.md: a scan reads the tasks that existed when it
 # started, each once, so a statement that changes tasks while it reads them
 # visits each task once (no row twice when its status moves it to another
-# index, and no row it added itself). The README promises no row order
+# index, and no row it added itself). The docs promise no row order
 # without ORDER BY, so these compare what was visited, not in which order.
 SCAN_WHERE = [
     "type = 'k'", "queue = 'q'", "status = 'queued'", "queue = 'q' AND type = 'k'", "1",
@@ -268,7 +268,7 @@ def test_cancelling_during_a_scan_visits_each_task_once(db, where):
 @pytest.mark.parametrize("where", SCAN_WHERE + ["status IN ('queued', 'running')"])
 def test_claiming_during_a_scan_visits_each_task_once(db, where):
     if "status IN" in where and not HAS_VTAB_IN:
-        pytest.skip("SQLite < 3.38 scans status IN once per value (README)")
+        pytest.skip("SQLite < 3.38 scans status IN once per value (docs)")
     made = [enqueue(db, "k", queue="q", now=0) for _ in range(3)]
     # Each visit claims the next task (in claim order, whatever the row): a
     # row visited again would claim nothing more (NULL). LIMIT: a scan that
@@ -376,7 +376,8 @@ def test_cancelling_during_an_id_in_list_scan_visits_each_task_once(db):
 def test_an_in_list_scan_returns_each_matching_task_once(db, where):
     made = [enqueue(db, f"k{n}", queue=f"q{n}", now=0) for n in (1, 2, 1, 2)]
     assert Counter(r[0] for r in rows(db, f"SELECT id FROM tasks WHERE {where}")) == Counter(made)
-    # In enqueue order when asked for (README: rowid is the enqueue order).
+    # In enqueue order when asked for (docs/reference/tasks-table.md: rowid
+    # is the enqueue order).
     assert [r[0] for r in rows(db, f"SELECT id FROM tasks WHERE {where} ORDER BY rowid")] == made
 
 

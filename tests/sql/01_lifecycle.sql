@@ -54,7 +54,7 @@ SELECT 'generated id is v7 at now=1000 (0x3e8)', substr(id, 1, 15) = '00000000-0
        substr(id, 20, 1) IN ('8', '9', 'a', 'b'), id = lower(id)
   FROM tasks WHERE queue = 'gen';
 SELECT 'cancel the generated one', task_cancel((SELECT id FROM tasks WHERE queue = 'gen'), '{"now": 1000}');
--- Whole numbers may be written as reals (README, "Function reference").
+-- Whole numbers may be written as reals (docs/concepts.md, common rules).
 SELECT 'enqueue, whole reals', task_enqueue('reals', NULL,
        '{"queue": "reals", "priority": 2.0, "max_attempts": 5e0, "run_at": 1.5e3, "now": 1e3,
          "id": "0193a000-0000-7000-8000-00000000000c"}');
@@ -319,7 +319,7 @@ SELECT 'claimed rows', count(*), group_concat(DISTINCT worker), min(attempts), m
   FROM tasks WHERE queue IN ('batch', 'batch-other');
 -- b1 and b3 were claimed with a 100000 ms lease: at 1000000 a batch for
 -- the queue takes them again (attempt 2), with b7, queued meanwhile.
--- Listed sorted: the README gives no order among expired tasks.
+-- Listed sorted: docs/concepts.md gives no order among expired tasks.
 SELECT 'enqueue', task_enqueue('b7 p0', NULL, '{"queue": "batch", "id": "0193a000-0000-7000-8000-0000000000b7", "now": 960000}');
 SELECT 'expired and queued, batch for queue batch', (SELECT group_concat(t, ',') FROM (
          SELECT json_extract(value, '$.type') || ':' || json_extract(value, '$.attempt') AS t

@@ -205,8 +205,8 @@ SELECT 'task_store agrees', count(*) FROM task_store;
 .print == a scan reads the tasks that existed when it started, each once
 -- Statements that change the tasks they read, which moves them to another
 -- storage index: each task is visited once, and none the statement added.
--- The README promises no row order without ORDER BY (rowid is the enqueue
--- order), so the outputs below are ordered or order-free.
+-- docs/reference/tasks-table.md promises no row order without ORDER BY
+-- (rowid is the enqueue order), so the outputs below are ordered or order-free.
 INSERT INTO tasks(id, type, queue, now) VALUES
   ('0193c000-0000-7000-8000-000000000061', 'scan', 'q6', 9000),
   ('0193c000-0000-7000-8000-000000000062', 'scan', 'q7', 9000),
@@ -239,7 +239,7 @@ SELECT 'enqueue while reading queue IN', count(task_enqueue('scan', NULL, json_o
 SELECT 'cancel while reading queue IN', count(*), count(task_cancel(id, '{"now": 9000}'))
   FROM tasks WHERE queue IN ('q7', 'q6') AND status IN ('queued', 'running');
 SELECT 'after', queue, status, count(*) FROM tasks WHERE type = 'scan' GROUP BY queue, status ORDER BY queue, status;
--- INSERT ... SELECT, the README's all-or-nothing bulk enqueue: the third row
+-- INSERT ... SELECT, the all-or-nothing bulk enqueue of docs/concepts.md: the third row
 -- is bad, so the two before it are not kept either.
 WITH v(n, t) AS (VALUES (1, 'bulk'), (2, 'bulk'), (3, ''), (4, 'bulk'))
 INSERT INTO tasks(type, details, now) SELECT t, json_object('n', n), 9000 FROM v ORDER BY n;

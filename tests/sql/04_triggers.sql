@@ -124,9 +124,9 @@ SELECT * FROM init_view;
 SELECT 'top-level task_init', task_init();
 
 .print == a SELECT making several calls is not one unit; INSERT INTO tasks ... SELECT is
--- README, "Function reference": the first call's task stays when the second
--- call fails, in autocommit mode (committed) as in a transaction (until
--- ROLLBACK, the README's remedy).
+-- docs/concepts.md, "Rules every function follows": the first call's task
+-- stays when the second call fails, in autocommit mode (committed) as in a
+-- transaction (until ROLLBACK, the remedy the docs give).
 SELECT task_enqueue('multi', NULL, '{"id": "0193d000-0000-7000-8000-300000000001", "now": 5000}'), task_enqueue('');
 SELECT 'kept in autocommit', count(*) FROM tasks WHERE type = 'multi';
 BEGIN;

@@ -91,7 +91,7 @@ SELECT 'status', status, count(*) FROM tasks GROUP BY status ORDER BY status;
 .print == status is CHECKed; the failed index (failed and cancelled tasks) is keyed by status, type, queue, completed_at
 SELECT 'failed index', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_info('task_store_failed') ORDER BY seqno);
 SELECT 'partial indexes', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_list('task_store') WHERE partial ORDER BY name);
--- As README's "Storage" shows them: a named CHECK, and status tests
+-- As docs/storage.md shows them: a named CHECK, and status tests
 -- written as OR chains.
 SELECT 'status check', substr(sql, instr(sql, 'CONSTRAINT'), instr(sql, '),') - instr(sql, 'CONSTRAINT') + 1)
   FROM sqlite_master WHERE name = 'task_store';

@@ -1,14 +1,14 @@
 //! Hostile input: random sequences of calls, with arguments drawn from good
 //! values and hostile ones, run against the extension and against a small
-//! model of the queue built from the README.
+//! model of the queue built from the reference (docs/).
 //!
 //! After every call: no panic (`internal error in sqlite-task` fails the
 //! test); a rejected call names its function and leaves `task_store` byte for
-//! byte as it was; and the `tasks` table matches the model. Where the README
+//! byte as it was; and the `tasks` table matches the model. Where the reference
 //! leaves a choice open (which of several expired tasks a claim takes, which
 //! exhausted tasks a claim reaps, the retry backoff's random factor) the model
 //! checks that the observed outcome is one it allows, then continues from it.
-//! Arguments the README does not settle (JSON nested deeper than serde_json's
+//! Arguments the reference does not settle (JSON nested deeper than serde_json's
 //! 128 levels, a JSON `null` option, whole reals in `tasks` columns, a lease
 //! of 0, ...) may be accepted or refused; every other one must get the
 //! verdict the model gives.
@@ -24,7 +24,7 @@
 //! `KNOWN_BUG_*` constants, tolerated them while they were open. Not reached
 //! on purpose: reports whose clock runs back further than 50 ms across
 //! processes (a held write-back report cannot see a change made elsewhere;
-//! the README documents the window).
+//! the reference documents the window).
 
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -335,7 +335,7 @@ impl J {
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 enum Q {
     Good,
-    /// The README does not settle it: accepted or refused are both fine.
+    /// The reference does not settle it: accepted or refused are both fine.
     Unsure,
     Bad,
 }
@@ -376,7 +376,7 @@ fn nested(depth: usize) -> String {
 }
 
 /// JSON text strategies: valid documents, invalid ones, and ones whose fate
-/// the README does not settle (nesting deeper than the parser's limit,
+/// the reference does not settle (nesting deeper than the parser's limit,
 /// lone surrogates, a byte-order mark).
 fn json_doc() -> BoxedStrategy<JsonArg> {
     let good = |s: &str| JsonArg {
@@ -1360,7 +1360,7 @@ impl St {
     }
 }
 
-/// A progress value held in memory by write-back (README, task_progress).
+/// A progress value held in memory by write-back (docs/reference/workers.md, task_progress).
 #[derive(Clone, Copy, Debug)]
 struct Held {
     attempt: i64,
@@ -1468,7 +1468,7 @@ fn settle(e: Expect, out: &Outcome) -> R<bool> {
 }
 
 /// A canonical UUID (lower-case, hyphenated) and whether the spelling is
-/// one the README promises to accept ("UUID text in any case").
+/// one the reference promises to accept ("UUID text in any case").
 fn uuid_of(arg: &Arg) -> (Option<String>, Q) {
     let Arg::Text(s) = arg else {
         return (None, Q::Bad);
@@ -2724,7 +2724,7 @@ const KNOWN_BUG_EMPTY_BATCH_SKIPS_OPTIONS: bool = false;
 
 /// An integer written to a `tasks` column. SQLite applies no affinity to a
 /// virtual table's writes; whole reals and numeric text may or may not be
-/// taken (the README does not say).
+/// taken (the reference does not say).
 fn column_int(a: &Arg, lo: i64, hi: i64, v: &mut Verdict) -> Option<i64> {
     match a {
         Arg::Int(i) if (lo..=hi).contains(i) => Some(*i),
@@ -2965,7 +2965,7 @@ impl Model {
         t.updated_at = now;
     }
 
-    /// One row of `UPDATE tasks SET ...` (README, "The tasks table").
+    /// One row of `UPDATE tasks SET ...` (docs/reference/tasks-table.md).
     fn update_row(&mut self, i: usize, vals: &[(&str, Arg)], now: i64, v: &mut Verdict) {
         let t = self.tasks[i].clone();
         let current = |c: &str| -> Vec<Arg> {
@@ -3008,7 +3008,7 @@ impl Model {
         });
         if changed.is_empty() {
             // Setting a column to the value it has: nothing to refuse, but
-            // the README does not say so for the columns the queue manages.
+            // the reference does not say so for the columns the queue manages.
             if untouchable {
                 v.note(Q::Unsure);
             }
@@ -3058,14 +3058,14 @@ impl Model {
             }
         }
         if u.max_attempts <= u.attempts && changed.iter().any(|(c, _)| *c == "max_attempts") {
-            // fewer attempts than already made: the README does not say
+            // fewer attempts than already made: the reference does not say
             v.note(Q::Unsure);
         }
         u.updated_at = now;
         self.tasks[i] = u;
     }
 
-    /// Checks a claim's result against the README's rules and applies it.
+    /// Checks a claim's result against the reference's rules and applies it.
     #[allow(clippy::too_many_arguments)]
     fn check_claim(
         &mut self,

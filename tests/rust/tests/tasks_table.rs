@@ -1,5 +1,5 @@
 //! The `tasks` virtual table: filters reach the storage's indexes, and
-//! INSERT / UPDATE / DELETE follow the README.
+//! INSERT / UPDATE / DELETE follow docs/reference/tasks-table.md.
 
 use rusqlite::Connection;
 use sqlite_task_tests::{memory_db, one};
@@ -72,7 +72,7 @@ fn filters_reach_the_storage_indexes() {
             );
         }
         // Completed tasks are in no status index: their branch, and only
-        // theirs, reads the table (README, "Storage").
+        // theirs, reads the table (docs/storage.md).
         let scans = steps
             .iter()
             .filter(|s| s.starts_with("SCAN main.task_store") && !s.contains("INDEX"))
