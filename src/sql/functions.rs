@@ -22,6 +22,20 @@ struct Function {
     handler: Handler<Rc<Queue>>,
 }
 
+const fn function(
+    name: &'static str,
+    arities: &'static [c_int],
+    flags: Flags,
+    handler: Handler<Rc<Queue>>,
+) -> Function {
+    Function {
+        name,
+        arities,
+        flags,
+        handler,
+    }
+}
+
 /// Side-effecting functions are never DETERMINISTIC or INNOCUOUS. They are
 /// not DIRECTONLY either, so triggers can enqueue (with the default
 /// `trusted_schema=ON`; see docs/concurrency.md).
@@ -29,113 +43,28 @@ const WRITES: Flags = Flags::UTF8;
 const PURE: Flags = Flags::UTF8.innocuous().deterministic();
 
 const FUNCTIONS: &[Function] = &[
-    Function {
-        name: "task_version",
-        arities: &[0],
-        flags: PURE,
-        handler: version,
-    },
-    Function {
-        name: "task_debug",
-        arities: &[0],
-        flags: Flags::UTF8.innocuous(),
-        handler: debug,
-    },
-    Function {
-        name: "task_init",
-        arities: &[0],
-        // Schema changes belong in top-level SQL, not in a trigger or view.
-        flags: Flags::UTF8.direct_only(),
-        handler: init,
-    },
-    Function {
-        name: "task_check",
-        arities: &[0],
-        flags: Flags::UTF8,
-        handler: check,
-    },
-    Function {
-        name: "task_enqueue",
-        arities: &[1, 2, 3],
-        flags: WRITES,
-        handler: enqueue,
-    },
-    Function {
-        name: "task_claim",
-        arities: &[1, 2],
-        flags: WRITES,
-        handler: claim,
-    },
-    Function {
-        name: "task_claim_batch",
-        arities: &[2, 3],
-        flags: WRITES,
-        handler: claim_batch,
-    },
-    Function {
-        name: "task_progress",
-        arities: &[2, 3],
-        flags: WRITES,
-        handler: progress,
-    },
-    Function {
-        name: "task_heartbeat",
-        arities: &[1, 2],
-        flags: WRITES,
-        handler: heartbeat,
-    },
-    Function {
-        name: "task_complete",
-        arities: &[1, 2, 3],
-        flags: WRITES,
-        handler: complete,
-    },
-    Function {
-        name: "task_complete_batch",
-        arities: &[1, 2],
-        flags: WRITES,
-        handler: complete_batch,
-    },
-    Function {
-        name: "task_complete_next",
-        arities: &[3, 4],
-        flags: WRITES,
-        handler: complete_next,
-    },
-    Function {
-        name: "task_fail_batch",
-        arities: &[1, 2],
-        flags: WRITES,
-        handler: fail_batch,
-    },
-    Function {
-        name: "task_fail",
-        arities: &[2, 3],
-        flags: WRITES,
-        handler: fail,
-    },
-    Function {
-        name: "task_cancel",
-        arities: &[1, 2],
-        flags: WRITES,
-        handler: cancel,
-    },
-    Function {
-        name: "task_retry",
-        arities: &[1, 2],
-        flags: WRITES,
-        handler: retry,
-    },
+    function("task_version", &[0], PURE, version),
+    function("task_debug", &[0], Flags::UTF8.innocuous(), debug),
+    // Schema changes belong in top-level SQL, not in a trigger or view.
+    function("task_init", &[0], Flags::UTF8.direct_only(), init),
+    function("task_check", &[0], Flags::UTF8, check),
+    function("task_enqueue", &[1, 2, 3], WRITES, enqueue),
+    function("task_claim", &[1, 2], WRITES, claim),
+    function("task_claim_batch", &[2, 3], WRITES, claim_batch),
+    function("task_progress", &[2, 3], WRITES, progress),
+    function("task_heartbeat", &[1, 2], WRITES, heartbeat),
+    function("task_complete", &[1, 2, 3], WRITES, complete),
+    function("task_complete_batch", &[1, 2], WRITES, complete_batch),
+    function("task_complete_next", &[3, 4], WRITES, complete_next),
+    function("task_fail_batch", &[1, 2], WRITES, fail_batch),
+    function("task_fail", &[2, 3], WRITES, fail),
+    function("task_cancel", &[1, 2], WRITES, cancel),
+    function("task_retry", &[1, 2], WRITES, retry),
     // Internal: the extension's own UPDATEs call it to report the rows they
     // change (see queue/notes.rs). It records its arguments on the
     // connection and returns the first. DIRECTONLY keeps it out of triggers
     // and views; calling it directly only fills a buffer nobody reads.
-    Function {
-        name: "task__note",
-        arities: &[-1],
-        flags: Flags::UTF8.direct_only(),
-        handler: note,
-    },
+    function("task__note", &[-1], Flags::UTF8.direct_only(), note),
 ];
 
 /// Registers every function on `conn`'s database, sharing `q`.
