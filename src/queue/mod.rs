@@ -115,10 +115,6 @@ impl Queue {
         }
     }
 
-    /// The rows `st`'s `task__note()` calls recorded, decoded.
-    pub fn run_noted<N: notes::Note>(&self, st: Stmt) -> Result<Vec<N>> {
-        self.notes.run(st)
-    }
 
     /// See `Conn::key`.
     pub fn key(&self) -> &str {

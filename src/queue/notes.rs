@@ -54,15 +54,27 @@ impl Notes {
         }
     }
 
-    /// Runs `st` to completion and returns the rows its `task__note()`
-    /// calls recorded.
-    pub fn run<N: Note>(&self, mut st: Stmt) -> Result<Vec<N>> {
+    /// Runs `st` to completion, then hands each row its `task__note()`
+    /// calls recorded to `each`, decoded.
+    pub fn run<N: Note>(&self, mut st: Stmt, mut each: impl FnMut(N)) -> Result<()> {
         let rec = self.begin();
         let outcome = st.finish();
         drop(st);
         let rows = rec.take();
         outcome?;
-        rows.into_iter().map(N::read).collect()
+        for row in rows {
+            each(N::read(row)?);
+        }
+        Ok(())
+    }
+
+    /// Runs `st` (which changes at most one row) and returns its note.
+    pub fn first<N: Note>(&self, st: Stmt) -> Result<Option<N>> {
+        let mut first = None;
+        self.run(st, |n| {
+            first.get_or_insert(n);
+        })?;
+        Ok(first)
     }
 
     fn begin(&self) -> Recording<'_> {

@@ -107,8 +107,7 @@ pub fn progress(q: &Queue, id: &str, percent: Option<f64>, w: &WorkerArgs) -> Re
     }
     st.bind_opt_i64(4, attempt)?;
     st.bind_opt_i64(5, lease)?;
-    let notes: Vec<ProgressNote> = q.run_noted(st)?;
-    if let Some(row) = notes.first() {
+    if let Some(row) = q.notes().first::<ProgressNote>(st)? {
         writeback::take(q.key(), &id);
         if let (Some(ms), Some(p)) = (writeback, percent) {
             let held = writeback::Held {
@@ -211,11 +210,10 @@ pub fn fail(q: &Queue, id: &str, error: &str, f: &FailArgs) -> Result<Status> {
         Some(h) if attempt.is_none_or(|a| a == h.attempt) => st.bind_f64(10, h.percent)?,
         _ => st.bind_null(10)?,
     }
-    let notes: Vec<FailNote> = q.run_noted(st)?;
-    match notes.first() {
+    match q.notes().first::<FailNote>(st)? {
         Some(FailNote(status)) => {
             writeback::take(q.key(), &id);
-            Ok(*status)
+            Ok(status)
         }
         None => Err(not_running(q, &id, attempt)),
     }

@@ -36,11 +36,14 @@ macro_rules! options {
 
             /// Reads the options argument (NULL or absent: none).
             pub fn parse(text: Option<&str>) -> Result<Self> {
+                // No options (the common case) reads no map at all.
+                #[allow(unused_mut)]
+                let mut map = text.map(|t| object(t, Self::KEYS)).transpose()?;
                 #[allow(unused_mut, unused_variables)]
-                let mut map = object(text, Self::KEYS)?;
+                let mut take = |key: &str| map.as_mut().and_then(|m| m.remove(key));
                 // Struct fields are evaluated in the order written.
                 Ok($name {
-                    $($key: <$kind as Kind>::read(stringify!($key), map.remove(stringify!($key)))?,)*
+                    $($key: <$kind as Kind>::read(stringify!($key), take(stringify!($key)))?,)*
                 })
             }
         }
@@ -48,10 +51,7 @@ macro_rules! options {
 }
 
 /// Parses `text` as a JSON object holding only `allowed` keys.
-fn object(text: Option<&str>, allowed: &[&str]) -> Result<Map<String, J>> {
-    let Some(text) = text else {
-        return Ok(Map::new());
-    };
+fn object(text: &str, allowed: &[&str]) -> Result<Map<String, J>> {
     let v: J = serde_json::from_str(text)
         .map_err(|e| Error::new(format!("options are not valid JSON: {e}")))?;
     let map = match v {

@@ -16,6 +16,9 @@ pub struct Claimed {
     pub run_at: i64,
     pub lease_until: i64,
     pub created_at: i64,
+    /// Claimed again after an expired lease (not in the JSON; such tasks
+    /// come first in a batch).
+    pub reclaimed: bool,
 }
 
 impl Claimed {
@@ -99,6 +102,7 @@ mod tests {
             run_at: 0,
             lease_until: 5,
             created_at: 0,
+            reclaimed: false,
         };
         let v: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
         assert_eq!(v["details"]["a"], 1);

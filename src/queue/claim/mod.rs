@@ -68,28 +68,23 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
         if limit > 1 {
             st.bind_i64(5, limit)?;
         }
-        let notes: Vec<ClaimNote> = q
-            .run_noted(st)
-            .inspect_err(|_| *q.hint.borrow_mut() = Hint::None)?;
-        // Expired leases reclaimed by this call come first in claim order.
-        let mut claimed: Vec<(bool, Claimed)> = Vec::new();
+        let mut claimed: Vec<Claimed> = Vec::new();
         let mut reaped = 0;
-        for n in notes {
-            match n.how {
+        q.notes
+            .run(st, |n: ClaimNote| match n.how {
                 How::Reaped => {
                     // Failed for an expired lease: nothing held for it stays.
                     writeback::take(q.key(), &n.task.id);
                     reaped += 1;
                 }
-                How::Expired => claimed.push((true, n.task)),
-                How::Queued => claimed.push((false, n.task)),
-            }
-        }
+                How::Expired | How::Queued => claimed.push(n.task),
+            })
+            .inspect_err(|_| *q.hint.borrow_mut() = Hint::None)?;
         let hinted = hint != Hint::None;
         *q.hint.borrow_mut() =
             plan::next_hint(&a.queues, kind, !claimed.is_empty(), queue.as_deref());
         if !claimed.is_empty() {
-            for (_, t) in &claimed {
+            for t in &claimed {
                 // A value held for an earlier attempt is stale now.
                 writeback::take(q.key(), &t.id);
             }
@@ -97,9 +92,9 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
                 // The UPDATE visits rows in rowid order; report claim order:
                 // expired leases first, then priority, run_at, enqueue order
                 // (the sort is stable).
-                claimed.sort_by_key(|(again, t)| (!*again, Reverse(t.priority), t.run_at));
+                claimed.sort_by_key(|t| (!t.reclaimed, Reverse(t.priority), t.run_at));
             }
-            return Ok(claimed.into_iter().map(|(_, t)| t).collect());
+            return Ok(claimed);
         }
         // Nothing claimed: an expired task was reaped (claim again), or the
         // hint was stale (read the queues and claim again), or there is

@@ -63,7 +63,7 @@ impl Note for ClaimNote {
 
     fn read(values: Vec<Owned>) -> Result<Self> {
         let [
-            how,
+            how_noted,
             id,
             queue,
             kind,
@@ -76,12 +76,13 @@ impl Note for ClaimNote {
             lease_until,
             created,
         ] = fields::<Self, 12>(values)?;
+        let how = match how_noted.int() {
+            0 => How::Queued,
+            1 => How::Expired,
+            _ => How::Reaped,
+        };
         Ok(ClaimNote {
-            how: match how.int() {
-                0 => How::Queued,
-                1 => How::Expired,
-                _ => How::Reaped,
-            },
+            how,
             task: Claimed {
                 id: id.into_text().unwrap_or_default(),
                 queue: queue.into_text().unwrap_or_default(),
@@ -94,6 +95,7 @@ impl Note for ClaimNote {
                 run_at: run_at.int(),
                 lease_until: lease_until.int(),
                 created_at: created.int(),
+                reclaimed: how == How::Expired,
             },
         })
     }
