@@ -115,7 +115,6 @@ impl Queue {
         }
     }
 
-
     /// See `Conn::key`.
     pub fn key(&self) -> &str {
         self.conn.key()
