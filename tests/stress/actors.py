@@ -6,7 +6,9 @@ The producer enqueues in batches (BEGIN IMMEDIATE; task_enqueue ...; COMMIT,
 some through INSERT INTO tasks, some single enqueues), marking every task's
 details with its batch ({"b": batch, "n": size, "i": index}) so the runner
 can prove each batch all-or-nothing after a SIGKILL. It keeps at most
-`--high-water` tasks queued, so it enqueues while the workers work.
+`--high-water` tasks queued, so it enqueues while the workers work, and
+enqueues no more tasks in all than the budget the runner sets on the board
+(a crash round raises it as its kills happen; other runs set the target).
 
 A worker dispatches on the task's type, which tells it how to behave:
   ok        complete at once
@@ -19,7 +21,7 @@ A worker dispatches on the task's type, which tells it how to behave:
 (With --unfenced, the negative control, a worker completes stalled tasks
 without passing the attempt, so it overwrites the next holder's work: the
 checker must catch that.)
-It claims in the ways the README allows (plain SELECT task_claim, inside
+It claims in the ways docs/concurrency.md allows (plain SELECT task_claim, inside
 BEGIN IMMEDIATE, task_claim_batch, task_complete_next), from every queue,
 one queue or a list, and logs every call it makes with the outcome.
 
@@ -117,7 +119,7 @@ class Worker:
         self.claims += len(tasks)
 
     def claim(self):
-        """Claims one or a few tasks, in one of the ways the README allows;
+        """Claims one or a few tasks, in one of the ways docs/concurrency.md allows;
         [] when none is ready."""
         r = self.rng.random()
         name = self.a.name
@@ -363,7 +365,15 @@ class Producer:
                 return 3
             if time.time() > a.deadline:
                 return 4
-            self.board.set_producer(S.P_IDLE, committed=committed)
+            budget = self.board.budget()
+            # Held back only here, between batches: a transaction kept open
+            # while waiting would hold the write lock against every worker.
+            if have >= budget:
+                self.board.set_producer(S.P_WAIT, committed=committed, enqueued=have)
+                self.board.tick_producer()
+                time.sleep(0.005)
+                continue
+            self.board.set_producer(S.P_IDLE, committed=committed, enqueued=have)
             self.board.tick_producer()
             if self.queued() > a.high_water:
                 time.sleep(0.005)
@@ -371,7 +381,10 @@ class Producer:
             r = self.rng.random()
             method = "single" if r < 0.1 else "vtab" if r < 0.25 and not a.crash else "fn"
             n = 1 if method == "single" else self.rng.randint(a.batch_min, a.batch_max)
-            n = min(n, a.target - have)
+            # Cut to the budget rather than wait for room for a whole batch:
+            # the producer then reaches its budget exactly, and the runner
+            # counts on that: the tasks its next kill mark needs will come.
+            n = min(n, a.target - have, budget - have)
             try:
                 self.batch(b, n, method)
             except apsw.Error as e:

@@ -10,7 +10,7 @@ figures. Exit status 0 only if every run holds.
   one custom run: --workers N [--tasks T --sync FULL --lock block --busy-timeout MS
                   --kills K --producer-kills P]
 
-Every connection is set up as the README advises (WAL, busy_timeout 30000).
+Every connection is set up as docs/concurrency.md advises (WAL, busy_timeout 30000).
 apsw's SQLite can also wait for locks in the kernel (SETLK_TIMEOUT); most
 hosts cannot, so runs use SQLite's sleeping busy handler unless a scenario
 says "blocking" (see shared.connect).
@@ -28,10 +28,16 @@ some worker is inside a chosen call (claim, progress, complete, ...) and
 SIGKILLs it, then starts a replacement under a new name; the producer is
 SIGKILLed while a batch transaction is open (tasks enqueued, no COMMIT yet)
 and restarted. The phase a process died in is read from its board slot,
-which a dead process can no longer change.
+which a dead process can no longer change. The kills are paced by the work,
+not by the clock: the producer may enqueue only a few hundred tasks past the
+next worker kill mark, and not the last task while any kill is to come (a
+budget on the board, raised as the kills happen), so the queue cannot drain
+before every planned kill, however slow the host, and there is work in
+flight for the victims to die in.
 """
 
 import argparse
+import math
 import os
 import random
 import shutil
@@ -53,6 +59,8 @@ ACTORS = os.path.join(HERE, "actors.py")
 HANG_S = 45          # > the longest a healthy worker can sit in one call (the 30 s busy timeout)
 STUCK_S = 60         # no task became terminal for this long: the queue is stuck
 EXIT_WAIT_S = 20     # for workers to notice the stop flag and exit
+KILL_LEAD = 500      # tasks the producer may enqueue past the next worker kill mark (or the
+                     # marks' spacing, if wider)
 
 
 @dataclass
@@ -220,6 +228,12 @@ class Run:
                 if self.board.phase(s) in phases:
                     victim = (n, p, s)
                     break
+            else:
+                # Sleep, not spin, as in kill_producer: a spinning runner is
+                # the one descheduled when another process wakes, and if that
+                # falls between seeing the phase and the SIGKILL, the victim
+                # dies after its call ("between calls").
+                time.sleep(0.0001)
         if victim is None:
             victim = self.rng.choice(live)
         name, p, slot = victim
@@ -230,19 +244,42 @@ class Run:
         self.dead.append((name, p))
         self.spawn_worker()
 
-    def kill_producer(self):
+    def kill_producer(self, budget):
         """SIGKILLs the producer with a batch transaction open, then starts
-        a new one that goes on after that batch."""
+        a new one that goes on after that batch, under `budget` (the plan's,
+        once this kill is done)."""
         p = self.producers[-1]
         until = time.monotonic() + 5.0
-        while time.monotonic() < until and p.poll() is None:
-            phase, batch, n, _ = self.board.producer()
-            if phase == S.P_OPEN and n >= 1:
-                break
-        if p.poll() is not None:
-            return False
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=10)
+        try:
+            while time.monotonic() < until and p.poll() is None:
+                phase, batch, n, _ = self.board.producer()
+                if phase == S.P_OPEN and n >= 1:
+                    break
+                if phase == S.P_WAIT:
+                    # Held back by its budget, it would open no batch to be
+                    # killed in: let one batch more through (again, if this
+                    # loop missed that one). The batch dies with its
+                    # transaction, so the plan hardly moves; but never up to
+                    # the target, or the producer could finish first. If
+                    # every batch up to there was missed (rare), it dies
+                    # between batches, as when the 5 s run out.
+                    have = self.board.producer_enqueued()
+                    lift = min(have + self.sc.batch_max, self.sc.tasks - 1)
+                    if lift <= have:
+                        break
+                    self.board.set_budget(max(self.board.budget(), lift))
+                # Sleep, not spin: on a busy host a spinning runner is the
+                # one descheduled when the producer wakes to its batch, and
+                # a batch (a millisecond or two) can then begin and end
+                # unseen; a runner that sleeps is let back in sooner.
+                time.sleep(0.0001)
+            if p.poll() is not None:
+                return False
+            p.send_signal(signal.SIGKILL)
+            p.wait(timeout=10)
+        finally:
+            # Before the next producer starts: it must not inherit the lift.
+            self.board.set_budget(budget)
         phase, batch, n, _ = self.board.producer()
         kind = {S.P_OPEN: "open", S.P_COMMIT: "commit"}.get(phase, "between")
         self.producer_kills.append((kind, batch, n))
@@ -250,17 +287,40 @@ class Run:
         self.spawn_producer(min_batch=batch + 1)
         return True
 
+    def budget(self, kills_done, pkills_done):
+        """How many tasks the producer may have enqueued in all while worker
+        kill `kills_done` and producer kill `pkills_done` are the next to come.
+
+        The producer reaches this (it cuts its last batch to fit), so the
+        terminal count can always reach the next worker kill mark; and while
+        any kill is to come it stays below the target, so the producer cannot
+        finish, nor the queue drain, first: the plan cannot fall short on a
+        slow host. The lead past the mark keeps tasks queued and running when
+        the count gets there (the runner sees it only every poll, a few
+        hundred tasks later on a fast host), so the victim is found inside a
+        call on a task rather than polling an empty queue."""
+        sc = self.sc
+        if kills_done >= len(self.kill_marks) and pkills_done >= sc.producer_kills:
+            return sc.tasks
+        if kills_done >= len(self.kill_marks):
+            return sc.tasks - 1
+        spacing = 0.9 / (sc.worker_kills + 1) * sc.tasks
+        mark = math.ceil(self.kill_marks[kills_done] * sc.tasks)
+        return min(sc.tasks - 1, mark + math.ceil(max(spacing, KILL_LEAD)))
+
     # The run.
     def execute(self):
         sc = self.sc
         db = S.connect(self.db_path, self.ext, sc.sync)
         db.execute("SELECT task_init()").fetchall()
         started = time.monotonic()
+        self.kill_marks = kill_marks = [(i + 1) / (sc.worker_kills + 1) * 0.9
+                                        for i in range(sc.worker_kills)]
+        pkill_marks = [(i + 1) / (sc.producer_kills + 1) for i in range(sc.producer_kills)]
+        self.board.set_budget(self.budget(0, 0))
         for _ in range(sc.workers):
             self.spawn_worker()
         self.spawn_producer()
-        kill_marks = [(i + 1) / (sc.worker_kills + 1) * 0.9 for i in range(sc.worker_kills)]
-        pkill_marks = [(i + 1) / (sc.producer_kills + 1) for i in range(sc.producer_kills)]
         ticks = {}
         kills_done = 0
         last_poll = 0.0
@@ -320,11 +380,16 @@ class Run:
                     # Crash schedule, by progress: share of the target terminal
                     # (workers) or enqueued (producer).
                     if kills_done < len(kill_marks) and done >= kill_marks[kills_done] * sc.tasks:
+                        # The next mark's budget at once, not after the kill:
+                        # the workers keep getting tasks while a victim in
+                        # the target phase is sought.
+                        self.board.set_budget(self.budget(kills_done + 1, len(self.producer_kills)))
                         self.kill_worker(KILL_TARGETS[kills_done % len(KILL_TARGETS)])
                         kills_done += 1
                     if (len(self.producer_kills) < len(pkill_marks) and prod.poll() is None
                             and total >= pkill_marks[len(self.producer_kills)] * sc.tasks):
-                        if not self.kill_producer():
+                        if not self.kill_producer(self.budget(kills_done,
+                                                              len(self.producer_kills) + 1)):
                             pkill_marks.pop()
                 time.sleep(0.01)
             # Drained: let the workers see it and exit. (After a failure,

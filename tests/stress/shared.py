@@ -7,6 +7,9 @@ tell a hung worker from a busy one); the producer owns one more (the batch it
 has open and how many tasks that open transaction holds). The runner reads
 the board to time its SIGKILLs, and a killed process's slot keeps the phase
 it died in, which is how the summary can say "killed inside task_complete".
+The runner in turn writes the producer's budget there: how many tasks it may
+have enqueued in all, which is how a crash round's kill plan keeps pace with
+the work instead of racing it.
 
 Logs are JSON lines, one os.write each, so a SIGKILL loses at most the record
 of the call in flight, never a record already written.
@@ -20,7 +23,7 @@ import time
 
 import apsw
 
-BUSY_TIMEOUT_MS = 30000  # the README's advice (run.py --busy-timeout changes it)
+BUSY_TIMEOUT_MS = 30000  # docs/concurrency.md's advice (run.py --busy-timeout changes it)
 
 # Phases a worker publishes before each call (and IDLE after it).
 (IDLE, CLAIM, CLAIM_TXN, CLAIM_BATCH, PROGRESS, HEARTBEAT, COMPLETE, COMPLETE_NEXT, FAIL, STALL,
@@ -31,12 +34,15 @@ PHASE_NAMES = {
     COMPLETE: "task_complete", COMPLETE_NEXT: "task_complete_next", FAIL: "task_fail",
     STALL: "stalled past lease", POLL: "idle poll",
 }
-# Producer phases: between batches, a batch transaction open, inside COMMIT, done.
-P_IDLE, P_OPEN, P_COMMIT, P_DONE = 20, 21, 22, 23
+# Producer phases: between batches, a batch transaction open, inside COMMIT, done,
+# and between batches held back by its budget.
+P_IDLE, P_OPEN, P_COMMIT, P_DONE, P_WAIT = 20, 21, 22, 23, 24
 
 BOARD_SIZE = 16384
 _STOP = 0           # u8: workers exit when they next find nothing to claim
-_PRODUCER = 64      # u8 phase; i64 open batch, tasks enqueued in it, batches committed, counter
+_BUDGET = 8         # i64: tasks the producer may have enqueued in all (written by the runner)
+_PRODUCER = 64      # u8 phase; i64 open batch, tasks enqueued in it, batches committed,
+                    # counter, tasks committed in all
 _SLOTS = 256        # 32 bytes per worker slot: u8 phase, u64 counter
 SLOT_SIZE = 32
 MAX_SLOTS = (BOARD_SIZE - _SLOTS) // SLOT_SIZE
@@ -61,6 +67,12 @@ class Board:
     def set_stop(self):
         self.mm[_STOP] = 1
 
+    def set_budget(self, tasks):
+        struct.pack_into("<q", self.mm, _BUDGET, tasks)
+
+    def budget(self):
+        return struct.unpack_from("<q", self.mm, _BUDGET)[0]
+
     # Worker slots.
     def set_phase(self, slot, phase):
         self.mm[_SLOTS + slot * SLOT_SIZE] = phase
@@ -77,7 +89,7 @@ class Board:
         return struct.unpack_from("<Q", self.mm, _SLOTS + slot * SLOT_SIZE + 8)[0]
 
     # Producer slot.
-    def set_producer(self, phase, batch=None, in_batch=None, committed=None):
+    def set_producer(self, phase, batch=None, in_batch=None, committed=None, enqueued=None):
         # The phase last: a reader that sees a new phase sees its numbers.
         if batch is not None:
             struct.pack_into("<q", self.mm, _PRODUCER + 8, batch)
@@ -85,6 +97,8 @@ class Board:
             struct.pack_into("<q", self.mm, _PRODUCER + 16, in_batch)
         if committed is not None:
             struct.pack_into("<q", self.mm, _PRODUCER + 24, committed)
+        if enqueued is not None:
+            struct.pack_into("<q", self.mm, _PRODUCER + 40, enqueued)
         self.mm[_PRODUCER] = phase
 
     def tick_producer(self):
@@ -98,9 +112,14 @@ class Board:
         """(phase, open batch, tasks enqueued in it, batches committed)"""
         return (self.mm[_PRODUCER],) + struct.unpack_from("<qqq", self.mm, _PRODUCER + 8)
 
+    def producer_enqueued(self):
+        """Tasks in the database when the producer last went between batches
+        (what its budget is measured against)."""
+        return struct.unpack_from("<q", self.mm, _PRODUCER + 40)[0]
+
 
 def connect(db_path, ext, sync, lock="sleep", busy_timeout=BUSY_TIMEOUT_MS, load=True):
-    """A connection as the README advises: WAL, a busy timeout, and the
+    """A connection as docs/concurrency.md advises: WAL, a busy timeout, and the
     synchronous mode under test (a per-connection setting).
 
     `lock` is how a writer waits for the write lock. apsw's SQLite is built
