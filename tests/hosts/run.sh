@@ -34,8 +34,8 @@ HOSTS=(
 )
 
 # The floor, as the extension states it.
-FLOOR=$(sed -n 's/.*MIN_SQLITE_VERSION_TEXT: &str = "\([0-9.]*\)".*/\1/p' "$ROOT/src/lib.rs")
-[[ -n $FLOOR ]] || { echo "cannot read MIN_SQLITE_VERSION_TEXT from src/lib.rs" >&2; exit 2; }
+FLOOR=$(sed -n 's/.*MIN_SQLITE_VERSION_TEXT: &str = "\([0-9.]*\)".*/\1/p' "$ROOT/src/ffi/host.rs")
+[[ -n $FLOOR ]] || { echo "cannot read MIN_SQLITE_VERSION_TEXT from src/ffi/host.rs" >&2; exit 2; }
 
 [[ -e $EXT.so || -e $EXT.dylib ]] ||
   { echo "no extension at $EXT.{so,dylib}: run make loadable" >&2; exit 2; }
