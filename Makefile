@@ -12,7 +12,7 @@ SQLITE3  ?= sqlite3
 VENV     := .venv
 PYTHON   := $(VENV)/bin/python
 
-.PHONY: help loadable test test-unit test-rust test-sql test-python test-node demo fmt lint clean
+.PHONY: help loadable test test-unit test-rust test-sql test-python test-node demo playlist fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -54,6 +54,10 @@ test-node: loadable tests/node/node_modules ## node:test suite loading dist/task
 demo: loadable ## the queue at work, in the sqlite3 shell
 	@rm -f /tmp/sqlite-task-demo.db /tmp/sqlite-task-demo.db-wal /tmp/sqlite-task-demo.db-shm
 	$(SQLITE3) /tmp/sqlite-task-demo.db < sql/demo.sql
+
+playlist: loadable ## a workflow in the sqlite3 shell: a parent, 12 downloads and a zip that depends on them
+	@rm -f /tmp/sqlite-task-playlist.db /tmp/sqlite-task-playlist.db-wal /tmp/sqlite-task-playlist.db-shm
+	$(SQLITE3) /tmp/sqlite-task-playlist.db < sql/playlist.sql
 
 fmt: ## format the Rust code
 	cargo fmt --all

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 
 use crate::queue::{Q, Res, Sync, Sys};
-use crate::{Env, Plan};
+use crate::{Env, Plan, workflows};
 
 /// One timed measurement: `ops` operations (or tasks) in `secs` seconds.
 #[derive(Clone, Copy, Debug)]
@@ -88,22 +88,22 @@ impl Row {
 
 type Job<'a> = (String, Box<dyn Fn() -> Res<M> + 'a>);
 
-struct Clock {
-    t0: Instant,
+pub(crate) struct Clock {
+    pub(crate) t0: Instant,
     cap: Duration,
 }
 
 impl Clock {
-    fn start(cap: Duration) -> Clock {
+    pub(crate) fn start(cap: Duration) -> Clock {
         Clock {
             t0: Instant::now(),
             cap,
         }
     }
-    fn over(&self, done: u64) -> bool {
+    pub(crate) fn over(&self, done: u64) -> bool {
         done.is_multiple_of(32) && self.t0.elapsed() > self.cap
     }
-    fn m(&self, done: u64) -> M {
+    pub(crate) fn m(&self, done: u64) -> M {
         M {
             ops: done as f64,
             secs: self.t0.elapsed().as_secs_f64(),
@@ -133,7 +133,7 @@ fn drop_db(p: &Path) {
     }
 }
 
-fn with_db<T>(env: &Env, tag: &str, f: impl FnOnce(&Path) -> Res<T>) -> Res<T> {
+pub(crate) fn with_db<T>(env: &Env, tag: &str, f: impl FnOnce(&Path) -> Res<T>) -> Res<T> {
     let p = fresh(env, tag)?;
     let r = f(&p);
     drop_db(&p);
@@ -573,6 +573,34 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
         );
     }
 
+    let n = plan.single;
+    let jobs: Vec<Job> = vec![(
+        s("sqlite-task"),
+        Box::new(move || workflows::unique_enqueue(env, n, plan.cap_own)),
+    )];
+    b.row(
+        "unique_enqueue",
+        "enqueue with a new unique_key, one per transaction",
+        Sync::Normal,
+        Unit::Rate,
+        Some("enqueue_single_normal"),
+        n,
+        jobs,
+    );
+    let jobs: Vec<Job> = vec![(
+        s("sqlite-task"),
+        Box::new(move || workflows::unique_conflict(env, n, plan.cap_own)),
+    )];
+    b.row(
+        "unique_enqueue_conflict",
+        "enqueue of a unique_key already held (keep)",
+        Sync::Normal,
+        Unit::Rate,
+        Some("enqueue_single_normal"),
+        n,
+        jobs,
+    );
+
     let n = plan.bulk;
     let mut jobs: Vec<Job> = all
         .iter()
@@ -586,6 +614,21 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
         Unit::Rate,
         None,
         n,
+        jobs,
+    );
+    let k = plan.dag_diamonds;
+    let dag_tasks = k * (workflows::DIAMOND_WIDTH + 2);
+    let jobs: Vec<Job> = vec![(
+        s("sqlite-task"),
+        Box::new(move || workflows::dag_enqueue(env, k)),
+    )];
+    b.row(
+        "dag_enqueue",
+        &format!("enqueue: {k} diamonds (depends_on), one transaction"),
+        Sync::Normal,
+        Unit::Rate,
+        Some("enqueue_bulk"),
+        dag_tasks,
         jobs,
     );
 
@@ -641,6 +684,36 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
                 Unit::Rate,
                 Some("cycle_normal"),
                 waiting,
+                jobs,
+            );
+            let jobs: Vec<Job> = vec![(
+                s("sqlite-task"),
+                Box::new(move || workflows::dag_drain(env, k, plan.cap_own)),
+            )];
+            b.row(
+                "dag_drain",
+                &format!(
+                    "cycle: drain {k} diamonds of {} tasks",
+                    workflows::DIAMOND_WIDTH + 2
+                ),
+                sync,
+                Unit::Rate,
+                Some("cycle_normal"),
+                dag_tasks,
+                jobs,
+            );
+            let children = plan.child_cycle;
+            let jobs: Vec<Job> = vec![(
+                s("sqlite-task"),
+                Box::new(move || workflows::child_cycle(env, children, plan.cap_own)),
+            )];
+            b.row(
+                "child_cycle",
+                &format!("cycle: {} children of one waiting parent", short(children)),
+                sync,
+                Unit::Rate,
+                Some("cycle_normal"),
+                children,
                 jobs,
             );
         }
@@ -790,6 +863,23 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
     b.row(
         "lookup_storage",
         "read: task by id, task_store table (µs)",
+        Sync::Normal,
+        Unit::Micros,
+        Some("lookup"),
+        n,
+        jobs,
+    );
+    let (children, n) = (plan.rollup_children, plan.rollup_reads);
+    let jobs: Vec<Job> = vec![(
+        s("sqlite-task"),
+        Box::new(move || workflows::rollup_read(env, children, n, plan.cap_own)),
+    )];
+    b.row(
+        "rollup_read",
+        &format!(
+            "read: progress of a parent of {} children (µs)",
+            short(children)
+        ),
         Sync::Normal,
         Unit::Micros,
         Some("lookup"),

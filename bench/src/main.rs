@@ -9,6 +9,7 @@
 mod cases;
 mod queue;
 mod report;
+mod workflows;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +39,14 @@ pub struct Plan {
     pub procs_tasks: u64,
     pub lookup_backlog: u64,
     pub lookups: u64,
+    /// Fan-out/fan-in diamonds of 100 tasks each (workflows.rs).
+    pub dag_diamonds: u64,
+    /// Children of the parent whose progress is read, and the reads.
+    pub rollup_children: u64,
+    pub rollup_reads: u64,
+    /// Children of the parent whose children are cycled: as many as the plain cycle does, so
+    /// that the two compare like for like (a smaller table cycles faster).
+    pub child_cycle: u64,
     /// `BENCH_ONLY`: run only the rows whose key starts with one of these (all when empty).
     pub only: Vec<String>,
     /// `BENCH_SYSTEMS`: run only these systems (all when empty).
@@ -72,6 +81,10 @@ impl Plan {
                 procs_tasks: 4_000,
                 lookup_backlog: 10_000,
                 lookups: 5_000,
+                dag_diamonds: 10,
+                rollup_children: 1_000,
+                rollup_reads: 2_000,
+                child_cycle: 10_000,
                 only: Vec::new(),
                 systems: Vec::new(),
             }
@@ -95,6 +108,10 @@ impl Plan {
                 procs_tasks: 40_000,
                 lookup_backlog: 100_000,
                 lookups: 50_000,
+                dag_diamonds: 100,
+                rollup_children: 10_000,
+                rollup_reads: 20_000,
+                child_cycle: 100_000,
                 only: Vec::new(),
                 systems: Vec::new(),
             }

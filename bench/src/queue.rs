@@ -429,6 +429,25 @@ impl Q {
         }
     }
 
+    /// sqlite-task only: `task_enqueue` with options (a parent, dependencies, a unique key), the
+    /// same details as `enqueue`. Returns the id (for a unique key already held, the holder's).
+    pub fn enqueue_with(&self, n: u64, options: &str) -> Res<Value> {
+        let details = format!(r#"{{"n":{n}}}"#);
+        let mut st = self.c.prepare_cached("SELECT task_enqueue(?1, ?2, ?3)")?;
+        Ok(Value::Text(
+            st.query_row(params![TYPE, details, options], |r| r.get(0))?,
+        ))
+    }
+
+    /// sqlite-task only: a task's progress as the `tasks` table shows it (for a parent, the
+    /// rollup of its children's).
+    pub fn progress_of(&self, id: &Value) -> Res<f64> {
+        let mut st = self
+            .c
+            .prepare_cached("SELECT progress FROM tasks WHERE id = ?1")?;
+        Ok(st.query_row([id], |r| r.get(0))?)
+    }
+
     /// A progress report on a running task. honker has no progress; its nearest verb, a heartbeat
     /// that renews the claim, stands in.
     pub fn progress(&self, id: &Value, pct: i64, writeback: bool) -> Res<()> {

@@ -305,6 +305,38 @@ fn headline(rows: &[Row], plan: &Plan) -> Vec<(&'static str, Option<f64>, &'stat
         ("lookup_vtab_us", lookup_vtab, "≤ 2 × lookup_storage_us"),
         ("lookup_storage_us", lookup_storage, ""),
         ("lookup_raw_us", us("lookup", "raw"), ""),
+        // Workflows (sqlite-task only): against the plain case of the same run.
+        (
+            "dag_enqueue_vs_bulk",
+            key_ratio(rows, ("dag_enqueue", US), ("enqueue_bulk", US)),
+            "",
+        ),
+        ("dag_drain_tasks_per_s", key_rate(rows, "dag_drain", US), ""),
+        (
+            "dag_drain_vs_cycle",
+            key_ratio(rows, ("dag_drain", US), ("cycle_normal", US)),
+            "≥ 0.8",
+        ),
+        (
+            "unique_enqueue_vs_enqueue",
+            key_ratio(rows, ("unique_enqueue", US), ("enqueue_single_normal", US)),
+            "≥ 0.8",
+        ),
+        (
+            "unique_conflict_per_s",
+            key_rate(rows, "unique_enqueue_conflict", US),
+            "",
+        ),
+        (
+            "rollup_read_10k_children_us",
+            us("rollup_read", US),
+            "≤ 1000 µs",
+        ),
+        (
+            "child_cycle_vs_cycle",
+            key_ratio(rows, ("child_cycle", US), ("cycle_normal", US)),
+            "≥ 0.9",
+        ),
     ]
 }
 
@@ -315,6 +347,10 @@ fn met(name: &str, value: f64, target: &str, all: &[(&str, Option<f64>, &str)]) 
     if name == "lookup_vtab_us" {
         let storage = all.iter().find(|x| x.0 == "lookup_storage_us")?.1?;
         return Some(value <= 2.0 * storage);
+    }
+    if let Some(max) = target.strip_prefix("≤ ") {
+        let n: f64 = max.trim_end_matches(" µs").parse().ok()?;
+        return Some(value <= n);
     }
     let n: f64 = target.trim_start_matches("≥ ").parse().ok()?;
     Some(value >= n)

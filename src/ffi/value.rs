@@ -125,6 +125,13 @@ impl<'a> ValueRef<'a> {
         // SAFETY: valid for 'a by construction (`refs`).
         unsafe { Value::from_raw(self.raw) }
     }
+
+    /// In xUpdate: a column the UPDATE does not set (its xColumn was left
+    /// without a value, see `ColumnResult::unchanged`).
+    pub fn unchanged(self) -> bool {
+        // SAFETY: as above.
+        unsafe { sys::sqlite3_value_nochange(self.raw) != 0 }
+    }
 }
 
 /// The `argc` values at `argv`, as handles.

@@ -13,7 +13,7 @@
 use super::conn::Conn;
 use super::host;
 use super::stmt::Stmt;
-use super::value::{self, Value, ValueRef};
+use super::value::{self, ValueRef};
 use crate::error::{Error, Result};
 use rusqlite::ffi as sys;
 use std::ffi::{CStr, CString, c_void};
@@ -39,8 +39,9 @@ pub trait Table: Sized + 'static {
     fn open(&self) -> Result<Self::Cursor>;
     /// xUpdate: `args` as SQLite passes them (DELETE: the old rowid;
     /// INSERT: NULL, the new rowid, the columns; UPDATE: the old rowid, the
-    /// new one, the columns). Returns the rowid of an inserted row.
-    fn update(&self, args: &[Value<'_>]) -> Result<Option<i64>>;
+    /// new one, the columns, those the UPDATE does not set marked
+    /// [`ValueRef::unchanged`]). Returns the rowid of an inserted row.
+    fn update(&self, args: &[ValueRef<'_>]) -> Result<Option<i64>>;
 }
 
 /// A scan of a [`Table`].
@@ -353,8 +354,7 @@ unsafe extern "C" fn update<T: Table>(
     unsafe {
         guard::<T>(vtab, || {
             let table = &(*vtab.cast::<VTab<T>>()).table;
-            let args = value::values(argc, argv);
-            if let Some(rowid) = table.update(&args)? {
+            if let Some(rowid) = table.update(value::refs(argc, argv))? {
                 *out_rowid = rowid;
             }
             Ok(())
@@ -450,6 +450,14 @@ pub struct ColumnResult<'a> {
 }
 
 impl ColumnResult<'_> {
+    /// True when the column is read for an UPDATE that does not set it:
+    /// the column may then be left without a value, and xUpdate sees it as
+    /// [`ValueRef::unchanged`].
+    pub fn unchanged(&self) -> bool {
+        // SAFETY: ctx is live for the xColumn call.
+        unsafe { sys::sqlite3_vtab_nochange(self.ctx) != 0 }
+    }
+
     pub fn set_null(&mut self) {
         // SAFETY: ctx is live for the xColumn call.
         unsafe { sys::sqlite3_result_null(self.ctx) }
@@ -463,6 +471,19 @@ impl ColumnResult<'_> {
     pub fn set_f64(&mut self, v: f64) {
         // SAFETY: as above.
         unsafe { sys::sqlite3_result_double(self.ctx, v) }
+    }
+
+    pub fn set_text(&mut self, v: &str) {
+        // SAFETY: as above; SQLITE_TRANSIENT makes SQLite copy the bytes.
+        unsafe {
+            sys::sqlite3_result_text64(
+                self.ctx,
+                v.as_ptr().cast::<c_char>(),
+                v.len() as u64,
+                sys::SQLITE_TRANSIENT(),
+                sys::SQLITE_UTF8 as u8,
+            )
+        }
     }
 
     /// Column `i` of `st`'s current row, as it is (SQLite copies it).
@@ -503,7 +524,7 @@ mod tests {
         fn open(&self) -> Result<PanickyScan> {
             panic!("open")
         }
-        fn update(&self, _: &[Value<'_>]) -> Result<Option<i64>> {
+        fn update(&self, _: &[ValueRef<'_>]) -> Result<Option<i64>> {
             panic!("update")
         }
     }

@@ -2,51 +2,47 @@
 //! `task_retry`, and the `tasks` table's UPDATE (reschedule) and DELETE.
 
 use super::Queue;
+use super::enqueue::unique_refusal;
+use super::flow::{self, Finished, finished_note};
 use super::ids::parse_id;
-use super::model::{MAX_ATTEMPTS_LIMIT, MAX_TIME_MS, PRIORITY_RANGE, Status, check_opt, clock};
-use super::refusal::current;
+use super::model::{
+    MAX_ATTEMPTS_LIMIT, MAX_TIME_MS, PRIORITY_RANGE, Status, check_opt, clock, quoted,
+};
+use super::refusal::{Current, current};
+use super::txn::atomically;
 use super::writeback;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, code};
 
-const CANCEL_SQL: &str = "\
-UPDATE main.task_store
+const CANCEL_SQL: &str = concat!(
+    "UPDATE main.task_store
    SET status = 'cancelled', lease_until = NULL, completed_at = ?2, updated_at = ?2
- WHERE id = +?1 AND (status = 'queued' OR status = 'running')";
+ WHERE id = +?1
+   AND (status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')
+   AND ",
+    plain_task!()
+);
 
-/// Cancels a queued or running task. A running task's worker learns it at
-/// its next progress or heartbeat call, and can no longer complete it.
+const CANCEL_LINKED_SQL: &str = concat!(
+    "UPDATE main.task_store
+   SET status = 'cancelled', lease_until = NULL, completed_at = ?2,
+       flags = ",
+    flags_ended!(),
+    ",
+       updated_at = task__note(?2, ",
+    finished_note!("'cancelled'"),
+    ")
+ WHERE id = +?1
+   AND (status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')"
+);
+
+/// Cancels a task that has not finished. A running task's worker learns
+/// it at its next progress or heartbeat call, and can no longer complete
+/// it. Its unfinished children and its dependents are cancelled with it,
+/// and its parent fails (`flow.rs`).
 pub fn cancel(q: &Queue, id: &str, now: Option<i64>) -> Result<()> {
-    transition(q, CANCEL_SQL, id, now, |id, status| {
-        format!("task {id} is already {status}; only queued or running tasks can be cancelled")
-    })
-}
-
-const RETRY_SQL: &str = "\
-UPDATE main.task_store
-   SET status = 'queued', attempts = 0, progress = 0, run_at = ?2, worker = NULL,
-       lease_until = NULL, started_at = NULL, completed_at = NULL, updated_at = ?2
- WHERE id = +?1 AND (status = 'failed' OR status = 'cancelled')";
-
-/// Puts a failed or cancelled task back in its queue with a fresh budget of
-/// attempts. Its last error is kept until it runs again.
-pub fn retry(q: &Queue, id: &str, now: Option<i64>) -> Result<()> {
-    transition(q, RETRY_SQL, id, now, |id, status| {
-        format!("task {id} is {status}; only failed or cancelled tasks can be retried")
-    })
-}
-
-/// Runs an administrative transition (`sql` binds the id and the clock); on
-/// no match, explains with `refusal(id, current status)`.
-fn transition(
-    q: &Queue,
-    sql: &'static str,
-    id: &str,
-    now: Option<i64>,
-    refusal: fn(&str, &str) -> String,
-) -> Result<()> {
     let id = parse_id("id", id)?;
     let now = clock(now)?;
-    let mut st = q.prepare(sql)?;
+    let mut st = q.prepare(CANCEL_SQL)?;
     st.bind_text(1, &id)?;
     st.bind_i64(2, now)?;
     st.finish()?;
@@ -56,10 +52,63 @@ fn transition(
         return Ok(());
     }
     let cur = current(q, &id)?;
-    Err(Error::new(refusal(&id, &cur.status)))
+    let refusal = |cur: &Current| {
+        Error::new(format!(
+            "task {id} is already {}; only queued, running, blocked or waiting tasks can be \
+             cancelled",
+            cur.status
+        ))
+    };
+    if !cur.linked || Status::parse(&cur.status).is_none_or(Status::is_finished) {
+        return Err(refusal(&cur));
+    }
+    atomically(q, || {
+        let mut st = q.prepare(CANCEL_LINKED_SQL)?;
+        st.bind_text(1, &id)?;
+        st.bind_i64(2, now)?;
+        match q.notes().first::<Finished>(st)? {
+            Some(t) => flow::settle(q, vec![t], now),
+            None => Err(refusal(&current(q, &id)?)),
+        }
+    })
 }
 
-/// What `UPDATE tasks SET ...` may change on a queued task.
+const RETRY_SQL: &str = "\
+UPDATE main.task_store
+   SET status = 'queued', attempts = 0, progress = 0, run_at = ?2, worker = NULL,
+       lease_until = NULL, started_at = NULL, completed_at = NULL, updated_at = ?2
+ WHERE id = +?1 AND (status = 'failed' OR status = 'cancelled')
+   AND parent_id IS NULL AND children = 0 AND unique_key IS NULL AND flags & 9 = 0";
+
+/// Puts a failed or cancelled task back in its queue with a fresh budget of
+/// attempts. Its last error is kept until it runs again. A task with
+/// dependencies comes back blocked until they complete; a parent whose own
+/// work was done comes back waiting; a parent's failed and cancelled
+/// descendants come back with it.
+pub fn retry(q: &Queue, id: &str, now: Option<i64>) -> Result<()> {
+    let id = parse_id("id", id)?;
+    let now = clock(now)?;
+    let mut st = q.prepare(RETRY_SQL)?;
+    st.bind_text(1, &id)?;
+    st.bind_i64(2, now)?;
+    let outcome = st.finish();
+    drop(st);
+    outcome.map_err(|e| unique_refusal(q, &id, e))?;
+    if q.conn().changes() == 1 {
+        writeback::take(q.key(), &id);
+        return Ok(());
+    }
+    let cur = current(q, &id)?;
+    if !cur.is(Status::Failed) && !cur.is(Status::Cancelled) {
+        return Err(Error::new(format!(
+            "task {id} is {}; only failed or cancelled tasks can be retried",
+            cur.status
+        )));
+    }
+    atomically(q, || super::tree::retry(q, &id, now))
+}
+
+/// What `UPDATE tasks SET ...` may change on a queued (or blocked) task.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Reschedule {
     pub queue: Option<String>,
@@ -74,9 +123,10 @@ UPDATE main.task_store
    SET queue = coalesce(?2, queue), priority = coalesce(?3, priority),
        run_at = coalesce(?4, run_at), max_attempts = coalesce(?5, max_attempts),
        updated_at = ?6
- WHERE id = +?1 AND status = 'queued' AND (?5 IS NULL OR ?5 > attempts)";
+ WHERE id = +?1 AND (status = 'queued' OR status = 'blocked') AND (?5 IS NULL OR ?5 > attempts)";
 
-/// Changes the queue, priority, run_at or max_attempts of a queued task.
+/// Changes the queue, priority, run_at or max_attempts of a task that has
+/// not started: queued, or blocked by its dependencies.
 pub fn reschedule(q: &Queue, id: &str, r: &Reschedule) -> Result<()> {
     let id = parse_id("id", id)?;
     if r.queue.as_deref() == Some("") {
@@ -93,15 +143,29 @@ pub fn reschedule(q: &Queue, id: &str, r: &Reschedule) -> Result<()> {
     st.bind_opt_i64(4, run_at)?;
     st.bind_opt_i64(5, max_attempts)?;
     st.bind_i64(6, now)?;
-    st.finish()?;
+    let outcome = st.finish();
     drop(st);
+    if let Err(e) = outcome {
+        return Err(match &r.queue {
+            Some(to) if e.code == code::CONSTRAINT_UNIQUE && e.msg.contains("unique_key") => {
+                Error::with_code(
+                    e.code,
+                    format!(
+                        "task {id} cannot move to queue {}: a task there holds its unique key",
+                        quoted(to)
+                    ),
+                )
+            }
+            _ => e,
+        });
+    }
     if q.conn().changes() == 1 {
         return Ok(());
     }
     let cur = current(q, &id)?;
-    if !cur.is(Status::Queued) {
+    if !cur.is(Status::Queued) && !cur.is(Status::Blocked) {
         return Err(Error::new(format!(
-            "task {id} is {}; only queued tasks can be changed",
+            "task {id} is {}; only queued or blocked tasks can be changed",
             cur.status
         )));
     }
@@ -111,51 +175,128 @@ pub fn reschedule(q: &Queue, id: &str, r: &Reschedule) -> Result<()> {
     )))
 }
 
-// A task is deleted with its descendants, and only if none of them is still
-// queued or running (UNION, not UNION ALL, so a parent cycle made by hand
-// cannot recurse forever).
-const DELETE_SQL: &str = "\
-WITH RECURSIVE sub(id, seq, status) AS (
-  SELECT id, seq, status FROM main.task_store WHERE seq = +?1
+// A task and its descendants (UNION, not UNION ALL, so a parent cycle made
+// by hand cannot recurse forever).
+macro_rules! subtree {
+    () => {
+        "WITH RECURSIVE sub(id, seq, status, parent_id) AS (
+  SELECT id, seq, status, parent_id FROM main.task_store WHERE seq = +?1
   UNION
-  SELECT t.id, t.seq, t.status FROM main.task_store t JOIN sub ON t.parent_id = sub.id)
-DELETE FROM main.task_store
- WHERE seq IN (SELECT seq FROM sub)
-   AND NOT EXISTS (SELECT 1 FROM sub WHERE status = 'queued' OR status = 'running')";
+  SELECT t.id, t.seq, t.status, t.parent_id
+    FROM main.task_store t JOIN sub ON t.parent_id = sub.id)
+"
+    };
+}
 
-const BLOCKER_SQL: &str = "\
-WITH RECURSIVE sub(id, seq, status) AS (
-  SELECT id, seq, status FROM main.task_store WHERE seq = +?1
-  UNION
-  SELECT t.id, t.seq, t.status FROM main.task_store t JOIN sub ON t.parent_id = sub.id)
-SELECT id, status, seq = ?1 FROM sub WHERE status = 'queued' OR status = 'running'
- ORDER BY seq = ?1 DESC LIMIT 1";
+const SUBTREE_SQL: &str = concat!(subtree!(), "SELECT seq, status, parent_id FROM sub");
 
-/// Deletes a finished task (by storage rowid) and its finished descendants.
-/// A task already gone (deleted with its parent) is not an error.
+const BLOCKER_SQL: &str = concat!(
+    subtree!(),
+    "SELECT id, status, seq = ?1 FROM sub
+ WHERE status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting'
+ ORDER BY seq = ?1 DESC LIMIT 1"
+);
+
+// A finished task that is in no workflow goes in one statement.
+const DELETE_PLAIN_SQL: &str = concat!(
+    "DELETE FROM main.task_store
+ WHERE seq = +?1 AND (status = 'completed' OR status = 'failed' OR status = 'cancelled')
+   AND flags & 1 = 0 AND ",
+    plain_task!()
+);
+const DELETE_ONE_SQL: &str = "DELETE FROM main.task_store WHERE seq = +?1";
+const UNCOUNT_CHILD_SQL: &str = "\
+UPDATE main.task_store
+   SET children = max(children - 1, 0), children_done = max(children_done - 1, 0)
+ WHERE id = +?1";
+const DEPS_OF_SQL: &str = "SELECT dep FROM main.task_deps WHERE task = +?1";
+const UNCOUNT_DEPENDENT_SQL: &str =
+    "UPDATE main.task_store SET dependents = max(dependents - 1, 0) WHERE seq = +?1";
+const UNLINK_SQL: &str = "DELETE FROM main.task_deps WHERE task = +?1 OR dep = +?1";
+// A failed or cancelled dependency that goes no longer holds its blocked
+// dependents (a completed one was already counted done). DELETE takes no
+// clock, so their updated_at stays.
+const RELEASE_DEPENDENTS_SQL: &str = "\
+UPDATE main.task_store
+   SET waiting_for = max(waiting_for - 1, 0),
+       status = CASE WHEN waiting_for <= 1 THEN 'queued' ELSE 'blocked' END
+ WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'";
+
+/// Deletes a finished task (by storage rowid) and its finished descendants,
+/// and the links to them (its parent's count of children, its
+/// dependencies' count of dependents). A task already gone (deleted with
+/// its parent) is not an error.
 pub fn delete(q: &Queue, seq: i64) -> Result<()> {
-    let mut st = q.prepare(DELETE_SQL)?;
+    let mut st = q.prepare(DELETE_PLAIN_SQL)?;
     st.bind_i64(1, seq)?;
     st.finish()?;
     drop(st);
-    if q.conn().changes() > 0 {
+    if q.conn().changes() == 1 {
         return Ok(());
     }
     let mut st = q.prepare(BLOCKER_SQL)?;
     st.bind_i64(1, seq)?;
-    if !st.step()? {
+    if st.step()? {
+        let id = st.column_text(0).unwrap_or_default();
+        let status = st.column_text(1).unwrap_or_default();
+        return Err(if st.column_i64(2) == 1 {
+            Error::new(format!(
+                "task {id} is {status}; cancel it or let it finish before deleting it"
+            ))
+        } else {
+            Error::new(format!(
+                "task {id}, a descendant of the task being deleted, is {status}; \
+                 cancel it or let it finish first"
+            ))
+        });
+    }
+    drop(st);
+    let mut doomed: Vec<(i64, Option<String>, bool)> = Vec::new();
+    let mut st = q.prepare(SUBTREE_SQL)?;
+    st.bind_i64(1, seq)?;
+    while st.step()? {
+        let completed = st.column_text(1).as_deref() == Some(Status::Completed.as_str());
+        doomed.push((st.column_i64(0), st.column_text(2), completed));
+    }
+    drop(st);
+    if doomed.is_empty() {
         return Ok(());
     }
-    let id = st.column_text(0).unwrap_or_default();
-    let status = st.column_text(1).unwrap_or_default();
-    if st.column_i64(2) == 1 {
-        Err(Error::new(format!(
-            "task {id} is {status}; cancel it or let it finish before deleting it"
-        )))
-    } else {
-        Err(Error::new(format!(
-            "task {id}, a descendant of the task being deleted, is {status}; \
-             cancel it or let it finish first"
-        )))
-    }
+    atomically(q, || {
+        let seqs: Vec<i64> = doomed.iter().map(|(s, _, _)| *s).collect();
+        // The root's parent stays: it has one child fewer (the others'
+        // parents go with them).
+        if let Some((_, Some(parent), _)) = doomed.first() {
+            let mut st = q.prepare(UNCOUNT_CHILD_SQL)?;
+            st.bind_text(1, parent)?;
+            st.finish()?;
+        }
+        for &(s, _, completed) in &doomed {
+            if !completed {
+                let mut st = q.prepare(RELEASE_DEPENDENTS_SQL)?;
+                st.bind_i64(1, s)?;
+                st.finish()?;
+            }
+            let mut deps = Vec::new();
+            let mut st = q.prepare(DEPS_OF_SQL)?;
+            st.bind_i64(1, s)?;
+            while st.step()? {
+                deps.push(st.column_i64(0));
+            }
+            drop(st);
+            for dep in deps.into_iter().filter(|d| !seqs.contains(d)) {
+                let mut st = q.prepare(UNCOUNT_DEPENDENT_SQL)?;
+                st.bind_i64(1, dep)?;
+                st.finish()?;
+            }
+            let mut st = q.prepare(UNLINK_SQL)?;
+            st.bind_i64(1, s)?;
+            st.finish()?;
+            drop(st);
+            let mut st = q.prepare(DELETE_ONE_SQL)?;
+            st.bind_i64(1, s)?;
+            st.finish()?;
+        }
+        Ok(())
+    })
 }

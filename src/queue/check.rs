@@ -9,7 +9,7 @@
 use super::Queue;
 use super::ids::parse_id;
 use super::json::check_json;
-use super::model::{Status, quoted};
+use super::model::{Status, flags, quoted};
 use crate::error::Result;
 
 /// Most problems listed; the rest are counted.
@@ -17,7 +17,7 @@ const MAX_LINES: usize = 100;
 
 const ROWS_SQL: &str = "\
 SELECT id, status, worker, lease_until, completed_at, attempts, max_attempts, progress,
-       details, result, started_at, typeof(progress)
+       details, result, started_at, typeof(progress), unique_key, flags, parent_id, children
   FROM main.task_store ORDER BY seq";
 
 const ORPHANS_SQL: &str = "\
@@ -25,6 +25,34 @@ SELECT c.id, c.parent_id FROM main.task_store AS c
  WHERE c.parent_id IS NOT NULL
    AND NOT EXISTS (SELECT 1 FROM main.task_store AS p WHERE p.id = c.parent_id)
  ORDER BY c.seq";
+
+// The counters the workflows keep on the rows, against the rows they count.
+const CHILDREN_SQL: &str = "\
+SELECT p.id, p.status, p.children, p.children_done, count(c.seq),
+       count(CASE WHEN c.status = 'completed' OR c.status = 'failed' OR c.status = 'cancelled'
+                  THEN 1 END)
+  FROM main.task_store AS p LEFT JOIN main.task_store AS c ON c.parent_id = p.id
+ GROUP BY p.seq
+HAVING p.children <> count(c.seq) OR p.children_done <> count(CASE WHEN c.status = 'completed'
+           OR c.status = 'failed' OR c.status = 'cancelled' THEN 1 END)
+    OR (p.status = 'waiting' AND count(c.seq) > 0 AND p.children_done >= p.children)
+ ORDER BY p.seq";
+
+const DEPENDENCIES_SQL: &str = "\
+SELECT t.id, t.status, t.waiting_for, t.dependents,
+       (SELECT count(*) FROM main.task_deps AS x JOIN main.task_store AS d ON d.seq = x.dep
+         WHERE x.task = t.seq AND d.status <> 'completed'),
+       (SELECT count(*) FROM main.task_deps AS x WHERE x.dep = t.seq)
+  FROM main.task_store AS t
+ WHERE t.status = 'blocked' OR t.dependents > 0 OR t.flags & 1
+    OR EXISTS (SELECT 1 FROM main.task_deps AS x WHERE x.dep = t.seq)
+ ORDER BY t.seq";
+
+const DANGLING_DEPS_SQL: &str = "\
+SELECT x.dep, x.task FROM main.task_deps AS x
+ WHERE NOT EXISTS (SELECT 1 FROM main.task_store WHERE seq = x.dep)
+    OR NOT EXISTS (SELECT 1 FROM main.task_store WHERE seq = x.task)
+ ORDER BY x.dep, x.task";
 
 /// Returns `ok`, or one line per problem found.
 pub fn check(q: &Queue) -> Result<String> {
@@ -51,9 +79,9 @@ pub fn check(q: &Queue) -> Result<String> {
             format!("task {}", quoted(&id))
         };
         match Status::parse(&status) {
-            Some(Status::Queued) => {
+            Some(Status::Queued | Status::Blocked | Status::Waiting) => {
                 if has(3) {
-                    report(format!("{who}: queued but holds a lease"));
+                    report(format!("{who}: {status} but holds a lease"));
                 }
             }
             Some(Status::Running) => {
@@ -99,6 +127,36 @@ pub fn check(q: &Queue) -> Result<String> {
                 report(format!("{who}: {name} is not valid JSON"));
             }
         }
+        // The flags bits the workflow indexes are partial on.
+        let bits = st.column_i64(13);
+        let parsed = Status::parse(&status);
+        let unfinished = parsed.is_some_and(|s| !s.is_finished());
+        let key = st.column_text(12);
+        let holds = key.is_some()
+            && (unfinished
+                || (parsed == Some(Status::Completed)
+                    && bits & flags::UNIQUE_THROUGH_COMPLETED != 0));
+        match (&key, holds, bits & flags::HOLDS_KEY != 0) {
+            (Some(k), true, false) => report(format!(
+                "{who}: {status} with unique key {}, but not holding it (flags 32 unset)",
+                quoted(k)
+            )),
+            (Some(k), false, true) => report(format!(
+                "{who}: {status}, but holding its unique key {} (flags 32)",
+                quoted(k)
+            )),
+            (None, _, true) => report(format!(
+                "{who}: holding a unique key it does not have (flags 32)"
+            )),
+            _ => {}
+        }
+        let at_work = has(14) && unfinished && (progress > 0.0 || st.column_i64(15) > 0);
+        if at_work && bits & flags::IN_ROLLUP == 0 {
+            report(format!(
+                "{who}: a child with progress or children of its own, but not read by its \
+                 parent's rollup (flags 16 unset)"
+            ));
+        }
     }
     drop(st);
     let mut st = conn.prepare_once(ORPHANS_SQL)?;
@@ -107,6 +165,52 @@ pub fn check(q: &Queue) -> Result<String> {
             "task {}: parent {} does not exist",
             st.column_text(0).unwrap_or_default(),
             st.column_text(1).unwrap_or_default()
+        ));
+    }
+    drop(st);
+    let mut st = conn.prepare_once(CHILDREN_SQL)?;
+    while st.step()? {
+        let who = format!("task {}", st.column_text(0).unwrap_or_default());
+        let status = st.column_text(1).unwrap_or_default();
+        let (kept, kept_done) = (st.column_i64(2), st.column_i64(3));
+        let (has, has_done) = (st.column_i64(4), st.column_i64(5));
+        if kept != has || kept_done != has_done {
+            report(format!(
+                "{who}: counts {kept} children ({kept_done} finished), has {has} ({has_done} \
+                 finished)"
+            ));
+        } else if status == Status::Waiting.as_str() {
+            report(format!("{who}: waiting, but no child of it is unfinished"));
+        }
+    }
+    drop(st);
+    let mut st = conn.prepare_once(DEPENDENCIES_SQL)?;
+    while st.step()? {
+        let who = format!("task {}", st.column_text(0).unwrap_or_default());
+        let blocked = st.column_text(1).as_deref() == Some(Status::Blocked.as_str());
+        let (waiting_for, unfinished) = (st.column_i64(2), st.column_i64(4));
+        let (dependents, has) = (st.column_i64(3), st.column_i64(5));
+        if blocked && unfinished == 0 {
+            report(format!(
+                "{who}: blocked, but every dependency of it has completed"
+            ));
+        } else if blocked && waiting_for != unfinished {
+            report(format!(
+                "{who}: blocked waiting for {waiting_for} dependencies, {unfinished} have not \
+                 completed"
+            ));
+        }
+        if dependents != has {
+            report(format!("{who}: counts {dependents} dependents, has {has}"));
+        }
+    }
+    drop(st);
+    let mut st = conn.prepare_once(DANGLING_DEPS_SQL)?;
+    while st.step()? {
+        report(format!(
+            "dependency of task rowid {} on task rowid {}: one of them does not exist",
+            st.column_i64(1),
+            st.column_i64(0)
         ));
     }
     drop(st);

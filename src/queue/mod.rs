@@ -24,20 +24,61 @@
 //! | `admin.rs` | cancel, retry, reschedule, delete |
 //! | `bulk/` | the batch verbs and `task_complete_next` |
 //! | `writeback.rs` | progress held in memory between writes |
+//! | `flow.rs` | workflows: what follows when a linked task finishes |
+//! | `tree.rs` | a parent's rollup; retrying a parent with its children |
+//! | `deps.rs` | the dependencies of a task, read back |
+//! | `txn.rs` | all-or-nothing for verbs of more than one statement |
 //! | `notes.rs` | how an UPDATE reports the rows it changed |
 //! | `refusal.rs` | why a write matched nothing |
 //! | `check.rs` | `task_check()` |
+
+/// The condition, in SQL, for a task that no other task waits on or for
+/// and that holds no unique key: no parent, no children, no dependents, no
+/// key. Such a task's verbs are one statement each; the others take the
+/// workflow path (`flow.rs`), which keeps the flags below.
+macro_rules! plain_task {
+    () => {
+        "parent_id IS NULL AND children = 0 AND dependents = 0 AND unique_key IS NULL"
+    };
+}
+
+/// `flags` for a task that has just failed or been cancelled: it leaves its
+/// parent's rollup index (16) and gives up its unique key (32).
+///
+/// Those two bits are what the indexes `task_store_busy` and
+/// `task_store_unique` are partial on. Only the workflow path writes
+/// `flags`, so the plain task's claim and completion, which write `status`
+/// and `progress` but never `flags`, do not touch those indexes at all
+/// (SQLite maintains an index in an UPDATE only when the UPDATE sets a
+/// column the index or its WHERE names).
+macro_rules! flags_ended {
+    () => {
+        "flags & ~48"
+    };
+}
+
+/// `flags` for a task that has just completed: out of the rollup index, and
+/// its unique key given up unless it holds it through completion (4).
+macro_rules! flags_completed {
+    () => {
+        "flags & ~(CASE WHEN flags & 4 THEN 16 ELSE 48 END)"
+    };
+}
 
 pub mod admin;
 pub mod bulk;
 pub mod check;
 pub mod claim;
+pub mod deps;
 pub mod enqueue;
+pub mod flow;
 pub mod ids;
 pub mod json;
 pub mod model;
 pub mod notes;
 pub mod refusal;
+pub mod tree;
+pub mod txn;
 pub mod worker;
 pub mod writeback;
 
@@ -62,7 +103,13 @@ pub struct Queue {
     hint: RefCell<claim::Hint>,
     /// Whether the storage was verified at this build's schema version.
     ready: Cell<bool>,
+    /// Ids of tasks in workflows this connection claimed lately: their
+    /// completion or failure goes straight to the workflow path.
+    linked: RefCell<Vec<String>>,
 }
+
+/// How many claimed workflow tasks a connection remembers.
+const LINKED_MEMORY: usize = 256;
 
 impl Queue {
     pub fn new(conn: Rc<Conn>) -> Rc<Queue> {
@@ -71,7 +118,29 @@ impl Queue {
             notes: notes::Notes::default(),
             hint: RefCell::new(claim::Hint::None),
             ready: Cell::new(false),
+            linked: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Remembers that the task `id`, just claimed, is in a workflow.
+    fn remember_linked(&self, id: &str) {
+        let mut linked = self.linked.borrow_mut();
+        if linked.len() >= LINKED_MEMORY {
+            linked.remove(0);
+        }
+        linked.push(id.to_string());
+    }
+
+    /// Whether the task `id` was remembered as in a workflow (and forgets it).
+    fn take_linked(&self, id: &str) -> bool {
+        let mut linked = self.linked.borrow_mut();
+        match linked.iter().position(|l| l == id) {
+            Some(i) => {
+                linked.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn conn(&self) -> &Rc<Conn> {

@@ -14,16 +14,22 @@ pub enum Status {
     Completed,
     Failed,
     Cancelled,
+    /// Waiting for its dependencies to complete; claimable once released.
+    Blocked,
+    /// Its own work is done; waiting for its children to finish.
+    Waiting,
 }
 
 impl Status {
     /// Every status, in the order of the storage's CHECK constraint.
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 7] = [
         Status::Queued,
         Status::Running,
         Status::Completed,
         Status::Failed,
         Status::Cancelled,
+        Status::Blocked,
+        Status::Waiting,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,12 +39,40 @@ impl Status {
             Status::Completed => "completed",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::Blocked => "blocked",
+            Status::Waiting => "waiting",
         }
     }
 
     pub fn parse(s: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
+
+    /// Completed, failed or cancelled: it will not change again unless
+    /// retried.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// Bits of `task_store.flags`.
+pub mod flags {
+    /// The task has dependencies (rows in task_deps).
+    pub const HAS_DEPS: i64 = 1;
+    /// A child that fails or is cancelled does not fail it.
+    pub const CONTINUE_ON_CHILD_FAILURE: i64 = 2;
+    /// Its unique key counts while it is completed too.
+    pub const UNIQUE_THROUGH_COMPLETED: i64 = 4;
+    /// Its own work is done (it went on to wait for its children).
+    pub const OWN_WORK_DONE: i64 = 8;
+    /// An unfinished child that has progress or children of its own: in
+    /// `task_store_busy`, which its parent's rollup reads. Set when that
+    /// becomes true, cleared when it finishes (a stale bit only costs the
+    /// rollup a row it filters out).
+    pub const IN_ROLLUP: i64 = 16;
+    /// It holds its unique key: in `task_store_unique`. Set while it is
+    /// unfinished (and completed, with `UNIQUE_THROUGH_COMPLETED`).
+    pub const HOLDS_KEY: i64 = 32;
 }
 
 pub const DEFAULT_QUEUE: &str = "default";
@@ -115,7 +149,7 @@ mod tests {
 
     #[test]
     fn the_storage_check_lists_every_status() {
-        let ddl = include_str!("../storage/001_initial.sql");
+        let ddl = include_str!("../storage/003_workflows.sql");
         let listed: Vec<String> = Status::ALL
             .iter()
             .map(|s| format!("status = '{}'", s.as_str()))

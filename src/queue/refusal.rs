@@ -13,6 +13,11 @@ pub struct Current {
     pub status: String,
     pub attempts: i64,
     pub worker: Option<String>,
+    /// Another task waits on it or for it (a parent, children, dependents).
+    pub linked: bool,
+    /// It has dependencies.
+    pub has_deps: bool,
+    pub seq: i64,
 }
 
 impl Current {
@@ -21,7 +26,11 @@ impl Current {
     }
 }
 
-const CURRENT_SQL: &str = "SELECT status, attempts, worker FROM main.task_store WHERE id = +?1";
+const CURRENT_SQL: &str = concat!(
+    "SELECT status, attempts, worker, NOT (",
+    plain_task!(),
+    "), flags & 1, seq FROM main.task_store WHERE id = +?1"
+);
 
 /// The task's current state; `task … not found` if there is none.
 pub fn current(q: &Queue, id: &str) -> Result<Current> {
@@ -34,6 +43,9 @@ pub fn current(q: &Queue, id: &str) -> Result<Current> {
         status: st.column_text(0).unwrap_or_default(),
         attempts: st.column_i64(1),
         worker: st.column_text(2),
+        linked: st.column_i64(3) != 0,
+        has_deps: st.column_i64(4) != 0,
+        seq: st.column_i64(5),
     })
 }
 

@@ -5,6 +5,7 @@
 //! was claimed again cannot touch the new attempt).
 
 use super::Queue;
+use super::flow::{self, Finished, finished_note};
 use super::ids::parse_id;
 use super::json::check_json;
 use super::model::{
@@ -13,6 +14,7 @@ use super::model::{
 };
 use super::notes::{Note, fields};
 use super::refusal::{current, not_running};
+use super::txn::atomically;
 use super::writeback;
 use crate::error::{Error, Result};
 use crate::ffi::{Owned, randomness};
@@ -40,28 +42,56 @@ pub struct FailArgs {
     pub delay_ms: Option<i64>,
 }
 
-const PROGRESS_SQL: &str = "\
-UPDATE main.task_store
+macro_rules! progress_sql {
+    ($flags:expr, $where:expr) => {
+        concat!(
+            "UPDATE main.task_store
    SET progress = coalesce(?3, progress),
        lease_ms = coalesce(?5, lease_ms),
-       lease_until = ?2 + coalesce(?5, lease_ms),
-       updated_at = task__note(?2, attempts, coalesce(?5, lease_ms))
- WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
+       lease_until = ?2 + coalesce(?5, lease_ms),",
+            $flags,
+            "
+       updated_at = task__note(?2, attempts, coalesce(?5, lease_ms),
+                               CASE WHEN parent_id IS NULL THEN 0 ELSE
+                                 (SELECT p.seq FROM main.task_store AS p
+                                   WHERE p.id = task_store.parent_id) END)
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",
+            $where
+        )
+    };
+}
 
-/// What PROGRESS_SQL notes: the attempt and the lease length now in force.
+// Any report that leaves the flags as they are: a plain task's, a
+// heartbeat, a child's that is already read by its parent's rollup. This
+// statement writes no flags, so it does not touch the workflow indexes.
+const PROGRESS_SQL: &str = progress_sql!(
+    "",
+    " AND (?3 IS NULL OR ?3 <= 0 OR parent_id IS NULL OR flags & 16)"
+);
+// A child's first progress: from now on its parent's rollup reads it.
+const PROGRESS_CHILD_SQL: &str = progress_sql!(
+    "
+       flags = CASE WHEN parent_id IS NOT NULL AND ?3 > 0 THEN flags | 16 ELSE flags END,",
+    ""
+);
+
+/// What PROGRESS_SQL notes: the attempt and the lease length now in force,
+/// and the parent's rowid (0: none), for write-back.
 struct ProgressNote {
     attempts: i64,
     lease_ms: i64,
+    parent: i64,
 }
 
 impl Note for ProgressNote {
     const WHAT: &'static str = "progress";
 
     fn read(values: Vec<Owned>) -> Result<Self> {
-        let [attempts, lease_ms] = fields::<Self, 2>(values)?;
+        let [attempts, lease_ms, parent] = fields::<Self, 3>(values)?;
         Ok(ProgressNote {
             attempts: attempts.int(),
             lease_ms: lease_ms.int(),
+            parent: parent.int(),
         })
     }
 }
@@ -96,18 +126,25 @@ pub fn progress(q: &Queue, id: &str, percent: Option<f64>, w: &WorkerArgs) -> Re
         (None, Some(h)) if attempt.is_none_or(|a| a == h.attempt) => Some(h.percent),
         (p, _) => p,
     };
-    let mut st = q.prepare(PROGRESS_SQL)?;
-    st.bind_text(1, &id)?;
-    st.bind_i64(2, now)?;
-    match percent {
-        // Whole numbers are stored as integers (the column has NUMERIC
-        // affinity), so the shell shows 40, not 40.0.
-        Some(p) => st.bind_f64(3, p)?,
-        None => st.bind_null(3)?,
+    let write = |sql: &'static str| -> Result<Option<ProgressNote>> {
+        let mut st = q.prepare(sql)?;
+        st.bind_text(1, &id)?;
+        st.bind_i64(2, now)?;
+        match percent {
+            // Whole numbers are stored as integers (the column has NUMERIC
+            // affinity), so the shell shows 40, not 40.0.
+            Some(p) => st.bind_f64(3, p)?,
+            None => st.bind_null(3)?,
+        }
+        st.bind_opt_i64(4, attempt)?;
+        st.bind_opt_i64(5, lease)?;
+        q.notes().first::<ProgressNote>(st)
+    };
+    let mut written = write(PROGRESS_SQL)?;
+    if written.is_none() && percent.is_some_and(|p| p > 0.0) {
+        written = write(PROGRESS_CHILD_SQL)?;
     }
-    st.bind_opt_i64(4, attempt)?;
-    st.bind_opt_i64(5, lease)?;
-    if let Some(row) = q.notes().first::<ProgressNote>(st)? {
+    if let Some(row) = written {
         writeback::take(q.key(), &id);
         if let (Some(ms), Some(p)) = (writeback, percent) {
             let held = writeback::Held {
@@ -115,6 +152,8 @@ pub fn progress(q: &Queue, id: &str, percent: Option<f64>, w: &WorkerArgs) -> Re
                 percent: p,
                 written_at: now,
                 interval: ms.min(row.lease_ms / 2),
+                stored: p,
+                parent: row.parent,
             };
             writeback::wrote(q.key(), &id, held);
         }
@@ -127,50 +166,132 @@ pub fn progress(q: &Queue, id: &str, percent: Option<f64>, w: &WorkerArgs) -> Re
     Err(not_running(q, &id, attempt))
 }
 
-const COMPLETE_SQL: &str = "\
-UPDATE main.task_store
+// A plain task (no parent, children or dependents) completes in this one
+// statement. Any other comes to `complete_linked`.
+const COMPLETE_SQL: &str = concat!(
+    "UPDATE main.task_store
    SET status = 'completed', result = ?3, progress = 100, lease_until = NULL,
        completed_at = ?2, updated_at = ?2
- WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4) AND ",
+    plain_task!()
+);
 
-/// Marks a running task completed with an optional JSON result.
-pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Result<()> {
+// A task with unfinished children is not completed: its own work is done,
+// and it waits for them (`flow.rs` completes it with the last one).
+macro_rules! completes_to {
+    () => {
+        "CASE WHEN children_done < children THEN 'waiting' ELSE 'completed' END"
+    };
+}
+
+const COMPLETE_LINKED_SQL: &str = concat!(
+    "UPDATE main.task_store
+   SET status = ",
+    completes_to!(),
+    ",
+       result = ?3, progress = 100, lease_until = NULL,
+       completed_at = CASE WHEN children_done < children THEN NULL ELSE ?2 END,
+       flags = CASE WHEN children_done < children THEN flags | 8
+                    ELSE (",
+    flags_completed!(),
+    ") | 8 END,
+       updated_at = task__note(?2, ",
+    finished_note!(completes_to!()),
+    ")
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)"
+);
+
+/// Marks a running task completed with an optional JSON result. Returns
+/// `completed`, or `waiting` for a task whose children have not all
+/// finished: it completes with the last of them.
+pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Result<Status> {
     let id = parse_id("id", id)?;
     if let Some(r) = result {
         check_json("result", r)?;
     }
     let attempt = check_attempt(w.attempt)?;
     let now = clock(w.now)?;
-    let mut st = q.prepare(COMPLETE_SQL)?;
-    st.bind_text(1, &id)?;
-    st.bind_i64(2, now)?;
-    st.bind_opt_text(3, result)?;
-    st.bind_opt_i64(4, attempt)?;
-    st.finish()?;
-    drop(st);
-    if q.conn().changes() == 1 {
-        writeback::take(q.key(), &id);
-        Ok(())
-    } else {
-        Err(not_running(q, &id, attempt))
+    // A task this connection claimed as in a workflow skips the plain
+    // statement, which could not match it.
+    if !q.take_linked(&id) {
+        let mut st = q.prepare(COMPLETE_SQL)?;
+        st.bind_text(1, &id)?;
+        st.bind_i64(2, now)?;
+        st.bind_opt_text(3, result)?;
+        st.bind_opt_i64(4, attempt)?;
+        st.finish()?;
+        drop(st);
+        if q.conn().changes() == 1 {
+            writeback::take(q.key(), &id);
+            return Ok(Status::Completed);
+        }
     }
+    // In a workflow, or not to be completed (then nothing matches and the
+    // refusal says why).
+    atomically(q, || {
+        let mut st = q.prepare(COMPLETE_LINKED_SQL)?;
+        st.bind_text(1, &id)?;
+        st.bind_i64(2, now)?;
+        st.bind_opt_text(3, result)?;
+        st.bind_opt_i64(4, attempt)?;
+        let Some(t) = q.notes().first::<Finished>(st)? else {
+            return Err(not_running(q, &id, attempt));
+        };
+        writeback::take(q.key(), &id);
+        let status = t.status;
+        if status == Status::Completed {
+            flow::settle(q, vec![t], now)?;
+        }
+        Ok(status)
+    })
 }
 
 // Retry or fail for good. The backoff is exponential in the attempt number
 // (base · 2^(attempt-1), capped) times a jitter factor in [0.5, 1] drawn in
 // Rust, so workers that fail together do not retry together.
-const FAIL_SQL: &str = "\
-UPDATE main.task_store
+macro_rules! fail_sql {
+    ($flags:expr, $note:expr, $where:expr) => {
+        concat!(
+            "UPDATE main.task_store
    SET status = CASE WHEN ?5 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
        run_at = CASE WHEN ?5 OR attempts >= max_attempts THEN run_at
                      ELSE ?2 + coalesce(?6, CAST(min(?7 * (1 << min(attempts - 1, 40)), ?8) * ?9
                                                  AS INTEGER)) END,
        completed_at = CASE WHEN ?5 OR attempts >= max_attempts THEN ?2 ELSE NULL END,
        worker = CASE WHEN ?5 OR attempts >= max_attempts THEN worker ELSE NULL END,
-       error = ?3, lease_until = NULL, progress = coalesce(?10, progress),
-       updated_at = task__note(?2, CASE WHEN ?5 OR attempts >= max_attempts
-                                        THEN 'failed' ELSE 'queued' END)
- WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)";
+       error = ?3, lease_until = NULL, progress = coalesce(?10, progress),",
+            $flags,
+            "
+       updated_at = task__note(?2, ",
+            $note,
+            ")
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",
+            $where
+        )
+    };
+}
+
+macro_rules! fails_to {
+    () => {
+        "CASE WHEN ?5 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END"
+    };
+}
+
+const FAIL_SQL: &str = fail_sql!("", fails_to!(), concat!(" AND ", plain_task!()));
+// A task in a workflow that fails for good gives up its flags 16 and 32; a
+// child that goes back to its queue with progress stays in the rollup.
+const FAIL_LINKED_SQL: &str = fail_sql!(
+    concat!(
+        "
+       flags = CASE WHEN ?5 OR attempts >= max_attempts THEN ",
+        flags_ended!(),
+        "
+                    WHEN parent_id IS NOT NULL AND coalesce(?10, progress) > 0 THEN flags | 16
+                    ELSE flags END,"
+    ),
+    finished_note!(fails_to!()),
+    ""
+);
 
 /// What FAIL_SQL notes: the status the task is left in.
 struct FailNote(Status);
@@ -196,27 +317,41 @@ pub fn fail(q: &Queue, id: &str, error: &str, f: &FailArgs) -> Result<Status> {
     let attempt = check_attempt(f.worker.attempt)?;
     let now = clock(f.worker.now)?;
     let delay = check_opt("delay", f.delay_ms, (0, MAX_TIME_MS - now))?;
-    let mut st = q.prepare(FAIL_SQL)?;
-    st.bind_text(1, &id)?;
-    st.bind_i64(2, now)?;
-    st.bind_text(3, error)?;
-    st.bind_opt_i64(4, attempt)?;
-    st.bind_i64(5, i64::from(!f.retry))?;
-    st.bind_opt_i64(6, delay)?;
-    st.bind_i64(7, BACKOFF_BASE_MS)?;
-    st.bind_i64(8, BACKOFF_CAP_MS)?;
-    st.bind_f64(9, jitter())?;
-    match writeback::get(q.key(), &id) {
-        Some(h) if attempt.is_none_or(|a| a == h.attempt) => st.bind_f64(10, h.percent)?,
-        _ => st.bind_null(10)?,
-    }
-    match q.notes().first::<FailNote>(st)? {
-        Some(FailNote(status)) => {
-            writeback::take(q.key(), &id);
-            Ok(status)
+    let jitter = jitter();
+    let bind = |sql: &'static str| -> Result<crate::ffi::Stmt> {
+        let mut st = q.prepare(sql)?;
+        st.bind_text(1, &id)?;
+        st.bind_i64(2, now)?;
+        st.bind_text(3, error)?;
+        st.bind_opt_i64(4, attempt)?;
+        st.bind_i64(5, i64::from(!f.retry))?;
+        st.bind_opt_i64(6, delay)?;
+        st.bind_i64(7, BACKOFF_BASE_MS)?;
+        st.bind_i64(8, BACKOFF_CAP_MS)?;
+        st.bind_f64(9, jitter)?;
+        match writeback::get(q.key(), &id) {
+            Some(h) if attempt.is_none_or(|a| a == h.attempt) => st.bind_f64(10, h.percent)?,
+            _ => st.bind_null(10)?,
         }
-        None => Err(not_running(q, &id, attempt)),
+        Ok(st)
+    };
+    if !q.take_linked(&id)
+        && let Some(FailNote(status)) = q.notes().first::<FailNote>(bind(FAIL_SQL)?)?
+    {
+        writeback::take(q.key(), &id);
+        return Ok(status);
     }
+    atomically(q, || {
+        let Some(t) = q.notes().first::<Finished>(bind(FAIL_LINKED_SQL)?)? else {
+            return Err(not_running(q, &id, attempt));
+        };
+        writeback::take(q.key(), &id);
+        let status = t.status;
+        if status == Status::Failed {
+            flow::settle(q, vec![t], now)?;
+        }
+        Ok(status)
+    })
 }
 
 /// A factor in [0.5, 1.0] from SQLite's PRNG.

@@ -31,6 +31,11 @@ pub struct Held {
     pub written_at: i64,
     /// Effective interval: the requested one, capped at half the lease.
     pub interval: i64,
+    /// The value last written to the database (a parent's rollup reads
+    /// that one and adds what the held one adds to it).
+    pub stored: f64,
+    /// Rowid of the task's parent, 0 for none.
+    pub parent: i64,
 }
 
 type Key = (String, String);
@@ -110,6 +115,22 @@ pub fn take(db: &str, id: &str) -> Option<Held> {
     })
 }
 
+/// What the values held for children of the task with rowid `parent` add
+/// to the values stored for them, and for which children (by id).
+pub fn held_children(db: &str, parent: i64) -> Vec<(String, f64)> {
+    if !any() || parent == 0 {
+        return Vec::new();
+    }
+    with(|map| {
+        map.as_ref().map_or_else(Vec::new, |m| {
+            m.iter()
+                .filter(|((d, _), h)| d == db && h.parent == parent)
+                .map(|((_, id), h)| (id.clone(), h.percent - h.stored))
+                .collect()
+        })
+    })
+}
+
 /// Forgets every value held for database `db`.
 pub fn forget_db(db: &str) {
     if !any() {
@@ -133,6 +154,8 @@ mod tests {
             percent: 10.0,
             written_at: 1_000,
             interval: 500,
+            stored: 10.0,
+            parent: 7,
         };
         wrote("db-a", "t1", h);
         assert!(hold("db-a", "t1", None, 20.0, 1_200));
@@ -141,6 +164,8 @@ mod tests {
         assert!(!hold("db-a", "t1", None, 50.0, 1_500), "interval over");
         assert!(!hold("db-b", "t1", None, 50.0, 1_200), "another database");
         assert_eq!(get("db-a", "t1").map(|h| h.percent), Some(30.0));
+        assert_eq!(held_children("db-a", 7), vec![("t1".to_string(), 20.0)]);
+        assert!(held_children("db-a", 8).is_empty());
         assert_eq!(take("db-a", "t1").map(|h| h.percent), Some(30.0));
         assert!(!any(), "the map is freed when empty");
     }

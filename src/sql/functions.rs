@@ -127,6 +127,12 @@ fn enqueue(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         parent_id: o.parent_id.as_deref(),
         id: o.id.as_deref(),
         now: o.now,
+        depends_on: o.depends_on,
+        unique_key: o.unique_key.as_deref(),
+        on_conflict: o.on_conflict.as_deref(),
+        unique_scope: o.unique_scope.as_deref(),
+        on_child_failure: o.on_child_failure.as_deref(),
+        wait_for_children: o.wait_for_children,
     };
     q.ensure_ready()?;
     queue::enqueue(q, &task).map(|t| Out::Text(t.id))
@@ -213,7 +219,7 @@ fn complete(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         ..WorkerArgs::default()
     };
     q.ensure_ready()?;
-    queue::complete(q, id, result, &w).map(|()| Out::Static(queue::Status::Completed.as_str()))
+    queue::complete(q, id, result, &w).map(|s| Out::Static(s.as_str()))
 }
 
 fn complete_batch(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {

@@ -151,6 +151,30 @@ impl Kind for QueueNames {
     }
 }
 
+/// A JSON array of task ids (validated as ids by the queue); absent: none.
+pub struct Ids;
+
+impl Kind for Ids {
+    type Out = Vec<String>;
+    fn read(key: &str, v: Option<J>) -> Result<Vec<String>> {
+        let bad = || Error::new(format!("option \"{key}\" must be an array of task ids"));
+        match v {
+            None | Some(J::Null) => Ok(Vec::new()),
+            Some(J::Array(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    J::String(s) => Ok(s),
+                    _ => Err(bad()),
+                })
+                .collect(),
+            Some(other) => Err(Error::new(format!(
+                "option \"{key}\" must be an array of task ids, got {}",
+                kind(&other)
+            ))),
+        }
+    }
+}
+
 /// A JSON number as a 64-bit integer.
 fn whole(key: &str, n: &serde_json::Number) -> Result<i64> {
     if let Some(i) = n.as_i64() {
@@ -209,6 +233,12 @@ options! {
         parent_id: Text,
         id: Text,
         now: Int,
+        depends_on: Ids,
+        unique_key: Text,
+        on_conflict: Text,
+        unique_scope: Text,
+        on_child_failure: Text,
+        wait_for_children: Flag,
     }
 
     /// `task_claim`, `task_claim_batch`.

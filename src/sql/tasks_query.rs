@@ -5,9 +5,11 @@
 //! heap-allocated statics: hosts that unload it with dlclose would leak them.
 
 /// Declares the columns once: the [`Col`] enum (a column's index is its
-/// position) and [`COLUMNS`] (name and declared type, in that order).
+/// position) and [`COLUMNS`] (name, declared type, and what the storage
+/// query reads for it: a `task_store` column, or NULL for one the cursor
+/// computes).
 macro_rules! columns {
-    ($($col:ident $name:literal $decl:literal,)*) => {
+    ($($col:ident $name:literal $decl:literal $source:literal,)*) => {
         /// A column of the `tasks` table; `col as usize` is its index.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Col {
@@ -19,35 +21,46 @@ macro_rules! columns {
             pub const ALL: &'static [Col] = &[$(Col::$col),*];
         }
 
-        /// Name and declared type of each column, in [`Col`] order.
-        pub const COLUMNS: &[(&str, &str)] = &[$(($name, $decl)),*];
+        /// Name, declared type and storage source of each column, in
+        /// [`Col`] order.
+        pub const COLUMNS: &[(&str, &str, &str)] = &[$(($name, $decl, $source)),*];
     };
 }
 
 columns! {
-    Id "id" "TEXT",
-    Queue "queue" "TEXT",
-    Type "type" "TEXT",
-    Status "status" "TEXT",
-    Priority "priority" "INTEGER",
-    Progress "progress" "NUMERIC",
-    Details "details" "TEXT",
-    Result "result" "TEXT",
-    Error "error" "TEXT",
-    Attempts "attempts" "INTEGER",
-    MaxAttempts "max_attempts" "INTEGER",
-    ParentId "parent_id" "TEXT",
-    Worker "worker" "TEXT",
-    LeaseUntil "lease_until" "INTEGER",
-    RunAt "run_at" "INTEGER",
-    CreatedAt "created_at" "INTEGER",
-    UpdatedAt "updated_at" "INTEGER",
-    StartedAt "started_at" "INTEGER",
-    CompletedAt "completed_at" "INTEGER",
-    // Hidden, write-only columns for INSERT: a relative start time and a
-    // supplied clock, the same as task_enqueue's `delay` and `now` options.
-    Delay "delay" "INTEGER HIDDEN",
-    Now "now" "INTEGER HIDDEN",
+    Id "id" "TEXT" "id",
+    Queue "queue" "TEXT" "queue",
+    Type "type" "TEXT" "type",
+    Status "status" "TEXT" "status",
+    Priority "priority" "INTEGER" "priority",
+    // A parent's is the rollup of its children's (computed by the cursor).
+    Progress "progress" "NUMERIC" "progress",
+    Details "details" "TEXT" "details",
+    Result "result" "TEXT" "result",
+    Error "error" "TEXT" "error",
+    Attempts "attempts" "INTEGER" "attempts",
+    MaxAttempts "max_attempts" "INTEGER" "max_attempts",
+    ParentId "parent_id" "TEXT" "parent_id",
+    Worker "worker" "TEXT" "worker",
+    LeaseUntil "lease_until" "INTEGER" "lease_until",
+    RunAt "run_at" "INTEGER" "run_at",
+    CreatedAt "created_at" "INTEGER" "created_at",
+    UpdatedAt "updated_at" "INTEGER" "updated_at",
+    StartedAt "started_at" "INTEGER" "started_at",
+    CompletedAt "completed_at" "INTEGER" "completed_at",
+    UniqueKey "unique_key" "TEXT" "unique_key",
+    // The ids the task waits for, as a JSON array (from task_deps).
+    DependsOn "depends_on" "TEXT" "NULL",
+    Children "children" "INTEGER" "children",
+    ChildrenDone "children_done" "INTEGER" "children_done",
+    // Hidden, write-only columns for INSERT: the task_enqueue options
+    // that are not properties of the task.
+    Delay "delay" "INTEGER HIDDEN" "NULL",
+    Now "now" "INTEGER HIDDEN" "NULL",
+    OnConflict "on_conflict" "TEXT HIDDEN" "NULL",
+    UniqueScope "unique_scope" "TEXT HIDDEN" "NULL",
+    OnChildFailure "on_child_failure" "TEXT HIDDEN" "NULL",
+    WaitForChildren "wait_for_children" "INTEGER HIDDEN" "NULL",
 }
 
 impl Col {
@@ -61,14 +74,17 @@ impl Col {
 }
 
 /// Visible columns: the storage SELECT returns them in this order,
-/// followed by `seq` (the rowid) at index `VISIBLE`.
-pub const VISIBLE: usize = Col::CompletedAt as usize + 1;
+/// followed by `seq` (the rowid) at index `VISIBLE` and `flags` after it.
+pub const VISIBLE: usize = Col::ChildrenDone as usize + 1;
+/// Index of `seq` and `flags` in the storage SELECT.
+pub const SEQ: usize = VISIBLE;
+pub const FLAGS: usize = VISIBLE + 1;
 
 /// The declaration SQLite is given (`sqlite3_declare_vtab`).
 pub fn declaration() -> String {
     let cols: Vec<String> = COLUMNS
         .iter()
-        .map(|(name, decl)| format!("{name} {decl}"))
+        .map(|(name, decl, _)| format!("{name} {decl}"))
         .collect();
     format!("CREATE TABLE x({})", cols.join(", "))
 }
@@ -94,13 +110,17 @@ pub const QUERIES: usize = BY_SEQ << 1;
 
 /// Each status branch's condition, and the status a `status = ?` filter
 /// must equal for that branch to be read. `status` is CHECKed to be one of
-/// the five values, so the branches hold every row. Queued, running, failed
-/// and cancelled tasks are read through their partial indexes; completed
-/// tasks are in none (see `storage/`), so their branch reads the table.
+/// the seven values, so the branches hold every row. Queued and running
+/// tasks are read through their partial indexes, failed, cancelled,
+/// blocked and waiting ones through `task_store_parked`; completed tasks
+/// are in none (see `storage/`), so their branch reads the table.
 const STATUS_BRANCHES: [(&str, Option<&str>); 4] = [
     ("status = 'queued'", Some("queued")),
     ("status = 'running'", Some("running")),
-    ("(status = 'failed' OR status = 'cancelled')", None),
+    (
+        "NOT (status = 'running' OR status = 'queued' OR status = 'completed')",
+        None,
+    ),
     ("status = 'completed'", Some("completed")),
 ];
 
@@ -119,9 +139,9 @@ const STATUS_BRANCHES: [(&str, Option<&str>); 4] = [
 /// Filters on id and parent_id are selective through their own indexes and
 /// go into one WHERE clause. Every other filter (status, queue, type) is
 /// split into one branch per status: queued tasks through
-/// `task_store_ready`, running ones through `task_store_running`, failed
-/// and cancelled ones through `task_store_failed`, completed ones from the
-/// table. A partial index is only usable when
+/// `task_store_ready`, running ones through `task_store_running`, failed,
+/// cancelled, blocked and waiting ones through `task_store_parked`,
+/// completed ones from the table. A partial index is only usable when
 /// the query names its status as a literal, so a bound status is compared
 /// with each branch's literal (a constant test SQLite evaluates once)
 /// rather than row by row. Bound values are written `+?N` so that matching
@@ -129,8 +149,11 @@ const STATUS_BRANCHES: [(&str, Option<&str>); 4] = [
 /// (see `queue/claim/sql.rs`). There is no index on queue or type for every
 /// row: it would cost a page write on every enqueue.
 pub fn build_select(mask: usize) -> String {
-    let names: Vec<&str> = COLUMNS[..VISIBLE].iter().map(|(name, _)| *name).collect();
-    let head = format!("SELECT {}, seq FROM main.task_store", names.join(", "));
+    let sources: Vec<&str> = COLUMNS[..VISIBLE].iter().map(|(_, _, src)| *src).collect();
+    let head = format!(
+        "SELECT {}, seq, flags FROM main.task_store",
+        sources.join(", ")
+    );
     let mut terms: Vec<(Option<Col>, String)> = Vec::new();
     for (bit, (col, _)) in FILTERS.iter().enumerate() {
         if mask & (1 << bit) != 0 {

@@ -27,11 +27,11 @@
 //! `sqlite3_close` checks for unfinalized statements (see `ffi/conn.rs`).
 
 use super::args::{Arg, Name};
-use super::tasks_query::{BY_ID, BY_PARENT, BY_SEQ, Col, FILTERS, VISIBLE};
+use super::tasks_query::{BY_ID, BY_PARENT, BY_SEQ, Col, FILTERS, FLAGS, SEQ, VISIBLE};
 use crate::error::{Error, Result};
 use crate::ffi::{self, ColumnResult, IndexInfo, Stmt, Value, ValueRef};
-use crate::queue::model::quoted;
-use crate::queue::{self, NewTask, Queue, Reschedule, Status, writeback};
+use crate::queue::model::{flags, quoted};
+use crate::queue::{self, NewTask, Queue, Reschedule, Status, tree, writeback};
 use std::ffi::CStr;
 use std::os::raw::c_int;
 use std::rc::Rc;
@@ -143,14 +143,17 @@ impl ffi::Table for Tasks {
         })
     }
 
-    fn update(&self, args: &[Value<'_>]) -> Result<Option<i64>> {
+    fn update(&self, args: &[ValueRef<'_>]) -> Result<Option<i64>> {
         let q = &self.q;
         q.ensure_ready()?;
-        match args {
+        let values: Vec<Value<'_>> = args.iter().map(|v| v.get()).collect();
+        match values.as_slice() {
             [Value::Integer(seq)] => queue::delete(q, *seq).map(|()| None),
             [Value::Null, new_rowid, cols @ ..] => insert(q, *new_rowid, cols).map(Some),
             [Value::Integer(old), new_rowid, cols @ ..] => {
-                update_row(q, *old, *new_rowid, cols).map(|()| None)
+                // The columns the UPDATE sets (SQLite marks the others).
+                let set: Vec<bool> = args.iter().skip(2).map(|v| !v.unchanged()).collect();
+                update_row(q, *old, *new_rowid, cols, &set).map(|()| None)
             }
             _ => Err(Error::new("unsupported change")),
         }
@@ -197,34 +200,81 @@ impl ffi::Cursor for Scan {
     }
 
     fn column(&self, out: &mut ColumnResult<'_>, i: c_int) -> Result<()> {
+        // Read for an UPDATE that does not set it: no value needed (and
+        // xUpdate then knows the column is not being set).
+        if out.unchanged() {
+            return Ok(());
+        }
         let col = usize::try_from(i).ok().and_then(Col::at);
         match (&self.stmt, col) {
-            (Some(st), Some(Col::Progress)) if writeback::any() => {
-                // A value held by write-back (any connection of this
-                // process) is fresher than the stored one.
-                let held = st
-                    .column_text(Col::Id as c_int)
-                    .and_then(|id| writeback::get(self.q.key(), &id))
-                    .filter(|h| {
-                        st.column_text(Col::Status as c_int).as_deref()
-                            == Some(Status::Running.as_str())
-                            && h.attempt == st.column_i64(Col::Attempts as c_int)
-                    });
-                match held {
-                    Some(h) if h.percent.fract() == 0.0 => out.set_i64(h.percent as i64),
-                    Some(h) => out.set_f64(h.percent),
-                    None => out.set_column(st, i),
-                }
-            }
-            (Some(st), Some(c)) if (c as usize) < VISIBLE => out.set_column(st, i),
+            (Some(st), Some(c)) if (c as usize) < VISIBLE => match shown(&self.q, st, c)? {
+                Shown::Stored => out.set_column(st, i),
+                Shown::Number(v) if v.fract() == 0.0 => out.set_i64(v as i64),
+                Shown::Number(v) => out.set_f64(v),
+                Shown::Text(t) => out.set_text(&t),
+                Shown::Null => out.set_null(),
+            },
             _ => out.set_null(),
         }
         Ok(())
     }
 
     fn rowid(&self) -> Result<i64> {
-        let seq = c_int::try_from(VISIBLE).unwrap_or(0);
+        let seq = c_int::try_from(SEQ).unwrap_or(0);
         Ok(self.stmt.as_ref().map_or(0, |st| st.column_i64(seq)))
+    }
+}
+
+/// What a visible column shows, when it is not the stored value.
+enum Shown {
+    Stored,
+    Number(f64),
+    Text(String),
+    Null,
+}
+
+fn int(st: &Stmt, c: Col) -> i64 {
+    st.column_i64(c as c_int)
+}
+
+/// The value column `c` of the storage row `st` shows: a parent's progress
+/// is the rollup of its children's; a held write-back value (any
+/// connection of this process) is fresher than the stored one; the
+/// dependencies are read from task_deps.
+fn shown(q: &Queue, st: &Stmt, c: Col) -> Result<Shown> {
+    match c {
+        Col::Progress if int(st, Col::Children) > 0 => {
+            let id = st.column_text(Col::Id as c_int).unwrap_or_default();
+            let seq = st.column_i64(SEQ as c_int);
+            if st.column_text(Col::Status as c_int).as_deref() == Some(Status::Completed.as_str()) {
+                return Ok(Shown::Number(100.0));
+            }
+            let r = tree::rollup(
+                q,
+                &id,
+                seq,
+                int(st, Col::Children),
+                int(st, Col::ChildrenDone),
+            )?;
+            Ok(Shown::Number(r))
+        }
+        Col::Progress if writeback::any() => {
+            let held = st
+                .column_text(Col::Id as c_int)
+                .and_then(|id| writeback::get(q.key(), &id))
+                .filter(|h| {
+                    st.column_text(Col::Status as c_int).as_deref()
+                        == Some(Status::Running.as_str())
+                        && h.attempt == int(st, Col::Attempts)
+                });
+            Ok(held.map_or(Shown::Stored, |h| Shown::Number(h.percent)))
+        }
+        Col::DependsOn if st.column_i64(FLAGS as c_int) & flags::HAS_DEPS != 0 => {
+            let ids = queue::deps::of(q, st.column_i64(SEQ as c_int))?;
+            Ok(Shown::Text(queue::deps::json(&ids)))
+        }
+        Col::DependsOn => Ok(Shown::Null),
+        _ => Ok(Shown::Stored),
     }
 }
 
@@ -247,7 +297,7 @@ fn insert(q: &Queue, rowid: Value<'_>, cols: &[Value<'_>]) -> Result<i64> {
     if rowid != Value::Null {
         return Err(Error::new("rowid cannot be set; it is assigned on INSERT"));
     }
-    const SETTABLE: [Col; 11] = [
+    const SETTABLE: [Col; 17] = [
         Col::Id,
         Col::Queue,
         Col::Type,
@@ -257,8 +307,14 @@ fn insert(q: &Queue, rowid: Value<'_>, cols: &[Value<'_>]) -> Result<i64> {
         Col::MaxAttempts,
         Col::ParentId,
         Col::RunAt,
+        Col::UniqueKey,
+        Col::DependsOn,
         Col::Delay,
         Col::Now,
+        Col::OnConflict,
+        Col::UniqueScope,
+        Col::OnChildFailure,
+        Col::WaitForChildren,
     ];
     for &c in Col::ALL.iter().take(cols.len()) {
         if !SETTABLE.contains(&c) && col(cols, c).value != Value::Null {
@@ -291,8 +347,23 @@ fn insert(q: &Queue, rowid: Value<'_>, cols: &[Value<'_>]) -> Result<i64> {
         parent_id: col(cols, Col::ParentId).opt_text()?,
         id: col(cols, Col::Id).opt_text()?,
         now: col(cols, Col::Now).opt_whole()?,
+        depends_on: ids_column(col(cols, Col::DependsOn))?,
+        unique_key: col(cols, Col::UniqueKey).opt_text()?,
+        on_conflict: col(cols, Col::OnConflict).opt_text()?,
+        unique_scope: col(cols, Col::UniqueScope).opt_text()?,
+        on_child_failure: col(cols, Col::OnChildFailure).opt_text()?,
+        wait_for_children: col(cols, Col::WaitForChildren).opt_whole()?.map(|g| g != 0),
     };
     queue::enqueue(q, &task).map(|t| t.seq)
+}
+
+/// `depends_on` as written to the table: a JSON array of ids, or NULL.
+fn ids_column(arg: Arg<'_>) -> Result<Vec<String>> {
+    let Some(text) = arg.opt_text()? else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_str::<Vec<String>>(text)
+        .map_err(|_| Error::new("column depends_on must be a JSON array of task ids"))
 }
 
 /// Values equal as SQL would store them (an integer equals the same real).
@@ -305,12 +376,19 @@ fn same(a: Value<'_>, b: Value<'_>) -> bool {
     }
 }
 
-/// UPDATE tasks SET ...: SQLite passes every column, changed or not, so
-/// the change is what differs from the stored row. Either a status change
-/// alone (to 'cancelled' to cancel, or to 'queued' to retry a failed or
-/// cancelled task), or new queue, priority, run_at or max_attempts for a
-/// queued task (a reschedule); anything else is refused, naming the column.
-fn update_row(q: &Queue, old: i64, new_rowid: Value<'_>, cols: &[Value<'_>]) -> Result<()> {
+/// UPDATE tasks SET ...: the change is the columns the UPDATE sets (`set`,
+/// as SQLite marks them) to a value other than the one stored (or shown).
+/// Either a status change alone (to 'cancelled' to cancel, or to 'queued'
+/// to retry a failed or cancelled task), or new queue, priority, run_at or
+/// max_attempts for a task that has not started (a reschedule); anything
+/// else is refused, naming the column.
+fn update_row(
+    q: &Queue,
+    old: i64,
+    new_rowid: Value<'_>,
+    cols: &[Value<'_>],
+    set: &[bool],
+) -> Result<()> {
     if new_rowid != Value::Integer(old) {
         return Err(Error::new("rowid cannot be changed"));
     }
@@ -324,10 +402,21 @@ fn update_row(q: &Queue, old: i64, new_rowid: Value<'_>, cols: &[Value<'_>]) -> 
     let held = writeback::get(q.key(), &id).map(|h| Value::Real(h.percent));
     let mut changed = Vec::new();
     for &c in &Col::ALL[..VISIBLE] {
+        if !set.get(c as usize).copied().unwrap_or(true) {
+            continue;
+        }
         let current = st.column(c as c_int);
         let new = col(cols, c).value;
-        let unchanged =
-            same(current, new) || (c == Col::Progress && held.is_some_and(|h| same(h, new)));
+        // SQLite passes the value it read, which may be the one shown
+        // rather than the one stored (see `shown`).
+        let unchanged = same(current, new)
+            || (c == Col::Progress && held.is_some_and(|h| same(h, new)))
+            || match shown(q, &st, c)? {
+                Shown::Stored => false,
+                Shown::Number(v) => same(Value::Real(v), new),
+                Shown::Text(t) => new == Value::Text(&t),
+                Shown::Null => new == Value::Null,
+            };
         if !unchanged {
             changed.push(c);
         }
@@ -412,16 +501,16 @@ mod tests {
             assert_eq!(Col::at(i), Some(*c));
         }
         assert_eq!(Col::MaxAttempts.name(), "max_attempts");
-        assert_eq!(VISIBLE, 19);
+        assert_eq!(VISIBLE, 23);
         assert!(
             COLUMNS[VISIBLE..]
                 .iter()
-                .all(|(_, d)| d.ends_with("HIDDEN"))
+                .all(|(_, d, _)| d.ends_with("HIDDEN"))
         );
         assert!(
             COLUMNS[..VISIBLE]
                 .iter()
-                .all(|(_, d)| !d.contains("HIDDEN"))
+                .all(|(_, d, _)| !d.contains("HIDDEN"))
         );
         assert_eq!(FILTERS[0].0, Col::Id);
         assert_eq!(FILTERS[4].0, Col::ParentId);

@@ -23,12 +23,24 @@
 //!   claim-and-complete cycle instead of 6.4, and 9.9 per batch of 32
 //!   instead of 13.7 (an index appended at its right edge rebalances three
 //!   pages whenever its last page fills). Failed and cancelled tasks, the
-//!   ones people look for, sit in `task_store_failed` by status, type,
-//!   queue and completion time: one insert when they end, never updated.
-//!   A query for completed tasks reads the table.
+//!   ones people look for, sit in `task_store_parked` by status, type,
+//!   queue and completion time: one insert when they end, never updated;
+//!   since version 3 with the tasks that wait for others (blocked,
+//!   waiting). A query for completed tasks reads the table.
+//! - Every index a statement may move a row in costs it a cursor and a
+//!   test of the index's WHERE on the old and the new row, whether the row
+//!   is in it or not (measured with callgrind: about 600 instructions per
+//!   index and statement, where a claim plus a completion is some 90,000).
+//!   SQLite spends them only on the indexes whose columns or WHERE the
+//!   statement writes. So the workflow indexes are few and partial on
+//!   `flags` bits, which only the workflow path writes: one for the unique
+//!   keys (32), one for the children a rollup reads (16,
+//!   `task_store_busy`); a plain task's claim and completion, which write
+//!   `status` and `progress`, skip both. The waiting tasks share
+//!   `task_store_parked` with the failed ones.
 //! - No index is keyed on type or queue for every row: each would cost a
 //!   page write on every enqueue (measured: one such index cuts single
-//!   enqueues by ~15%). Filters on them use the three status indexes above,
+//!   enqueues by ~15%). Filters on them use the status indexes above,
 //!   and for completed tasks a table scan; together they cover every row
 //!   because `status` is CHECKed.
 //! - Children are found through `task_store_parent`, which only holds tasks
@@ -43,10 +55,28 @@ use crate::error::{Error, NOT_INITIALIZED, Result};
 use crate::ffi::Conn;
 use std::rc::Rc;
 
-/// Each version's DDL, applied in order from the stored version.
-const MIGRATIONS: &[&str] = &[
-    include_str!("001_initial.sql"),
-    include_str!("002_completed_leave_status_indexes.sql"),
+/// One version's step from the one before.
+struct Migration {
+    sql: &'static str,
+    /// The step rebuilds task_store (drops it for a copy): the triggers and
+    /// views that name it are dropped before and recreated after.
+    rebuilds: bool,
+}
+
+/// Each version's step, applied in order from the stored version.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        sql: include_str!("001_initial.sql"),
+        rebuilds: false,
+    },
+    Migration {
+        sql: include_str!("002_completed_leave_status_indexes.sql"),
+        rebuilds: false,
+    },
+    Migration {
+        sql: include_str!("003_workflows.sql"),
+        rebuilds: true,
+    },
 ];
 
 /// The schema version this build writes and expects.
@@ -129,10 +159,15 @@ fn migrate(conn: &Rc<Conn>) -> Result<i64> {
     if current > SCHEMA_VERSION {
         return Err(newer(current));
     }
-    for (i, ddl) in MIGRATIONS.iter().enumerate() {
+    for (i, step) in MIGRATIONS.iter().enumerate() {
         let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
-        if version > current {
-            conn.exec(ddl)?;
+        if version <= current {
+            continue;
+        }
+        if step.rebuilds && current > 0 {
+            rebuild(conn, step.sql)?;
+        } else {
+            conn.exec(step.sql)?;
         }
     }
     let mut st = conn.prepare_once(
@@ -144,6 +179,48 @@ fn migrate(conn: &Rc<Conn>) -> Result<i64> {
     Ok(SCHEMA_VERSION)
 }
 
+/// Runs a step that replaces task_store with a rebuilt copy, keeping the
+/// user's triggers and views that name it: SQLite drops a table's triggers
+/// with it, and renaming the old table out of the way would rewrite them
+/// to name the old one. So they are dropped first and made again, from
+/// their own SQL, once the new table stands under the name (as SQLite's
+/// documentation describes for changes ALTER TABLE cannot make).
+fn rebuild(conn: &Rc<Conn>, sql: &str) -> Result<()> {
+    let mut saved: Vec<(String, String, String)> = Vec::new();
+    let mut st = conn.prepare_once(
+        "SELECT type, name, sql FROM main.sqlite_master
+          WHERE (type = 'trigger' OR type = 'view') AND sql IS NOT NULL
+            AND (tbl_name = 'task_store' OR sql LIKE '%task\\_store%' ESCAPE '\\')
+          ORDER BY type = 'view' DESC, rowid",
+    )?;
+    while st.step()? {
+        saved.push((
+            st.column_text(0).unwrap_or_default(),
+            st.column_text(1).unwrap_or_default(),
+            st.column_text(2).unwrap_or_default(),
+        ));
+    }
+    drop(st);
+    for (kind, name, _) in &saved {
+        let kind = if kind == "view" { "VIEW" } else { "TRIGGER" };
+        conn.exec(&format!("DROP {kind} main.{}", quote_name(name)))?;
+    }
+    conn.exec(sql)?;
+    // Views first, then triggers (a trigger may read a view).
+    for (_, _, create) in saved.iter().filter(|(k, _, _)| k == "view") {
+        conn.exec(create)?;
+    }
+    for (_, _, create) in saved.iter().filter(|(k, _, _)| k == "trigger") {
+        conn.exec(create)?;
+    }
+    Ok(())
+}
+
+/// An identifier quoted for SQL text.
+fn quote_name(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,19 +229,17 @@ mod tests {
     fn migrations_only_name_the_main_schema_s_tables() {
         // Every statement a migration runs names `main.` explicitly: an
         // attached database with a task_store of its own is never touched.
-        for ddl in MIGRATIONS {
-            for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                let code: String = stmt
-                    .lines()
-                    .filter(|l| !l.trim_start().starts_with("--"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                if code.trim().is_empty() {
-                    continue;
-                }
-                assert!(code.contains(" main.task_store"), "{code}");
+        for step in MIGRATIONS {
+            let code: String = step
+                .sql
+                .lines()
+                .map(|l| l.split("--").next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(" ");
+            for stmt in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                assert!(stmt.contains(" main.task_"), "{stmt}");
             }
         }
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
     }
 }

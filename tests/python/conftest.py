@@ -48,7 +48,7 @@ def raw_db(tmp_path):
 def db(tmp_path):
     """The extension loaded and the storage created."""
     db = connect(tmp_path / "task.db")
-    assert one(db, "SELECT task_init()") == 2
+    assert one(db, "SELECT task_init()") == 3
     yield db
     db.close()
 
@@ -101,7 +101,8 @@ def claim(db, worker="w1", **options):
 COLUMNS = [
     "id", "queue", "type", "status", "priority", "progress", "details", "result",
     "error", "attempts", "max_attempts", "parent_id", "worker", "lease_until",
-    "run_at", "created_at", "updated_at", "started_at", "completed_at",
+    "run_at", "created_at", "updated_at", "started_at", "completed_at", "unique_key",
+    "depends_on", "children", "children_done",
 ]
 
 

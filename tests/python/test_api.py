@@ -91,7 +91,7 @@ def test_debug_reports_version_host_schema_and_build(db, raw_db):
     sqlite_version = one(db, "SELECT sqlite_version()")
     assert lines[0] == "sqlite-task " + one(db, "SELECT task_version()")
     assert lines[1] == f"sqlite {sqlite_version} (floor 3.35.4)"
-    assert lines[2] == "schema 2 (this build: 2)"
+    assert lines[2] == "schema 3 (this build: 3)"
     assert lines[3] in ("build release", "build debug")
     assert len(lines) == 4
     raw = one(raw_db, "SELECT task_debug()").split("\n")
@@ -99,28 +99,33 @@ def test_debug_reports_version_host_schema_and_build(db, raw_db):
 
 
 def test_init_creates_the_storage_and_is_idempotent(raw_db):
-    assert one(raw_db, "SELECT task_init()") == 2
+    assert one(raw_db, "SELECT task_init()") == 3
     names = [r[0] for r in rows(raw_db, "SELECT name FROM sqlite_master ORDER BY name")]
     assert names == [
         "sqlite_autoindex_task_meta_1",
+        "task_deps",
+        "task_deps_task",
         "task_meta",
         "task_store",
-        "task_store_failed",
+        "task_store_busy",
         "task_store_id",
         "task_store_parent",
+        "task_store_parked",
         "task_store_ready",
         "task_store_running",
+        "task_store_unique",
     ]
-    assert rows(raw_db, "SELECT key, value FROM task_meta") == [("schema_version", 2)]
+    assert rows(raw_db, "SELECT key, value FROM task_meta") == [("schema_version", 3)]
     enqueue(raw_db, "job", id=ID1)
     before = snapshot(raw_db)
-    assert one(raw_db, "SELECT task_init()") == 2
+    assert one(raw_db, "SELECT task_init()") == 3
     assert snapshot(raw_db) == before
 
 
 def test_the_storage_checks_status(db):
-    # status is CHECKed (docs/storage.md), so the three partial status
-    # indexes hold every row; a direct write cannot add a sixth status.
+    # status is CHECKed (docs/storage.md), so the status indexes and the
+    # completed tasks' table scan hold every row; a direct write cannot add
+    # an eighth status.
     enqueue(db, "job", id=ID1, now=0)
     before = snapshot(db)
     # The CHECK is named (docs/storage.md), and the violation says so.
@@ -135,13 +140,18 @@ def test_the_storage_checks_status(db):
         )
     assert str(err.value) == "CHECK constraint failed: task_status"
     assert snapshot(db) == before
-    indexed = rows(db, "SELECT name FROM pragma_index_info('task_store_failed') ORDER BY seqno")
+    indexed = rows(db, "SELECT name FROM pragma_index_info('task_store_parked') ORDER BY seqno")
     assert [r[0] for r in indexed] == ["status", "type", "queue", "completed_at"]
+    # A query of one's own reads it by repeating its condition (docs/storage.md).
+    own = ("SELECT id FROM task_store WHERE NOT (status = 'running' OR status = 'queued' OR status = 'completed')"
+           " AND status = 'failed'")
+    plan = " ".join(r[3] for r in rows(db, "EXPLAIN QUERY PLAN " + own))
+    assert "INDEX task_store_parked (status=?)" in plan, plan
 
 
 def test_init_inside_a_transaction_rolls_back_with_it(raw_db):
     raw_db.execute("BEGIN")
-    assert one(raw_db, "SELECT task_init()") == 2
+    assert one(raw_db, "SELECT task_init()") == 3
     raw_db.execute("ROLLBACK")
     assert one(raw_db, "SELECT count(*) FROM sqlite_master") == 0
 
@@ -191,17 +201,21 @@ def test_a_version_1_storage_is_migrated_by_task_init(tmp_path):
     path = tmp_path / "v1.db"
     plain = connect(path, load=False)
     plain.execute(SCHEMA_V1)
-    before = rows(plain, "SELECT * FROM task_store ORDER BY seq")
+    cols = ", ".join(r[1] for r in rows(plain, "PRAGMA table_info(task_store)"))
+    before = rows(plain, f"SELECT {cols} FROM task_store ORDER BY seq")
     plain.close()
     db = connect(path)
     # Until task_init() runs, every verb says what to do.
-    older = "the task storage is at schema version 1, this extension needs 2; run SELECT task_init() to migrate it"
+    older = "the task storage is at schema version 1, this extension needs 3; run SELECT task_init() to migrate it"
     assert fails(db, "SELECT task_claim('w2', ?)", opts(now=5000), match=older) == "task_claim: " + older
-    assert one(db, "SELECT task_init()") == 2
-    assert rows(db, "SELECT value FROM task_meta WHERE key = 'schema_version'") == [(2,)]
-    assert rows(db, "SELECT * FROM task_store ORDER BY seq") == before
+    assert one(db, "SELECT task_init()") == 3
+    assert rows(db, "SELECT value FROM task_meta WHERE key = 'schema_version'") == [(3,)]
+    assert rows(db, f"SELECT {cols} FROM task_store ORDER BY seq") == before
     partial = [r[0] for r in rows(db, "SELECT name FROM pragma_index_list('task_store') WHERE partial ORDER BY name")]
-    assert partial == ["task_store_failed", "task_store_parent", "task_store_ready", "task_store_running"]
+    assert partial == [
+        "task_store_busy", "task_store_parent", "task_store_parked", "task_store_ready", "task_store_running",
+        "task_store_unique",
+    ]
     assert one(db, "SELECT task_check()") == "ok"
     # The migrated storage answers every status, and the queue goes on.
     got = rows(db, "SELECT status, substr(id, 36) FROM tasks ORDER BY status")
@@ -210,12 +224,72 @@ def test_a_version_1_storage_is_migrated_by_task_init(tmp_path):
     assert claim(db, "w2", now=5000)["id"] == ID1
     assert one(db, "SELECT task_complete(?, NULL, ?)", ID1, opts(now=6000)) == "completed"
     assert one(db, "SELECT count(*) FROM tasks WHERE status = 'completed'") == 2
-    assert one(db, "SELECT task_init()") == 2
+    assert one(db, "SELECT task_init()") == 3
+
+
+# The storage as schema version 2 created it (frozen), with a family made
+# when parent_id had no consequence, and a user's trigger and view on it.
+SCHEMA_V2 = (
+    SCHEMA_V1.replace("INSERT INTO task_meta VALUES ('schema_version', 1);", "INSERT INTO task_meta VALUES ('schema_version', 2);")
+    .replace(
+        """CREATE INDEX task_store_finished ON task_store(status, type, queue, completed_at)
+  WHERE status = 'completed' OR status = 'failed' OR status = 'cancelled';""",
+        """CREATE INDEX task_store_failed ON task_store(status, type, queue, completed_at)
+  WHERE status = 'failed' OR status = 'cancelled';""",
+    )
+    + """
+INSERT INTO task_store(id, queue, type, status, max_attempts, run_at, created_at, updated_at, parent_id,
+                       completed_at, progress)
+VALUES ('0193a000-0000-7000-8000-000000000011', 'default', 'child', 'queued', 3, 1000, 1000, 1000,
+        '0193a000-0000-7000-8000-000000000003', NULL, 30),
+       ('0193a000-0000-7000-8000-000000000012', 'default', 'child', 'completed', 3, 1000, 1000, 1000,
+        '0193a000-0000-7000-8000-000000000003', 3000, 100);
+CREATE TABLE audit (id TEXT, status TEXT);
+CREATE TRIGGER task_audit AFTER UPDATE OF status ON task_store
+  BEGIN INSERT INTO audit VALUES (NEW.id, NEW.status); END;
+CREATE VIEW open_tasks AS SELECT id, status FROM task_store WHERE status = 'queued' OR status = 'running';
+"""
+)
+
+
+def test_a_version_2_storage_is_rebuilt_by_task_init_keeping_rows_triggers_and_views(tmp_path):
+    path = tmp_path / "v2.db"
+    plain = connect(path, load=False)
+    plain.execute(SCHEMA_V2)
+    cols = ", ".join(r[1] for r in rows(plain, "PRAGMA table_info(task_store)"))
+    before = rows(plain, f"SELECT {cols} FROM task_store ORDER BY seq")
+    plain.close()
+    db = connect(path)
+    older = "the task storage is at schema version 2, this extension needs 3; run SELECT task_init() to migrate it"
+    assert fails(db, "SELECT task_claim('w2', ?)", opts(now=5000), match=older) == "task_claim: " + older
+    assert one(db, "SELECT task_init()") == 3
+    # Every row, rowid and id kept; the new columns at their defaults, but
+    # for the children the version 2 family already had.
+    assert rows(db, f"SELECT {cols} FROM task_store ORDER BY seq") == before
+    assert rows(db, "SELECT substr(id, 35), children, children_done FROM task_store WHERE children > 0") == [
+        ("03", 2, 1),
+    ]
+    # The unfinished child with progress is in the rollup's index.
+    assert rows(db, "SELECT substr(id, 35) FROM task_store WHERE flags & 16") == [("11",)]
+    names = [r[0] for r in rows(db, "SELECT name FROM pragma_index_list('task_store') ORDER BY name")]
+    assert names == [
+        "task_store_busy", "task_store_id", "task_store_parent", "task_store_parked", "task_store_ready",
+        "task_store_running", "task_store_unique",
+    ]
+    # The user's trigger and view are there and work on the new table.
+    assert rows(db, "SELECT type, name FROM sqlite_master WHERE name IN ('task_audit', 'open_tasks') ORDER BY name") == [
+        ("view", "open_tasks"), ("trigger", "task_audit"),
+    ]
+    assert claim(db, "w2", now=5000)["id"] == ID1
+    assert rows(db, "SELECT * FROM audit") == [(ID1, "running")]
+    assert one(db, "SELECT count(*) FROM open_tasks") == 3
+    assert one(db, "SELECT task_check()") == "ok"
+    assert one(db, "SELECT task_init()") == 3
 
 
 def test_a_storage_from_a_newer_release_is_refused(db, tmp_path):
-    db.execute("UPDATE task_meta SET value = 3 WHERE key = 'schema_version'")
-    newer = "the task storage is at schema version 3, newer than this extension (version 2); load a newer sqlite-task"
+    db.execute("UPDATE task_meta SET value = 4 WHERE key = 'schema_version'")
+    newer = "the task storage is at schema version 4, newer than this extension (version 3); load a newer sqlite-task"
     other = connect(tmp_path / "task.db")
     try:
         msg = fails(other, "SELECT task_init()", match=newer)
@@ -311,6 +385,10 @@ def test_enqueue_defaults(db):
         "updated_at": 1000,
         "started_at": None,
         "completed_at": None,
+        "unique_key": None,
+        "depends_on": None,
+        "children": 0,
+        "children_done": 0,
     }
 
 
@@ -423,11 +501,11 @@ ENQUEUE_BAD = [
     (("job", None, "true"), not_an_object("a boolean")),
     (
         ("job", None, '{"prority": 1}'),
-        'unknown option "prority" (expected one of: queue, priority, run_at, delay, max_attempts, parent_id, id, now)',
+        'unknown option "prority" (expected one of: queue, priority, run_at, delay, max_attempts, parent_id, id, now, depends_on, unique_key, on_conflict, unique_scope, on_child_failure, wait_for_children)',
     ),
     (
         ("job", None, '{"lease": 1, "queue": "q"}'),
-        'unknown option "lease" (expected one of: queue, priority, run_at, delay, max_attempts, parent_id, id, now)',
+        'unknown option "lease" (expected one of: queue, priority, run_at, delay, max_attempts, parent_id, id, now, depends_on, unique_key, on_conflict, unique_scope, on_child_failure, wait_for_children)',
     ),
     # options: types and ranges
     (("job", None, '{"priority": "5"}'), 'option "priority" must be a whole number, got a string'),
@@ -959,7 +1037,7 @@ def test_claim_batch_takes_tasks_in_claim_order_up_to_the_limit(db, limit, queue
 def test_a_batch_claims_what_as_many_single_claims_would(db, tmp_path):
     twin = connect(tmp_path / "twin.db")
     try:
-        assert one(twin, "SELECT task_init()") == 2
+        assert one(twin, "SELECT task_init()") == 3
         for conn in (db, twin):
             for i, (name, priority, run_at) in enumerate(ORDER_TASKS):
                 enqueue(conn, name, queue="q", priority=priority, run_at=run_at, id=f"0193a000-0000-7000-8000-{i:012d}", now=0)
@@ -1400,7 +1478,10 @@ def test_cancel_refuses_a_finished_task(db, running, state):
     else:
         one(db, "SELECT task_cancel(?)", ID1)
     msg = fails(db, "SELECT task_cancel(?)", ID1, match="already")
-    assert msg == f"task_cancel: task {ID1} is already {state}; only queued or running tasks can be cancelled"
+    assert msg == (
+        f"task_cancel: task {ID1} is already {state}; only queued, running, blocked or waiting tasks can be"
+        " cancelled"
+    )
 
 
 @pytest.mark.parametrize(
@@ -1474,7 +1555,9 @@ def test_a_task_through_its_life_with_a_child(db):
         (ID1, "completed", '{"ok":1}'),
         (ID2, "completed", '"png"'),
     ]
-    assert enqueue(db, id=ID3, parent_id=parent) == ID3
+    # A finished task takes no more children (it could not be unfinished
+    # again).
+    fails(db, "SELECT task_enqueue('x', NULL, ?)", opts(id=ID3, parent_id=parent), match="children can only")
 
 
 # ---- task_complete_batch and task_fail_batch -------------------------------

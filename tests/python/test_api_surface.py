@@ -124,12 +124,24 @@ def test_internal_functions_are_refused_in_triggers_and_views(db, name):
 
 def test_module_list(raw_db):
     assert rows(raw_db, "SELECT name FROM pragma_module_list WHERE name = 'tasks'") == [("tasks",)]
-    assert rows(raw_db, "SELECT name FROM pragma_module_list WHERE name LIKE 'task%' ORDER BY name") == [("tasks",)]
+    assert rows(raw_db, "SELECT name FROM pragma_module_list WHERE name LIKE 'task%' ORDER BY name") == [
+        ("task_tree",), ("tasks",),
+    ]
+
+
+def test_task_tree_is_an_eponymous_table_valued_function(raw_db):
+    cols = rows(raw_db, "SELECT name, hidden FROM pragma_table_xinfo('task_tree') ORDER BY cid")
+    assert cols == [
+        ("id", 0), ("parent_id", 0), ("depth", 0), ("queue", 0), ("type", 0), ("status", 0), ("progress", 0),
+        ("children", 0), ("children_done", 0), ("worker", 0), ("error", 0), ("root", 1),
+    ]
+    with pytest.raises(apsw.SQLError):
+        raw_db.execute("CREATE VIRTUAL TABLE more_trees USING task_tree")
 
 
 def test_tasks_is_eponymous(raw_db):
     # It exists without CREATE VIRTUAL TABLE, and nothing is written to the schema.
-    assert one(raw_db, "SELECT count(*) FROM pragma_table_info('tasks')") == 19
+    assert one(raw_db, "SELECT count(*) FROM pragma_table_info('tasks')") == 23
     assert one(raw_db, "SELECT count(*) FROM sqlite_master") == 0
     with pytest.raises(apsw.SQLError):
         raw_db.execute("CREATE VIRTUAL TABLE more_tasks USING tasks")

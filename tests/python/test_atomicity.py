@@ -177,7 +177,7 @@ def test_a_trigger_on_the_storage_can_call_the_verbs(db):
     db.execute(
         """CREATE TRIGGER follow_up AFTER UPDATE OF status ON task_store
            WHEN NEW.status = 'completed' AND NEW.type = 'report'
-           BEGIN SELECT task_enqueue('mail', json_object('report', NEW.id), json_object('parent_id', NEW.id)); END"""
+           BEGIN SELECT task_enqueue('mail', json_object('report', NEW.id), json_object('queue', 'mail')); END"""
     )
     db.execute(
         """CREATE TRIGGER veto BEFORE UPDATE OF status ON task_store
@@ -189,7 +189,7 @@ def test_a_trigger_on_the_storage_can_call_the_verbs(db):
     msg = fails(db, "SELECT task_cancel(?)", ID1, match="reports cannot", exc=apsw.ConstraintError)
     assert msg == "task_cancel: reports cannot be cancelled"
     assert one(db, "SELECT task_complete(?)", ID1) == "completed"
-    assert rows(db, "SELECT type, status, parent_id FROM tasks ORDER BY rowid") == [
+    assert rows(db, "SELECT type, status, json_extract(details, '$.report') FROM tasks ORDER BY rowid") == [
         ("report", "completed", None),
         ("mail", "queued", ID1),
     ]

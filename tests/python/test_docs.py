@@ -34,6 +34,7 @@ PAGES = (
     "docs/reference/workers.md",
     "docs/reference/admin.md",
     "docs/reference/tasks-table.md",
+    "docs/reference/workflows.md",
 )
 STORAGE = "docs/storage.md"
 INDEX = "docs/README.md"
@@ -173,9 +174,9 @@ def test_the_storage_page_is_the_schema_task_init_creates(tmp_path):
     finally:
         db.close()
     documented = storage_block(read(STORAGE))
-    # Two tables and five indexes, as documented and as created, statement
-    # for statement (comments and layout aside).
-    assert len(documented) == 7, documented
+    # Three tables and eight indexes, as documented and as created,
+    # statement for statement (comments and layout aside).
+    assert len(documented) == 11, documented
     assert sorted(documented) == sorted(s for (sql,) in created for s in normalized(sql))
 
 
@@ -186,7 +187,7 @@ def test_the_documented_status_check_is_the_one_enforced(tmp_path):
     block = " ".join(storage_block(read(STORAGE)))
     name = re.search(r"\bstatus TEXT NOT NULL CONSTRAINT (\w+) CHECK \(", block).group(1)
     statuses = re.findall(r"status = '(\w+)'", block.split(f"CONSTRAINT {name} CHECK", 1)[1].split("),", 1)[0])
-    assert statuses == ["queued", "running", "completed", "failed", "cancelled"]
+    assert statuses == ["queued", "running", "completed", "failed", "cancelled", "blocked", "waiting"]
     db = connect(tmp_path / "check.db")
     try:
         db.execute("SELECT task_init()").fetchall()

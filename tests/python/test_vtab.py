@@ -37,11 +37,14 @@ Y = "0193a000-0000-7000-8000-00000000000f"
 
 @pytest.fixture
 def tree(db):
+    # P's own work is done and it waits for its children; C1 goes on when
+    # its child G fails (on_child_failure: continue).
     enqueue(db, "report", '{"m": 1}', id=P, queue="reports", priority=9, now=100)
     assert claim(db, "w0", now=100)["id"] == P
-    one(db, "SELECT task_complete(?, '{\"ok\": true}', ?)", P, opts(now=150))
-    enqueue(db, "thumb", None, id=C1, queue="images", parent_id=P, run_at=10_000, now=200)
+    enqueue(db, "thumb", None, id=C1, queue="images", parent_id=P, run_at=10_000,
+            on_child_failure="continue", now=200)
     enqueue(db, "thumb", None, id=C2, queue="images", parent_id=P, priority=1, now=200)
+    assert one(db, "SELECT task_complete(?, '{\"ok\": true}', ?)", P, opts(now=250)) == "waiting"
     enqueue(db, "resize", None, id=G, queue="images", parent_id=C1, priority=2, max_attempts=1, now=300)
     assert claim(db, "w1", now=400, queue="images")["id"] == G
     one(db, "SELECT task_fail(?, 'no disk', ?)", G, opts(now=450))
@@ -50,7 +53,7 @@ def tree(db):
     one(db, "SELECT task_cancel(?, ?)", X, opts(now=650))
     enqueue(db, "email", '{"to": "y"}', id=Y, now=700)
     statuses = dict(rows(db, "SELECT id, status FROM tasks"))
-    assert statuses == {P: "completed", C1: "queued", G: "failed", C2: "running", X: "cancelled", Y: "queued"}
+    assert statuses == {P: "waiting", C1: "queued", G: "failed", C2: "running", X: "cancelled", Y: "queued"}
     return db
 
 
@@ -64,7 +67,10 @@ def ids(db, sql, *args):
 def test_columns(db):
     info = rows(db, "SELECT name, type, hidden FROM pragma_table_xinfo('tasks') ORDER BY cid")
     assert [name for name, _, hidden in info if not hidden] == COLUMNS
-    assert [(name, type_) for name, type_, hidden in info if hidden] == [("delay", "INTEGER"), ("now", "INTEGER")]
+    assert [(name, type_) for name, type_, hidden in info if hidden] == [
+        ("delay", "INTEGER"), ("now", "INTEGER"), ("on_conflict", "TEXT"), ("unique_scope", "TEXT"),
+        ("on_child_failure", "TEXT"), ("wait_for_children", "INTEGER"),
+    ]
     assert [r[1] for r in rows(db, "SELECT * FROM pragma_table_info('tasks')")] == COLUMNS
 
 
@@ -75,17 +81,29 @@ def test_select_star_shows_the_visible_columns(tree):
 
 
 def test_tasks_mirrors_the_storage(tree):
-    cols = ", ".join(COLUMNS)
+    # Every column reads as stored, but for a parent's progress (the rollup
+    # of its children's) and depends_on (read from task_deps).
+    stored = [c for c in COLUMNS if c not in ("progress", "depends_on")]
+    cols = ", ".join(stored)
     assert rows(tree, f"SELECT rowid, {cols} FROM tasks ORDER BY rowid") == rows(
         tree, f"SELECT seq, {cols} FROM task_store ORDER BY seq"
     )
-    assert rows(tree, "SELECT DISTINCT delay, now FROM tasks") == [(None, None)]
+    assert rows(tree, "SELECT id, progress FROM tasks WHERE children = 0 ORDER BY rowid") == rows(
+        tree, "SELECT id, progress FROM task_store WHERE children = 0 ORDER BY seq"
+    )
+    # C1's only child failed (it counts as 100); P has C1 (100) and C2 (0).
+    assert rows(tree, "SELECT id, progress FROM tasks WHERE children > 0 ORDER BY rowid") == [
+        (P, 50), (C1, 100),
+    ]
+    assert rows(tree, "SELECT DISTINCT depends_on FROM tasks") == [(None,)]
+    hidden = "delay, now, on_conflict, unique_scope, on_child_failure, wait_for_children"
+    assert rows(tree, f"SELECT DISTINCT {hidden} FROM tasks") == [(None,) * 6]
 
 
 FILTER_VALUES = [
     ("id", P), ("id", G), ("id", UNKNOWN), ("id", "not an id"), ("id", 5),
     ("status", "queued"), ("status", "running"), ("status", "completed"), ("status", "failed"),
-    ("status", "cancelled"), ("status", "nope"),
+    ("status", "cancelled"), ("status", "waiting"), ("status", "blocked"), ("status", "nope"),
     ("queue", "images"), ("queue", "default"), ("queue", "reports"), ("queue", "none"),
     ("type", "thumb"), ("type", "email"), ("type", "resize"), ("type", "x"),
     ("parent_id", P), ("parent_id", C1), ("parent_id", G),
@@ -104,7 +122,7 @@ def test_equality_filters(tree, column, value):
         ("status = ? AND queue = ?", ("queued", "images"), [C1]),
         ("type = ? AND parent_id = ?", ("thumb", P), [C1, C2]),
         ("id = ? AND status = ?", (P, "queued"), []),
-        ("id = ? AND status = ?", (P, "completed"), [P]),
+        ("id = ? AND status = ?", (P, "waiting"), [P]),
         ("queue = ? AND type = ? AND status = ? AND parent_id = ?", ("images", "thumb", "running", P), [C2]),
         ("parent_id IS NULL", (), [P, X, Y]),
         ("status IN (?, ?)", ("failed", "cancelled"), [G, X]),
@@ -180,7 +198,10 @@ def test_explain_query_plan_for_a_join(db):
 # rowid when the cursor's first scan began). Status, queue and type filters
 # collect the matching rowids first, one branch per status index, and one
 # for completed tasks (in no status index: the table).
-FAILED = "(status = 'failed' OR status = 'cancelled')"
+PARKED = "NOT (status = 'running' OR status = 'queued' OR status = 'completed')"
+# What the storage query reads: the columns, NULL for depends_on (read from
+# task_deps by the cursor), then the rowid and the flags.
+STORAGE_COLUMNS = ", ".join("NULL" if c == "depends_on" else c for c in COLUMNS) + ", seq, flags"
 
 
 @pytest.mark.parametrize(
@@ -197,7 +218,7 @@ FAILED = "(status = 'failed' OR status = 'cancelled')"
             "status = ?",
             " WHERE seq IN (SELECT seq FROM main.task_store WHERE status = 'queued' AND +?1 = 'queued'"
             " UNION ALL SELECT seq FROM main.task_store WHERE status = 'running' AND +?1 = 'running'"
-            f" UNION ALL SELECT seq FROM main.task_store WHERE {FAILED} AND status = +?1"
+            f" UNION ALL SELECT seq FROM main.task_store WHERE {PARKED} AND status = +?1"
             " UNION ALL SELECT seq FROM main.task_store WHERE status = 'completed' AND +?1 = 'completed')"
             " AND seq <= +?2",
         ),
@@ -205,7 +226,7 @@ FAILED = "(status = 'failed' OR status = 'cancelled')"
             "type = ? AND queue = ?",
             " WHERE seq IN (SELECT seq FROM main.task_store WHERE status = 'queued' AND queue = +?1 AND type = +?2"
             " UNION ALL SELECT seq FROM main.task_store WHERE status = 'running' AND queue = +?1 AND type = +?2"
-            f" UNION ALL SELECT seq FROM main.task_store WHERE {FAILED} AND queue = +?1 AND type = +?2"
+            f" UNION ALL SELECT seq FROM main.task_store WHERE {PARKED} AND queue = +?1 AND type = +?2"
             " UNION ALL SELECT seq FROM main.task_store WHERE status = 'completed' AND queue = +?1 AND type = +?2)"
             " AND seq <= +?3",
         ),
@@ -215,7 +236,7 @@ def test_explain_query_plan_shows_the_storage_query(db, where, tail):
     plan = rows(db, f"EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE {where}", *(["x"] * where.count("?")))
     detail = plan[0][3]
     select, _, rest = detail.partition(":")[2].partition(" FROM main.task_store")
-    assert select == "SELECT " + ", ".join(COLUMNS) + ", seq"
+    assert select == "SELECT " + STORAGE_COLUMNS
     assert rest == tail
 
 
@@ -226,9 +247,9 @@ def test_explain_query_plan_shows_the_storage_query(db, where, tail):
         ("parent_id = ?", "task_store_parent"),
         ("queue = ?", "task_store_ready"),
         ("queue = ?", "task_store_running"),
-        ("queue = ?", "task_store_failed"),
-        ("type = ?", "task_store_failed"),
-        ("status = ?", "task_store_failed"),
+        ("queue = ?", "task_store_parked"),
+        ("type = ?", "task_store_parked"),
+        ("status = ?", "task_store_parked"),
     ],
 )
 def test_the_storage_query_uses_the_storage_indexes(db, where, index):
@@ -397,8 +418,9 @@ def test_insert_select_from_tasks_copies_each_task_once(db):
 )
 def test_each_task_once_whatever_its_status_and_order_by_rowid(db, where):
     # Children of ID1 in queue q, type k, in five statuses interleaved, so
-    # that reading the status indexes one after the other would reorder them.
-    enqueue(db, "root", id=ID1, now=0)
+    # that reading the status indexes one after the other would reorder them
+    # (ID1 goes on when one of them fails or is cancelled).
+    enqueue(db, "root", id=ID1, on_child_failure="continue", now=0)
     made = [enqueue(db, "k", queue="q", parent_id=ID1, priority=p, now=0) for p in (5, 0, 4, 0, 0, 3)]
     one(db, "SELECT task_cancel(?)", made[1])
     assert claim(db, now=0)["id"] == made[0]  # highest priority first
@@ -583,9 +605,9 @@ def test_update_status_queued_retries(tree, target):
 
 
 UPDATE_BAD = [
-    (C2, "priority = 5", f"task {C2} is running; only queued tasks can be changed"),
-    (P, "queue = 'x'", f"task {P} is completed; only queued tasks can be changed"),
-    (G, "run_at = 5", f"task {G} is failed; only queued tasks can be changed"),
+    (C2, "priority = 5", f"task {C2} is running; only queued or blocked tasks can be changed"),
+    (P, "queue = 'x'", f"task {P} is waiting; only queued or blocked tasks can be changed"),
+    (G, "run_at = 5", f"task {G} is failed; only queued or blocked tasks can be changed"),
     (C1, "worker = 'me'", f"column worker cannot be changed; {ONLY}"),
     (C1, "progress = 50", f"column progress cannot be changed; {ONLY}"),
     (C1, "details = '{}'", f"column details cannot be changed; {ONLY}"),
@@ -602,10 +624,9 @@ UPDATE_BAD = [
     (C1, "status = 'running'", "status can only be set to 'cancelled' or to 'queued' (retry), got 'running'"),
     (C2, "status = 'completed'", "status can only be set to 'cancelled' or to 'queued' (retry), got 'completed'"),
     (C1, "status = NULL", "status can only be set to 'cancelled' or to 'queued' (retry), got NULL"),
-    (P, "status = 'cancelled'", f"task {P} is already completed; only queued or running tasks can be cancelled"),
-    (G, "status = 'cancelled'", f"task {G} is already failed; only queued or running tasks can be cancelled"),
+    (G, "status = 'cancelled'", f"task {G} is already failed; only queued, running, blocked or waiting tasks can be cancelled"),
     (C2, "status = 'queued'", f"task {C2} is running; only failed or cancelled tasks can be retried"),
-    (P, "status = 'queued'", f"task {P} is completed; only failed or cancelled tasks can be retried"),
+    (P, "status = 'queued'", f"task {P} is waiting; only failed or cancelled tasks can be retried"),
     (C1, "rowid = 999", "rowid cannot be changed"),
     (C1, "priority = NULL", "priority cannot be NULL"),
     (C1, "run_at = NULL", "run_at cannot be NULL"),
@@ -640,7 +661,9 @@ def test_update_max_attempts_must_exceed_attempts_made(db):
 def test_an_update_refused_on_one_row_changes_no_row(tree):
     # C1 and Y are queued, C2 is running: the whole statement is refused.
     fails(tree, "UPDATE tasks SET priority = 50 WHERE queue IN ('images', 'default')", match="only queued")
-    fails(tree, "UPDATE tasks SET status = 'cancelled'", match="already completed")
+    # P (waiting) is cancelled with its children, then G (failed) refuses:
+    # nothing of it stays, the cancellations that followed P's neither.
+    fails(tree, "UPDATE tasks SET status = 'cancelled'", match="already failed")
 
 
 # ---- DELETE ---------------------------------------------------------------
@@ -658,8 +681,11 @@ def test_delete_takes_the_descendants(tree):
 
 
 def test_delete_by_status_with_descendants_in_other_statuses(tree):
-    tree.execute("UPDATE tasks SET status = 'cancelled' WHERE id IN (?, ?)", (C1, C2))
-    tree.execute("DELETE FROM tasks WHERE status = 'completed'")
+    # Cancelling C1 fails P (and cancels C2): P goes with its cancelled
+    # children and its failed grandchild.
+    tree.execute("UPDATE tasks SET status = 'cancelled' WHERE id = ?", (C1,))
+    assert one(tree, "SELECT status FROM tasks WHERE id = ?", P) == "failed"
+    tree.execute("DELETE FROM tasks WHERE status = 'failed'")
     assert ids(tree, "SELECT id FROM tasks") == [X, Y]
 
 
@@ -690,8 +716,20 @@ def test_delete_refusals(tree, where, problem):
     assert msg == f"tasks: {problem}"
 
 
+def finished_before_its_children(db):
+    """P completed while its children run, as storage version 2 allowed
+    (parent_id had no consequence then): written around the functions."""
+    db.execute("UPDATE task_store SET status = 'completed', completed_at = 250 WHERE id = ?", (P,))
+
+
+def test_delete_refused_for_an_unfinished_task(tree):
+    msg = fails(tree, "DELETE FROM tasks WHERE id = ?", P, match="cancel it")
+    assert msg == f"tasks: task {P} is waiting; cancel it or let it finish before deleting it"
+
+
 @pytest.mark.parametrize("where", [f"id = '{P}'", "1", "status = 'completed'"])
 def test_delete_refused_for_an_unfinished_descendant(tree, where):
+    finished_before_its_children(tree)
     # P's children C1 (queued) and C2 (running) both block; either may be named.
     msg = fails(tree, f"DELETE FROM tasks WHERE {where}", match="a descendant of the task being deleted")
     assert msg in [
@@ -701,9 +739,13 @@ def test_delete_refused_for_an_unfinished_descendant(tree, where):
 
 
 def test_delete_refused_for_a_running_grandchild(tree):
-    tree.execute("UPDATE tasks SET status = 'cancelled' WHERE id IN (?, ?)", (C1, C2))
-    tree.execute("UPDATE tasks SET status = 'queued', now = 1000 WHERE id = ?", (G,))
-    assert claim(tree, "w5", now=10**6, queue="images")["id"] == G
+    # Only storage written around the functions can hold this: finished
+    # children and a parent with a grandchild still running.
+    finished_before_its_children(tree)
+    tree.execute("UPDATE task_store SET status = 'cancelled', lease_until = NULL, completed_at = 900"
+                 " WHERE id IN (?, ?)", (C1, C2))
+    tree.execute("UPDATE task_store SET status = 'running', worker = 'w5', lease_until = 10000,"
+                 " started_at = 1000, completed_at = NULL, attempts = 1 WHERE id = ?", (G,))
     msg = fails(tree, "DELETE FROM tasks WHERE id = ?", P, match="descendant")
     assert msg == f"tasks: task {G}, a descendant of the task being deleted, is running; cancel it or let it finish first"
     one(tree, "SELECT task_complete(?)", G)

@@ -60,12 +60,12 @@ SELECT 'row', seq, id, queue, type, status, priority, progress, attempts, max_at
        worker, lease_until, lease_ms, run_at, created_at, updated_at, started_at, completed_at,
        details, result, error
   FROM task_store ORDER BY seq;
-SELECT 'the tasks table shows the same rows',
-       (SELECT count(*) FROM (SELECT id, queue, type, status, priority, progress, details, result, error,
+SELECT 'the tasks table shows the same rows', -- but a parent's progress: its children's rollup
+       (SELECT count(*) FROM (SELECT id, queue, type, status, priority, iif(children > 0, -1, progress), details, result, error,
                                      attempts, max_attempts, parent_id, worker, lease_until, run_at,
                                      created_at, updated_at, started_at, completed_at, seq FROM task_store
                               EXCEPT
-                              SELECT id, queue, type, status, priority, progress, details, result, error,
+                              SELECT id, queue, type, status, priority, iif(children > 0, -1, progress), details, result, error,
                                      attempts, max_attempts, parent_id, worker, lease_until, run_at,
                                      created_at, updated_at, started_at, completed_at, rowid FROM tasks)),
        (SELECT count(*) FROM tasks);
@@ -88,8 +88,8 @@ SELECT 'claim', json_extract(task_claim('w3', '{"now": 6000}'), '$.id');
 SELECT 'complete', task_complete('0193e000-0000-7000-8000-000000000002', NULL, '{"attempt": 2, "now": 6500}');
 SELECT 'status', status, count(*) FROM tasks GROUP BY status ORDER BY status;
 
-.print == status is CHECKed; the failed index (failed and cancelled tasks) is keyed by status, type, queue, completed_at
-SELECT 'failed index', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_info('task_store_failed') ORDER BY seqno);
+.print == status is CHECKed; the parked index (failed, cancelled, blocked and waiting tasks) is keyed by status, type, queue, completed_at
+SELECT 'parked index', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_info('task_store_parked') ORDER BY seqno);
 SELECT 'partial indexes', group_concat(name, ' ') FROM (SELECT name FROM pragma_index_list('task_store') WHERE partial ORDER BY name);
 -- As docs/storage.md shows them: a named CHECK, and status tests
 -- written as OR chains.

@@ -3,7 +3,9 @@ the final database, and returns the figures and every violation found.
 
 What counts as a violation (each has a category name in the summary):
 
-  not-terminal     a task still queued or running (or cancelled: nothing cancels)
+  not-terminal     a task still queued, running, blocked or waiting, or cancelled
+                   with no cascade to explain it (only workflows cancel: a failed
+                   dependency or parent, named in the error)
   double-claim     the same attempt claimed twice, or attempt B claimed while
                    the holder of an earlier attempt A still had a valid lease
                    (B's claim time, the extension's clock, before A's lease end:
@@ -27,6 +29,32 @@ What counts as a violation (each has a category name in the summary):
   starved          a worker that got less than a fifth of the mean share (runs
                    without kills)
   integrity        PRAGMA integrity_check or task_check() not 'ok'
+  dependency       a dependent claimed before a dependency completed: its claim
+                   ended (claim_now + its call's ms) before the dependency's
+                   completed_at (the clock of the call that completed it, which
+                   precedes that commit), or, for a claim inside BEGIN IMMEDIATE,
+                   the dependencies' statuses read in the claim's transaction are
+                   not all completed; a dependent run although a dependency never
+                   completed; one cancelled for a dependency that did not fail
+  family           a parent whose counters (children, children_done) disagree
+                   with its children, a child enqueued twice, a completed family
+                   missing children; a parent completed with a child unfinished
+                   (or failed, when it does not tolerate failures), failed for a
+                   child that did not fail or is not its own, or failed by a child
+                   though it tolerates failures; a child cancelled for a parent
+                   that did not fail. And from the children's end records, each
+                   of which read its ancestors' statuses in its own transaction:
+                   a parent completes in exactly one transaction, so at most one
+                   record sees it newly completed (none when its own
+                   task_complete said 'completed'), exactly one when its own said
+                   'waiting' and every descendant's end was logged; no record
+                   sees a parent completed that did not complete
+  unique           two tasks of one queue and key held it at the same time: the
+                   later one created (its batch committed: the producer's B t1)
+                   before the earlier one let it go (its completed_at, for
+                   unique_scope active; never, for 'completed'), or both unfinished
+                   at the end; an enqueue that returned a task not holding its
+                   key; two unfinished holders seen by the runner's live poll
 
 Times: `claim_now` is exact (the extension's clock at the claim); other call
 times are read just before the call, a lower bound of the extension's clock
@@ -36,10 +64,17 @@ and a violation reported here is certain, never an artefact of clock reading.
 
 import bisect
 import json
+import math
+import re
 import statistics
 from collections import Counter, defaultdict
 
-OK_END = ("completed", "queued", "failed")
+OK_END = ("completed", "queued", "failed", "waiting")
+FINISHED = ("completed", "failed", "cancelled")
+CASCADE = re.compile(r"^(dependency|parent) task (\S+) (failed|was cancelled)$")
+CHILD_FAILED = re.compile(r"^child task (\S+) (failed|was cancelled)$")
+ENDED = {"failed": "failed", "was cancelled": "cancelled"}
+MARGIN_MS = 2  # clock floors and the µs between reading t0 and starting a call
 CALL_NAMES = {"next": "task_complete_next", "progress-wb": "task_progress",
               "batch": "an enqueue batch"}
 
@@ -48,17 +83,21 @@ class Attempt:
     """One claim of one task by one worker, and what its worker did with it."""
 
     __slots__ = ("task", "attempt", "worker", "now", "lease_until", "run_at", "priority",
-                 "created_at", "method", "lat", "type", "max_attempts", "batch",
-                 "renew_until", "last_t", "end", "refusals")
+                 "created_at", "method", "lat", "type", "max_attempts", "batch", "seen",
+                 "renew_until", "last_t", "end", "refusals", "ancestors", "made")
 
     def __init__(self, worker, rec):
         (_, self.task, self.attempt, self.now, self.lease_until, self.run_at, self.priority,
-         self.created_at, self.method, self.lat, self.type, self.max_attempts, self.batch) = rec
+         self.created_at, self.method, self.lat, self.type, self.max_attempts,
+         self.batch) = rec[:13]
+        self.seen = rec[13] if len(rec) > 13 else None  # dependency statuses at the claim
         self.worker = worker
         self.renew_until = self.lease_until
         self.last_t = self.now
         self.end = None        # (op, t0, t1, outcome) of the accepted ending call
         self.refusals = []     # outcomes of refused calls
+        self.ancestors = None  # [[id, status]] read in the accepted end's transaction
+        self.made = []         # children it enqueued (indexes)
 
     @property
     def lease(self):
@@ -98,18 +137,29 @@ def lat_figures(values):
             "max": max(values) if values else 0.0}
 
 
+TASK_DEFAULTS = {"queue": "default", "parent_id": None, "depends_on": None, "unique_key": None,
+                 "children": 0, "children_done": 0, "flags": 0, "completed_at": None,
+                 "progress": 0}
+
+
 def analyse(worker_logs, producer_records, tasks, *, killed=(), producer_kills=(),
-            target=None, integrity="ok", task_check="ok"):
+            target=None, integrity="ok", task_check="ok", unique_snapshots=()):
     """The verdict on one run. worker_logs: {worker: [record]};
     producer_records: [record] of every producer life; tasks: [dict] rows of
     task_store (id, type, status, attempts, max_attempts, worker, error,
-    details); killed: names of the workers that were SIGKILLed;
-    producer_kills: [(phase, batch, enqueued in it)]."""
+    details, and for workflows queue, parent_id, depends_on (a JSON array or
+    None, the tasks table's column), unique_key, children, children_done,
+    flags, completed_at, progress); killed: names of the workers
+    that were SIGKILLed; producer_kills: [(phase, batch, enqueued in it)];
+    unique_snapshots: what the runner's live poll found (two unfinished
+    holders of one key)."""
+    tasks = [dict(TASK_DEFAULTS, **t) for t in tasks]
     a = Analysis(set(killed), list(producer_kills))
     for worker, records in worker_logs.items():
         a.replay_worker(worker, records)
     a.replay_producer(producer_records)
     a.check_tasks(tasks)
+    a.check_workflows(tasks, producer_records, unique_snapshots)
     a.check_batches(tasks, producer_records, target)
     a.check_fairness()
     for name, value in (("integrity_check", integrity), ("task_check()", task_check)):
@@ -154,7 +204,7 @@ class Analysis:
             elif kind == "X":
                 _, op, t0, cls, msg, lat = rec
                 self.error(worker, op, t0, cls, msg, lat)
-            elif kind in ("P", "E", "Z"):
+            elif kind in ("P", "E", "Z", "K"):
                 a = mine.get((rec[1], rec[2]))
                 if a is None:
                     r.bad("error", f"{worker}: {kind} record for a task it never claimed: {rec}")
@@ -163,6 +213,8 @@ class Analysis:
                     self.stalls += 1
                 elif kind == "P":
                     self.report(a, *rec[3:])
+                elif kind == "K":
+                    self.children(a, *rec[3:])
                 else:
                     self.ending(a, *rec[3:])
 
@@ -175,18 +227,30 @@ class Analysis:
         elif op != "progress-wb":  # a write-back report may have been held: no renewal
             a.renew_until = max(a.renew_until, t0 + a.lease)
 
-    def ending(self, a, op, t0, t1, outcome, lat):
+    def children(self, a, t0, t1, outcome, made, lat):
+        """A family's children enqueued, in a transaction that began with a
+        heartbeat fenced by the attempt."""
+        self.call("children", t0, lat, a.worker)
+        a.last_t = max(a.last_t, t1)
+        if outcome != "running":
+            a.refusals.append(("children", t0, outcome))
+        else:
+            a.renew_until = max(a.renew_until, t0 + a.lease)
+            a.made.extend(made)
+
+    def ending(self, a, op, t0, t1, outcome, lat, ancestors=None):
         """A task_complete, task_complete_next or task_fail call."""
         self.call(op, t0, lat, a.worker)
         a.last_t = max(a.last_t, t1)
         if outcome not in OK_END:
             a.refusals.append((op, t0, outcome))
             return
-        if outcome != "queued":
+        if outcome not in ("queued", "waiting"):
             self.finished_at.append(t1)
         if a.end is not None:
             self.r.bad("exactly-once", f"{a.task} attempt {a.attempt}: ended twice")
         a.end = (op, t0, t1, outcome)
+        a.ancestors = ancestors
 
     def replay_producer(self, records):
         for rec in records:
@@ -215,9 +279,14 @@ class Analysis:
         per_task = defaultdict(list)
         for (task, _), claims in self.by_key.items():
             per_task[task].extend(claims)
+        self.by_id = {t["id"]: t for t in tasks}
+        self.claims_of = {}
         for t in tasks:
             claims = sorted(per_task.pop(t["id"], ()), key=lambda a: a.attempt)
-            if t["status"] not in ("completed", "failed"):
+            self.claims_of[t["id"]] = claims
+            if t["status"] == "cancelled":
+                self.check_cancelled(t)
+            elif t["status"] not in ("completed", "failed"):
                 self.r.bad("not-terminal", f"{t['id']} ({t['type']}) is {t['status']} after "
                                            f"attempt {t['attempts']}")
             self.check_holders(t, claims)
@@ -234,7 +303,7 @@ class Analysis:
         for A, B in zip(claims, claims[1:]):
             if A.attempt == B.attempt:
                 continue  # reported as a duplicate
-            if A.end and A.end[3] in ("completed", "failed"):
+            if A.end and A.end[3] in ("completed", "failed", "waiting"):
                 self.r.bad("double-claim", f"{tid}: attempt {A.attempt} ({A.worker}) {A.end[3]} "
                                            f"it, and attempt {B.attempt} ({B.worker}) claimed it "
                                            f"too")
@@ -269,11 +338,20 @@ class Analysis:
                     if t["attempts"] <= a.attempt:
                         self.r.bad("fence-breach", f"{where} as stale, but no later attempt exists")
                 elif outcome == "not-running:failed":
-                    reaped = (t["status"] == "failed" and t["attempts"] == a.attempt
-                              and (t["error"] or "").startswith("lease expired"))
-                    if not reaped:
+                    # Reaped, or failed with a child while its worker still
+                    # worked on it: either on this very attempt.
+                    err = t["error"] or ""
+                    failed = (t["status"] == "failed" and t["attempts"] == a.attempt
+                              and (err.startswith("lease expired") or CHILD_FAILED.match(err)))
+                    if not failed:
                         self.r.bad("fence-breach", f"{where}: task failed, but it was not reaped "
-                                                   f"on that attempt")
+                                                   f"nor failed by a child on that attempt")
+                elif outcome in ("not-running:cancelled", "cancelled"):
+                    # Cancelled by a workflow (check_cancelled says whether
+                    # rightly) while this attempt held it.
+                    if t["status"] != "cancelled" or t["attempts"] != a.attempt:
+                        self.r.bad("fence-breach", f"{where}: task cancelled, but it is "
+                                                   f"{t['status']} on attempt {t['attempts']}")
                 elif outcome not in ("busy", "error"):  # those are reported from X records
                     self.r.bad("fence-breach", f"{where}: {outcome}")
 
@@ -294,10 +372,23 @@ class Analysis:
         task's type says (or as an expired lease explains)."""
         tid, kind, st = t["id"], t["type"], t["status"]
         details = json.loads(t["details"]) if t["details"] else {}
-        completes = [a for a in claims if a.end and a.end[3] == "completed"]
+        err = t["error"] or ""
+        # A parent's own work is done when its task_complete says 'waiting';
+        # it completes later, with its last child.
+        completes = [a for a in claims if a.end and a.end[3] in ("completed", "waiting")]
         if len(completes) > 1:
             self.r.bad("exactly-once", f"{tid}: completed by attempts "
                                        f"{[a.attempt for a in completes]}")
+        for a in completes:
+            if a.end[3] == "waiting" and not t["children"]:
+                self.r.bad("outcome", f"{tid}: task_complete said 'waiting', but it has no "
+                                      f"children")
+        completes_own = [a for a in completes if a.end[3] == "completed"]
+        if st == "cancelled":
+            if completes_own:
+                self.r.bad("exactly-once", f"{tid}: cancelled, but attempt "
+                                           f"{completes_own[-1].attempt} completed it")
+            return
         if st == "completed":
             if completes:
                 c = completes[-1]
@@ -312,13 +403,14 @@ class Analysis:
             if kind == "doomed" or (kind == "flaky" and t["attempts"] <= details.get("f", 0)):
                 self.r.bad("outcome", f"{tid}: a {kind} task completed on attempt {t['attempts']}")
         elif st == "failed":
-            if completes:
+            if completes_own:
                 self.r.bad("exactly-once", f"{tid}: failed, but attempt "
-                                           f"{completes[-1].attempt} completed it")
+                                           f"{completes_own[-1].attempt} completed it")
+            if CHILD_FAILED.match(err):
+                return  # a parent failed with a child: check_families
             if t["attempts"] != t["max_attempts"]:
                 self.r.bad("outcome", f"{tid}: failed after {t['attempts']} of "
                                       f"{t['max_attempts']} attempts")
-            err = t["error"] or ""
             if err.startswith("lease expired on attempt "):
                 self.n["failed_expired"] += 1
                 holder = [a for a in claims if a.attempt == t["attempts"]]
@@ -328,6 +420,188 @@ class Analysis:
             elif kind not in ("doomed", "flaky"):
                 self.r.bad("outcome", f"{tid}: a {kind} task failed: {err}")
 
+    # --- Workflows ----------------------------------------------------------
+
+    def check_cancelled(self, t):
+        """Only a workflow cancels here: a dependency or the parent that
+        failed (or was cancelled), named in the error."""
+        m = CASCADE.match(t["error"] or "")
+        if not m:
+            self.r.bad("not-terminal", f"{t['id']} ({t['type']}) is cancelled: "
+                                       f"{t['error'] or 'no error'}")
+            return
+        link, other, verb = m.groups()
+        o = self.by_id.get(other)
+        if link == "dependency":
+            related = other in json.loads(t["depends_on"] or "[]")
+            if not related or o is None or o["status"] != ENDED[verb]:
+                self.r.bad("dependency", f"{t['id']} cancelled as '{t['error']}', but that task "
+                                         f"is {o['status'] if o else 'missing'}"
+                                         f"{'' if related else ' and not a dependency of it'}")
+            elif t["attempts"]:
+                self.r.bad("dependency", f"{t['id']} was claimed ({t['attempts']} attempts), "
+                                         f"yet cancelled while blocked by {other}")
+        elif t["parent_id"] != other or o is None or o["status"] != ENDED[verb]:
+            self.r.bad("family", f"{t['id']} cancelled as '{t['error']}', but its parent is "
+                                 f"{t['parent_id']} ({o['status'] if o else 'missing'})")
+
+    def check_workflows(self, tasks, producer_records, unique_snapshots):
+        kids = defaultdict(list)
+        for t in tasks:
+            if t["parent_id"] is not None:
+                kids[t["parent_id"]].append(t)
+        self.kids = kids
+        # Each accepted end of a child read its ancestors' statuses in its own
+        # transaction: parent id -> [(task, attempt, status seen)].
+        self.sightings = defaultdict(list)
+        for claims in self.claims_of.values():
+            for a in claims:
+                for aid, status in a.ancestors or ():
+                    self.sightings[aid].append((a.task, a.attempt, status))
+        for t in tasks:
+            if t["depends_on"]:
+                self.check_dependent(t)
+            if kids.get(t["id"]) or t["children"] or t["type"] == "family":
+                self.check_family(t)
+        self.check_unique(tasks, producer_records, unique_snapshots)
+
+    def check_dependent(self, t):
+        tid = t["id"]
+        deps = json.loads(t["depends_on"])
+        self.n["dependents"] += 1
+        self.n["dependents_cancelled"] += t["status"] == "cancelled"
+        for a in self.claims_of[tid]:
+            self.n["dependent_claims_seen"] += a.seen is not None
+            if a.seen is not None and any(s != "completed" for s in a.seen):
+                self.r.bad("dependency", f"{tid}: attempt {a.attempt} claimed in a transaction "
+                                         f"that read its dependencies as {a.seen}")
+            end = a.now + a.lat + MARGIN_MS  # the claim had committed by then
+            for dep in deps:
+                d = self.by_id.get(dep)
+                if d is None or d["status"] != "completed":
+                    self.r.bad("dependency", f"{tid}: attempt {a.attempt} claimed, but its "
+                                             f"dependency {dep} is "
+                                             f"{d['status'] if d else 'missing'}")
+                elif end < d["completed_at"]:
+                    self.r.bad("dependency", f"{tid}: attempt {a.attempt} claimed by {a.worker} "
+                                             f"by {end:.0f}, its dependency {dep} completed at "
+                                             f"{d['completed_at']}")
+        if t["status"] == "completed":
+            undone = [dep for dep in deps if self.by_id.get(dep, {}).get("status") != "completed"]
+            if undone:
+                self.r.bad("dependency", f"{tid}: completed, its dependencies {undone} not")
+
+    def final_end_logged(self, t):
+        """Whether every call that finished t or a descendant of t is in the
+        logs: t's own task_complete (which may have said 'waiting': then a
+        descendant's call completed it) or task_fail, not a reaping claim. A
+        task failed by a child, or cancelled, needs none of its own: a
+        descendant's call finished it, or one outside t's tree."""
+        own = {"completed": ("completed", "waiting"), "failed": ("failed",)}.get(t["status"])
+        if own and not (t["status"] == "failed" and CHILD_FAILED.match(t["error"] or "")):
+            if not any(a.attempt == t["attempts"] and a.end and a.end[3] in own
+                       for a in self.claims_of[t["id"]]):
+                return False
+        return all(self.final_end_logged(k) for k in self.kids.get(t["id"], ()))
+
+    def check_family(self, p):
+        pid, st = p["id"], p["status"]
+        mine = self.kids.get(pid, [])
+        tolerant = bool(p["flags"] & 2)
+        bad = lambda msg: self.r.bad("family", f"parent {pid} ({st}): {msg}")  # noqa: E731
+        self.n["families"] += 1
+        self.n["families_" + st] += 1
+        self.n["children"] += len(mine)
+        done = [k for k in mine if k["status"] in FINISHED]
+        if (p["children"], p["children_done"]) != (len(mine), len(done)):
+            bad(f"children {p['children']}, children_done {p['children_done']}; its children "
+                f"say {len(mine)} and {len(done)}")
+        index = Counter(json.loads(k["details"]).get("c") for k in mine)
+        twice = sorted(c for c, n in index.items() if n > 1)
+        if twice:
+            bad(f"children {twice} enqueued twice")
+        if st == "completed":
+            plan = len(json.loads(p["details"]).get("kids") or ()) if p["type"] == "family" else 0
+            if plan and sorted(index) != list(range(plan)):
+                bad(f"completed with children {sorted(index)} of the {plan} planned")
+            if len(done) != len(mine):
+                bad(f"completed with {len(mine) - len(done)} children unfinished")
+            failed = [k["id"] for k in mine if k["status"] != "completed"]
+            if failed and not tolerant:
+                bad(f"completed, but children {failed[:3]} did not, and it does not tolerate "
+                    f"failures")
+            if p["progress"] != 100:
+                bad(f"completed with progress {p['progress']}")
+        m = CHILD_FAILED.match(p["error"] or "")
+        if st == "failed" and m:
+            child = self.by_id.get(m.group(1))
+            if tolerant:
+                bad(f"'{p['error']}', but it tolerates failures (on_child_failure continue)")
+            elif child is None or child["parent_id"] != pid or \
+                    child["status"] != ENDED[m.group(2)]:
+                what = f"{child['status']}, child of {child['parent_id']}" if child else "missing"
+                bad(f"'{p['error']}', but that task is {what}")
+        # The transaction that completed (or failed) the parent, as the
+        # children's end records saw it.
+        seen = Counter(status for _, _, status in self.sightings.get(pid, ()))
+        own = [a.end[3] for a in self.claims_of[pid] if a.end and
+               a.end[3] in ("completed", "waiting")]
+        if st != "completed" and seen["completed"]:
+            bad(f"{seen['completed']} descendants' transactions saw it completed")
+        elif st == "completed":
+            if "completed" in own and seen["completed"]:
+                bad("its own task_complete completed it, yet a descendant ended after that")
+            elif seen["completed"] > 1:
+                bad(f"{seen['completed']} descendants' transactions saw it completed: it "
+                    f"completed before the last of them ended")
+            elif own == ["waiting"] and all(self.final_end_logged(k) for k in mine):
+                self.n["families_pinned"] += 1
+                if not seen["completed"]:
+                    bad("completed in none of its descendants' transactions, and not by its own "
+                        "task_complete")
+        if seen["failed"] > 1:
+            bad(f"{seen['failed']} descendants' transactions saw it failed")
+
+    def check_unique(self, tasks, producer_records, unique_snapshots):
+        """At most one task of a queue holds a key at a time (docs: while it is
+        queued, running, blocked or waiting; with unique_scope 'completed',
+        also once completed)."""
+        committed = {rec[1]: rec[5] for rec in producer_records if rec[0] == "B"}
+        by_key = defaultdict(list)
+        for t in tasks:
+            if t["unique_key"] is not None:
+                by_key[(t["queue"], t["unique_key"])].append(t)
+        for (queue, key), holders in by_key.items():
+            where = f"key '{key}' of queue '{queue}'"
+            for i, a in enumerate(holders):
+                done = a["status"] in ("failed", "cancelled") or (
+                    a["status"] == "completed" and not a["flags"] & 4)
+                released = a["completed_at"] if done else math.inf
+                for b in holders[i + 1:]:
+                    batch = json.loads(b["details"]).get("b")
+                    created = committed.get(batch, math.inf)  # by then, b existed
+                    if created < released:
+                        self.r.bad("unique", f"{where}: {b['id']} existed by {created}, while "
+                                             f"{a['id']} held the key until "
+                                             f"{'the end' if released == math.inf else released}"
+                                             f" ({a['status']})")
+                    elif released == math.inf and (b["status"] not in FINISHED or (
+                            b["status"] == "completed" and b["flags"] & 4)):
+                        self.r.bad("unique", f"{where}: held by {a['id']} and {b['id']} at the "
+                                             f"end")
+        self.n["unique_tasks"] = sum(len(h) for h in by_key.values())
+        for rec in producer_records:
+            if rec[0] != "U":
+                continue
+            _, b, queue, key, _scope, _conflict, tid = rec
+            self.n["unique_enqueues"] += 1
+            t = self.by_id.get(tid)
+            if t is None or (t["queue"], t["unique_key"]) != (queue, key):
+                self.r.bad("unique", f"batch {b}: enqueueing key '{key}' of queue '{queue}' "
+                                     f"returned {tid}, which does not hold it")
+        for line in unique_snapshots:
+            self.r.bad("unique", f"seen while the run went on: {line}")
+
     # --- Batches ----------------------------------------------------------
 
     def check_batches(self, tasks, producer_records, target):
@@ -335,15 +609,27 @@ class Analysis:
         killed with its transaction open absent."""
         r = self.r
         in_db = defaultdict(list)
-        for t in tasks:
-            d = json.loads(t["details"]) if t["details"] else {}
-            if "b" not in d:
-                r.bad("batch", f"{t['id']} has no batch marker")
-                continue
-            in_db[d["b"]].append((d.get("n"), d.get("i")))
         logged = {rec[1]: rec[2] for rec in producer_records if rec[0] == "B"}
         killed_open = {b for phase, b, _ in self.producer_kills if phase == "open"}
         killed_commit = {b for phase, b, _ in self.producer_kills if phase != "open"}
+        n_members = 0
+        for t in tasks:
+            d = json.loads(t["details"]) if t["details"] else {}
+            if t["parent_id"] is not None and "c" in d:
+                continue  # a child: its parent's worker made it
+            if t["unique_key"] is not None and "u" in d:
+                # Not counted in its batch (the enqueue may have created
+                # nothing), but committed with it, as the last batch that
+                # replaced its details was.
+                if d["b"] in killed_open or (d["b"] not in logged and d["b"] not in killed_commit):
+                    r.bad("batch", f"unique task {t['id']} of batch {d['b']}, which never "
+                                   f"committed")
+                continue
+            if "b" not in d or "i" not in d:
+                r.bad("batch", f"{t['id']} has no batch marker")
+                continue
+            n_members += 1
+            in_db[d["b"]].append((d.get("n"), d.get("i")))
         for b, members in in_db.items():
             sizes = {n for n, _ in members}
             idx = sorted(i for _, i in members)
@@ -358,8 +644,8 @@ class Analysis:
         for b, n in logged.items():
             if b not in in_db:
                 r.bad("batch", f"batch {b}: committed ({n} tasks) but missing")
-        if target is not None and len(tasks) != target:
-            r.bad("batch", f"{len(tasks)} tasks in the database, {target} expected")
+        if target is not None and n_members != target:
+            r.bad("batch", f"{n_members} batch tasks in the database, {target} expected")
         self.n["batches"] = len(in_db)
 
     # --- Fairness and starvation -------------------------------------------
@@ -408,8 +694,9 @@ class Analysis:
             "tasks": len(tasks),
             "completed": status["completed"],
             "failed": status["failed"],
+            "cancelled": status["cancelled"],
             "failed_expired": n["failed_expired"],
-            "non_terminal": len(tasks) - status["completed"] - status["failed"],
+            "non_terminal": len(tasks) - sum(status[s] for s in FINISHED),
             "steady_rate": steady,
             "claims": sum(len(v) for v in self.by_key.values()),
             "reclaims": n["reclaims"],
@@ -434,20 +721,43 @@ class Analysis:
                 longest[3], "task_" + longest[3]), self.overtaken(*longest[:3]))
             if longest else None,
             "wait_first_claim_ms": {k: pct(v, 0.5) for k, v in first_waits.items()},
+            "families": n["families"],
+            "families_completed": n["families_completed"],
+            "families_failed": n["families_failed"],
+            "children": n["children"],
+            "dependents": n["dependents"],
+            "dependents_cancelled": n["dependents_cancelled"],
+            "dependent_claims_seen": n["dependent_claims_seen"],
+            "families_pinned": n["families_pinned"],
+            "unique_enqueues": n["unique_enqueues"],
+            "unique_tasks": n["unique_tasks"],
+            "workflow_violations": {c: len(self.r.violations.get(c, ()))
+                                    for c in ("dependency", "family", "unique")},
         }
 
 
 # --- Self-test: the checker must catch what it claims to catch. -------------
 
+# The workflow tasks of the synthetic history, by name: families F (two
+# children that complete), G (tolerates failures; G1 fails, G2 completes it)
+# and H (H1 fails it, H2 is cancelled); X, then D that depends on it; Y fails,
+# E, which depends on it, is cancelled; Z alone in batch 3; U1 then U2 hold
+# the unique key 'acct-1' one after the other.
+WF = {name: f"{n:08x}-0000-7000-8000-000000000000" for n, name in enumerate(
+    "F F1 F2 G G1 G2 H H1 H2 X D Y E Z U1 U2".split(), 0x10)}
+MEMBERS = 12  # batch 1: 4 tasks, batch 2: F G H X D Y E, batch 3: Z
+
+
 def _synthetic():
     """A small clean history: t1 completed at once, t2 failed and retried,
-    t3 stalled, was fenced off and completed by the next attempt, t4 reaped."""
+    t3 stalled, was fenced off and completed by the next attempt, t4 reaped;
+    then the workflows of WF."""
     L = 300
     ids = [f"0000000{i}-0000-7000-8000-000000000000" for i in range(1, 5)]
     t1, t2, t3, t4 = ids
 
-    def claim(tid, att, now, kind, maxa=3, b=1, run_at=0, prio=0):
-        return ["C", tid, att, now, now + L, run_at, prio, 0, "plain", 1.0, kind, maxa, b]
+    def claim(tid, att, now, kind, maxa=3, b=1, run_at=0, prio=0, method="plain", seen=None):
+        return ["C", tid, att, now, now + L, run_at, prio, 0, method, 1.0, kind, maxa, b, seen]
 
     w1 = [
         claim(t1, 1, 1000, "ok"), ["E", t1, 1, "complete", 1001, 1002, "completed", 1.0],
@@ -478,6 +788,80 @@ def _synthetic():
         row(t3, "stall", "completed", 2, 3, "w2", "lease expired on attempt 1 (worker w1)", i=2),
         row(t4, "reap", "failed", 1, 1, "w1", "lease expired on attempt 1 (worker w1)", i=3),
     ]
+
+    W = WF
+    F, F1, F2, G, G1, G2, H, H1, H2 = (W[k] for k in "F F1 F2 G G1 G2 H H1 H2".split())
+    X, D, Y, E, Z, U1, U2 = (W[k] for k in "X D Y E Z U1 U2".split())
+
+    def end(tid, op, t0, outcome, ancestors=None):
+        rec = ["E", tid, 1, op, t0, t0 + 1, outcome, 1.0]
+        return rec + [ancestors] if ancestors else rec
+
+    def kids(tid, t0, made):
+        return ["K", tid, 1, t0, t0 + 1, "running", made, 1.0]
+
+    w1 += [
+        claim(F, 1, 3000, "family", b=2), kids(F, 3001, [0]), kids(F, 3003, [1]),
+        end(F, "complete", 3005, "waiting"),
+        claim(F2, 1, 3020, "ok", 1, None),
+        end(F2, "complete", 3021, "completed", [[F, "completed"]]),
+        claim(G2, 1, 3120, "ok", 1, None),
+        end(G2, "complete", 3121, "completed", [[G, "completed"]]),
+        claim(H, 1, 3200, "family", b=2), kids(H, 3201, [0, 1]),
+        end(H, "complete", 3203, "waiting"),
+        claim(X, 1, 3300, "ok", b=2), end(X, "complete", 3301, "completed"),
+        claim(Y, 1, 3400, "doomed", 1, b=2), end(Y, "fail", 3401, "failed"),
+        claim(Z, 1, 3620, "ok", b=3), end(Z, "complete", 3621, "completed"),
+        claim(U2, 1, 3630, "ok", b=3), end(U2, "complete", 3631, "completed"),
+    ]
+    w2 += [
+        claim(F1, 1, 3010, "ok", 1, None), end(F1, "complete", 3011, "completed", [[F, "waiting"]]),
+        claim(G, 1, 3100, "family", b=2), kids(G, 3101, [0, 1]),
+        end(G, "complete", 3103, "waiting"),
+        claim(G1, 1, 3110, "doomed", 1, None), end(G1, "fail", 3111, "failed", [[G, "waiting"]]),
+        claim(H1, 1, 3210, "doomed", 1, None), end(H1, "fail", 3211, "failed", [[H, "failed"]]),
+        claim(D, 1, 3310, "ok", b=2, method="txn", seen=["completed"]),
+        end(D, "complete", 3311, "completed"),
+        claim(U1, 1, 3500, "ok", b=2), end(U1, "complete", 3501, "completed"),
+    ]
+    prod += [["B", 2, 7, "fn", 2900, 2950, 1.0], ["B", 3, 1, "fn", 3590, 3600, 1.0],
+             ["U", 2, "default", "acct-1", "active", "keep", U1],
+             ["U", 3, "default", "acct-1", "active", "keep", U2]]
+
+    def wf(tid, kind, status, attempts, maxa, worker, details, done_at, error=None, **cols):
+        return dict({"id": tid, "type": kind, "status": status, "attempts": attempts,
+                     "max_attempts": maxa, "worker": worker, "error": error,
+                     "details": json.dumps(details), "completed_at": done_at,
+                     "progress": 100 if status == "completed" else 0}, **cols)
+
+    plan = [{"k": "ok", "m": 1, "q": "default"}] * 2
+    member = lambda b, n, i, **d: dict({"b": b, "n": n, "i": i}, **d)  # noqa: E731
+    child = lambda c: {"c": c, "f": 0, "kids": None}  # noqa: E731
+    failed = "planned failure 1"
+    tasks += [
+        wf(F, "family", "completed", 1, 3, "w1", member(2, 7, 0, kids=plan), 3021,
+           children=2, children_done=2, flags=8),
+        wf(F1, "ok", "completed", 1, 1, "w2", child(0), 3011, parent_id=F),
+        wf(F2, "ok", "completed", 1, 1, "w1", child(1), 3021, parent_id=F),
+        wf(G, "family", "completed", 1, 3, "w2", member(2, 7, 1, kids=plan), 3121,
+           children=2, children_done=2, flags=2 | 8),
+        wf(G1, "doomed", "failed", 1, 1, "w2", child(0), 3111, failed, parent_id=G),
+        wf(G2, "ok", "completed", 1, 1, "w1", child(1), 3121, parent_id=G),
+        wf(H, "family", "failed", 1, 3, "w1", member(2, 7, 2, kids=plan), 3211,
+           f"child task {H1} failed", children=2, children_done=2, flags=8),
+        wf(H1, "doomed", "failed", 1, 1, "w2", child(0), 3211, failed, parent_id=H),
+        wf(H2, "ok", "cancelled", 0, 1, None, child(1), 3211, f"parent task {H} failed",
+           parent_id=H),
+        wf(X, "ok", "completed", 1, 3, "w1", member(2, 7, 3), 3301),
+        wf(D, "ok", "completed", 1, 3, "w2", member(2, 7, 4, d=[X]), 3311,
+           depends_on=json.dumps([X])),
+        wf(Y, "doomed", "failed", 1, 1, "w1", member(2, 7, 5), 3401, failed),
+        wf(E, "ok", "cancelled", 0, 3, None, member(2, 7, 6, d=[Y]), 3401,
+           f"dependency task {Y} failed", depends_on=json.dumps([Y])),
+        wf(Z, "ok", "completed", 1, 3, "w1", member(3, 1, 0), 3621),
+        wf(U1, "ok", "completed", 1, 3, "w2", {"b": 2, "u": "acct-1"}, 3501, unique_key="acct-1"),
+        wf(U2, "ok", "completed", 1, 3, "w1", {"b": 3, "u": "acct-1"}, 3631, unique_key="acct-1"),
+    ]
     return {"w1": w1, "w2": w2}, prod, tasks
 
 
@@ -489,15 +873,15 @@ def selftest():
     import copy
     failures = []
     logs, prod, tasks = _synthetic()
-    clean = analyse(logs, prod, tasks, target=4)
+    clean = analyse(logs, prod, tasks, target=MEMBERS)
     if not clean.ok:
         failures.append("clean history flagged: " + "; ".join(clean.violation_lines()))
 
     def mutate(expect, fn, **kw):
         lg, pr, ts = copy.deepcopy((logs, prod, tasks))
         fn(lg, pr, ts)
-        rep = analyse(lg, pr, ts, target=kw.get("target", 4), **{k: v for k, v in kw.items()
-                                                                 if k != "target"})
+        rep = analyse(lg, pr, ts, target=kw.get("target", MEMBERS),
+                      **{k: v for k, v in kw.items() if k != "target"})
         if expect not in rep.violations:
             failures.append(f"{expect} not detected ({fn.__doc__})")
 
@@ -555,12 +939,105 @@ def selftest():
     def bad_integrity(lg, pr, ts):
         """task_check() not ok"""
 
+    def row(ts, name):
+        return next(t for t in ts if t["id"] == WF[name])
+
+    def record(lg, kind, name):
+        return next(r for w in lg.values() for r in w if r[0] == kind and r[1] == WF[name])
+
+    # Workflows.
+    def dep_early(lg, pr, ts):
+        """a dependent claimed before its dependency completed"""
+        c = record(lg, "C", "D")
+        c[3], c[4], c[13] = 3250, 3550, None
+
+    def dep_seen(lg, pr, ts):
+        """a claim whose transaction read a dependency as running"""
+        record(lg, "C", "D")[13] = ["running"]
+
+    def dep_ran(lg, pr, ts):
+        """a dependent of a failed dependency claimed and completed"""
+        row(ts, "E").update(status="completed", attempts=1, worker="w1", error=None)
+        lg["w1"] += [["C", WF["E"], 1, 3410, 3710, 0, 0, 0, "plain", 1.0, "ok", 3, 2],
+                     ["E", WF["E"], 1, "complete", 3411, 3412, "completed", 1.0]]
+
+    def dep_wrong_cancel(lg, pr, ts):
+        """a dependent cancelled for a task it does not depend on"""
+        row(ts, "E")["error"] = f"dependency task {WF['X']} failed"
+
+    def fam_early(lg, pr, ts):
+        """two children's transactions saw their parent completed"""
+        record(lg, "E", "F1")[8] = [[WF["F"], "completed"]]
+
+    def fam_never(lg, pr, ts):
+        """a parent completed in none of its children's transactions"""
+        record(lg, "E", "F2")[8] = [[WF["F"], "waiting"]]
+
+    def fam_intolerant(lg, pr, ts):
+        """a parent completed although a child failed, without on_child_failure continue"""
+        row(ts, "G")["flags"] = 8
+
+    def fam_wrong_child(lg, pr, ts):
+        """a parent failed for a task that is not its failed child"""
+        row(ts, "H")["error"] = f"child task {WF['F1']} failed"
+
+    def fam_twice(lg, pr, ts):
+        """a child enqueued twice"""
+        ts.append(dict(row(ts, "F2"), id="000000ff-0000-7000-8000-000000000000",
+                       details=json.dumps({"c": 0})))
+        row(ts, "F").update(children=3, children_done=3)
+
+    def fam_counter(lg, pr, ts):
+        """children_done that disagrees with the children"""
+        row(ts, "F")["children_done"] = 1
+
+    def fam_wrong_cancel(lg, pr, ts):
+        """a child cancelled for a parent that is not its own"""
+        row(ts, "H2")["error"] = f"parent task {WF['G']} failed"
+
+    def uniq_overlap(lg, pr, ts):
+        """a unique task created while the previous holder of its key still held it"""
+        row(ts, "U1")["completed_at"] = 3650
+
+    def uniq_both(lg, pr, ts):
+        """two unfinished holders of one key"""
+        row(ts, "U1").update(status="queued", completed_at=None)
+
+    def uniq_once(lg, pr, ts):
+        """a key with unique_scope 'completed' taken again after its task completed"""
+        row(ts, "U1")["flags"] = row(ts, "U2")["flags"] = 4
+
+    def uniq_returned(lg, pr, ts):
+        """an enqueue of a unique key that returned a task not holding it"""
+        pr[-1][-1] = WF["X"]
+
+    def blocked_left(lg, pr, ts):
+        """a dependent left blocked"""
+        row(ts, "E").update(status="blocked", error=None)
+
+    def live_unique(lg, pr, ts):
+        """two unfinished holders of one key seen by the runner's live poll"""
+
+    def cancel_unexplained(lg, pr, ts):
+        """a task cancelled with no cascade to explain it"""
+        row(ts, "Z").update(status="cancelled", error=None)
+
     cases = (
         ("double-claim", dup, {}), ("double-claim", early, {}), ("double-claim", renewed, {}),
         ("double-claim", after_done, {}), ("fence-breach", false_stale, {}),
-        ("not-terminal", stuck, {}), ("double-claim", twice, {}), ("batch", partial, {"target": 3}),
+        ("not-terminal", stuck, {}), ("double-claim", twice, {}),
+        ("batch", partial, {"target": MEMBERS - 1}),
         ("busy", busy, {}), ("run-at", too_early, {}), ("outcome", doomed_done, {}),
         ("attempts", ghost, {}), ("integrity", bad_integrity, {"task_check": "1 problem"}),
+        ("dependency", dep_early, {}), ("dependency", dep_seen, {}), ("dependency", dep_ran, {}),
+        ("dependency", dep_wrong_cancel, {}), ("family", fam_early, {}),
+        ("family", fam_never, {}), ("family", fam_intolerant, {}),
+        ("family", fam_wrong_child, {}), ("family", fam_twice, {}), ("family", fam_counter, {}),
+        ("family", fam_wrong_cancel, {}), ("unique", uniq_overlap, {}), ("unique", uniq_both, {}),
+        ("unique", uniq_once, {}), ("unique", uniq_returned, {}),
+        ("unique", live_unique, {"unique_snapshots": ["key 'acct-1' of queue 'default': "
+                                                        "2 unfinished holders"]}),
+        ("not-terminal", blocked_left, {}), ("not-terminal", cancel_unexplained, {}),
     )
     for expect, fn, kw in cases:
         mutate(expect, fn, **kw)

@@ -10,6 +10,11 @@ figures. Exit status 0 only if every run holds.
   one custom run: --workers N [--tasks T --sync FULL --lock block --busy-timeout MS
                   --kills K --producer-kills P]
 
+A share of the work is workflows (actors.py): families whose workers enqueue
+children, dependency chains and diamonds, unique keys enqueued again and
+again; check.py holds them to docs/reference/workflows.md, and the runner
+scans the table once a second for two unfinished holders of one unique key.
+
 Every connection is set up as docs/concurrency.md advises (WAL, busy_timeout 30000).
 apsw's SQLite can also wait for locks in the kernel (SETLK_TIMEOUT); most
 hosts cannot, so runs use SQLite's sleeping busy handler unless a scenario
@@ -84,6 +89,13 @@ class Scenario:
     # Negative control: workers drop the fencing token after a stall; the
     # run passes only if the checker reports it.
     unfenced: bool = False
+    # Workflows (actors.py): the share of batch slots that start a family or
+    # a dependency group, and unique enqueues per batch (at most) from a pool
+    # of keys.
+    family_frac: float = 0.03
+    dep_frac: float = 0.03
+    unique_max: int = 6
+    unique_keys: int = 12
 
     @property
     def crash(self):
@@ -119,13 +131,23 @@ PROFILES = {
     ],
 }
 
-# Calls a crash round aims its kills at, in turn: claim, progress, complete, fail.
+# Calls a crash round aims its kills at, in turn: claim, progress, complete,
+# fail, a family's children being enqueued.
 KILL_TARGETS = [
     {S.CLAIM, S.CLAIM_TXN, S.CLAIM_BATCH},
     {S.PROGRESS, S.HEARTBEAT},
     {S.COMPLETE, S.COMPLETE_NEXT},
     {S.FAIL},
+    {S.CHILDREN},
 ]
+# Two unfinished tasks of one queue holding one unique key (docs/reference/
+# workflows.md: a 'completed' scope key is held by its completed task too).
+# NOT INDEXED: the table itself, not the unique index that should prevent it.
+UNIQUE_CLASH_SQL = """SELECT queue, unique_key, group_concat(id || ' ' || status, ', ')
+  FROM task_store NOT INDEXED
+ WHERE unique_key IS NOT NULL AND status NOT IN ('failed', 'cancelled')
+   AND (status != 'completed' OR flags & 4)
+ GROUP BY queue, unique_key HAVING count(*) > 1"""
 
 
 def find_extension():
@@ -158,6 +180,7 @@ class Run:
         self.next_slot = 0
         self.deadline = time.time() + sc.timeout
         self.wal_max = 0
+        self.unique_clashes = []  # what the live poll of unique keys found
 
     # Processes.
     def common_args(self, log):
@@ -192,7 +215,9 @@ class Run:
         extra = ["--target", str(sc.tasks), "--min-batch", str(min_batch),
                  "--batch-min", str(sc.batch_min), "--batch-max", str(sc.batch_max),
                  "--high-water", str(sc.high_water), "--stall-frac", str(sc.stall_frac),
-                 "--reap-frac", str(sc.reap_frac)]
+                 "--reap-frac", str(sc.reap_frac), "--family-frac", str(sc.family_frac),
+                 "--dep-frac", str(sc.dep_frac), "--unique-max", str(sc.unique_max),
+                 "--unique-keys", str(sc.unique_keys)]
         if sc.crash:
             extra.append("--crash")
         self.producers.append(self.spawn("producer", name, extra))
@@ -323,6 +348,7 @@ class Run:
         self.spawn_producer()
         ticks = {}
         kills_done = 0
+        polls = 0
         last_poll = 0.0
         done = 0
         moved = (0, started)  # (terminal count, when it last grew)
@@ -357,13 +383,21 @@ class Run:
                     break
                 if now - last_poll >= 0.2:
                     last_poll = now
-                    # Two partial-index counts and the last rowid: cheap
+                    # Partial-index counts and the last rowid: cheap
                     # enough to run five times a second beside the workers.
                     total, open_ = db.execute(
                         "SELECT ifnull(max(seq), 0),"
                         " (SELECT count(*) FROM task_store WHERE status = 'queued')"
                         " + (SELECT count(*) FROM task_store WHERE status = 'running')"
+                        " + (SELECT count(*) FROM task_store"
+                        "    WHERE status = 'blocked' OR status = 'waiting')"
                         " FROM task_store").fetchall()[0]
+                    polls += 1
+                    if polls % 5 == 0 and len(self.unique_clashes) < 10:
+                        # A table scan: once a second, not at every poll.
+                        for queue, key, held in db.execute(UNIQUE_CLASH_SQL):
+                            self.unique_clashes.append(f"key '{key}' of queue '{queue}' held by "
+                                                       f"{held}")
                     done = total - open_
                     if done != moved[0]:
                         moved = (done, now)
@@ -423,9 +457,15 @@ class Run:
         db = S.connect(self.db_path, self.ext, self.sc.sync)
         integrity = "\n".join(r[0] for r in db.execute("PRAGMA integrity_check").fetchall())
         task_check = db.execute("SELECT task_check()").fetchall()[0][0]
-        cols = ("id", "type", "status", "attempts", "max_attempts", "worker", "error", "details")
+        cols = ("id", "type", "status", "attempts", "max_attempts", "worker", "error", "details",
+                "queue", "parent_id", "unique_key", "children", "children_done", "flags",
+                "completed_at", "progress")
         tasks = [dict(zip(cols, row)) for row in
                  db.execute(f"SELECT {', '.join(cols)} FROM task_store ORDER BY seq")]
+        # Dependencies as the tasks table shows them.
+        deps = dict(db.execute("SELECT id, depends_on FROM tasks WHERE depends_on IS NOT NULL"))
+        for t in tasks:
+            t["depends_on"] = deps.get(t["id"])
         db.close()
         logs = {}
         for name in [n for n, _ in self.dead] + list(self.workers):
@@ -436,7 +476,8 @@ class Run:
             prod.extend(recs)
         report = check.analyse(logs, prod, tasks, killed=self.killed,
                                producer_kills=self.producer_kills, target=self.sc.tasks,
-                               integrity=integrity, task_check=task_check)
+                               integrity=integrity, task_check=task_check,
+                               unique_snapshots=self.unique_clashes)
         for p in self.problems:
             report.bad("harness", p)
         f = report.figures
@@ -489,7 +530,17 @@ def print_run(i, total, sc, rep):
                       f"retry backoffs; {f['steady_rate']:.0f} tasks/s while busy)"),
         ("tasks terminal", f"{f['tasks'] - f['non_terminal']} of {f['tasks']} "
                            f"(completed {f['completed']}, failed {f['failed']}, "
-                           f"of which {f['failed_expired']} after an expired lease)"),
+                           f"of which {f['failed_expired']} after an expired lease; "
+                           f"cancelled {f['cancelled']})"),
+        ("workflows", f"{f['families']} families ({f['families_completed']} completed, "
+                      f"{f['families_failed']} failed, {f['children']} children); "
+                      f"{f['dependents']} dependents ({f['dependents_cancelled']} cancelled by "
+                      f"a failed dependency); {f['unique_enqueues']} unique enqueues made "
+                      f"{f['unique_tasks']} tasks"),
+        ("workflow checks", f"{f['families_pinned']} parents seen completing in their last "
+                            f"descendant's transaction, {f['dependent_claims_seen']} dependents' "
+                            f"dependencies read in their claim's transaction; violations: "
+                            + ", ".join(f"{k} {v}" for k, v in f["workflow_violations"].items())),
         ("claims", f"{f['claims']} ({f['reclaims']} after an expired lease, {f['stalls']} "
                    f"deliberate stalls)"),
         ("fenced holders", f"{f['overlaps_fenced']} still working when re-claimed; "

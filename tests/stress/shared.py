@@ -27,12 +27,12 @@ BUSY_TIMEOUT_MS = 30000  # docs/concurrency.md's advice (run.py --busy-timeout c
 
 # Phases a worker publishes before each call (and IDLE after it).
 (IDLE, CLAIM, CLAIM_TXN, CLAIM_BATCH, PROGRESS, HEARTBEAT, COMPLETE, COMPLETE_NEXT, FAIL, STALL,
- POLL) = range(11)
+ POLL, CHILDREN) = range(12)
 PHASE_NAMES = {
     IDLE: "between calls", CLAIM: "task_claim", CLAIM_TXN: "claim in BEGIN IMMEDIATE",
     CLAIM_BATCH: "task_claim_batch", PROGRESS: "task_progress", HEARTBEAT: "task_heartbeat",
     COMPLETE: "task_complete", COMPLETE_NEXT: "task_complete_next", FAIL: "task_fail",
-    STALL: "stalled past lease", POLL: "idle poll",
+    STALL: "stalled past lease", POLL: "idle poll", CHILDREN: "enqueueing children",
 }
 # Producer phases: between batches, a batch transaction open, inside COMMIT, done,
 # and between batches held back by its budget.

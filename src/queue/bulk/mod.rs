@@ -10,35 +10,10 @@ use super::Queue;
 use super::claim::{self, ClaimArgs, Claimed};
 use super::ids::parse_id;
 use super::model::{MAX_LEASE_MS, MAX_TIME_MS, Status, check_range, clock};
+use super::txn::savepoint;
 use super::worker::{self, FailArgs, WorkerArgs};
 use super::writeback;
 use crate::error::{Error, Result};
-
-/// Runs `f` inside a savepoint: all of its writes commit together or
-/// none do. In autocommit mode the savepoint is the transaction, and the
-/// first statement `f` runs must be a write (the verbs' are), so the
-/// write lock is taken before anything is read. SQLite refuses to open a
-/// savepoint while another write statement is running (a trigger, a
-/// write to the `tasks` table): the batch verbs are for top-level calls.
-fn savepoint<T>(q: &Queue, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    q.prepare("SAVEPOINT task_batch")?.finish()?;
-    let out = f();
-    let end = match &out {
-        Ok(_) => q.prepare("RELEASE task_batch").and_then(|mut s| s.finish()),
-        Err(_) => Err(Error::new("rolled back")),
-    };
-    if let Err(e) = end {
-        let _ = q
-            .prepare("ROLLBACK TO task_batch")
-            .and_then(|mut s| s.finish());
-        let _ = q.prepare("RELEASE task_batch").and_then(|mut s| s.finish());
-        return match out {
-            Ok(_) => Err(e),
-            Err(orig) => Err(orig),
-        };
-    }
-    out
-}
 
 /// Runs `f` in a savepoint. Write-back values the items' verbs forget are
 /// put back if the savepoint rolls back, so a refused call changes nothing

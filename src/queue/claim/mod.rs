@@ -77,12 +77,23 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
                     writeback::take(q.key(), &n.task.id);
                     reaped += 1;
                 }
-                How::Expired | How::Queued => claimed.push(n.task),
+                How::Expired | How::Queued => {
+                    if n.linked {
+                        q.remember_linked(&n.task.id);
+                    }
+                    claimed.push(n.task);
+                }
             })
             .inspect_err(|_| *q.hint.borrow_mut() = Hint::None)?;
-        let hinted = hint != Hint::None;
-        *q.hint.borrow_mut() =
-            plan::next_hint(&a.queues, kind, !claimed.is_empty(), queue.as_deref());
+        let hinted = hint.usable(now);
+        *q.hint.borrow_mut() = plan::next_hint(
+            &a.queues,
+            kind,
+            !claimed.is_empty(),
+            queue.as_deref(),
+            now,
+            &hint,
+        );
         if !claimed.is_empty() {
             for t in &claimed {
                 // A value held for an earlier attempt is stale now.

@@ -22,17 +22,35 @@ use super::Queues;
 use super::sql;
 use crate::error::Result;
 use crate::queue::Queue;
+use crate::queue::flow::{self, Finished};
+use crate::queue::txn::atomically;
 use std::cmp::Reverse;
 
-/// What the last claim on this connection learned, to skip reads next time.
+/// What the last claim on this connection learned, to skip reads next time,
+/// and when (the claim's clock). A hint is trusted for [`HINT_MS`]: the
+/// reads it skips are also where expired tasks in workflows are failed
+/// (`reap_linked`), so a busy worker does them at least that often.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Hint {
     #[default]
     None,
     /// The named queue had work.
-    One(String),
+    One(String, i64),
     /// An every-queue claim found this queue the only one with queued tasks.
-    Sole(String),
+    Sole(String, i64),
+}
+
+/// How long a hint is trusted, in ms of the claims' clock.
+pub const HINT_MS: i64 = 1_000;
+
+impl Hint {
+    /// Whether the hint may be used by a claim at `now`.
+    pub fn usable(&self, now: i64) -> bool {
+        match self {
+            Hint::None => false,
+            Hint::One(_, at) | Hint::Sole(_, at) => (0..HINT_MS).contains(&(now - at)),
+        }
+    }
 }
 
 /// Which claim statement a round runs.
@@ -73,11 +91,17 @@ type HeadKey = (Reverse<i64>, i64, i64);
 
 /// Plans a round of a claim of up to `limit` tasks from `queues` at `now`.
 pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Result<Plan> {
+    let usable = hint.usable(now);
+    if !usable {
+        reap_linked(q, now)?;
+    }
     Ok(match queues {
-        Queues::One(name) if matches!(hint, Hint::One(h) if h == name) => Plan::Claim {
-            queue: Some(name.clone()),
-            kind: Kind::Queue,
-        },
+        Queues::One(name) if usable && matches!(hint, Hint::One(h, _) if h == name) => {
+            Plan::Claim {
+                queue: Some(name.clone()),
+                kind: Kind::Queue,
+            }
+        }
         Queues::One(name) => {
             let ready = head_of(q, name, now)?.is_some();
             let expired = expired_in(q, Some(name), now)?;
@@ -90,7 +114,7 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
             }
         }
         Queues::All => match hint {
-            Hint::Sole(sole) if limit == 1 => Plan::Claim {
+            Hint::Sole(sole, _) if usable && limit == 1 => Plan::Claim {
                 queue: Some(sole.clone()),
                 kind: Kind::Sole,
             },
@@ -140,15 +164,53 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
     })
 }
 
-/// What the next claim on this connection may assume after a round of
-/// `kind` on `queue` that claimed something (`claimed`) or not.
-pub fn next_hint(queues: &Queues, kind: Kind, claimed: bool, queue: Option<&str>) -> Hint {
+/// What the next claim on this connection may assume after a round at
+/// `now` of `kind` on `queue` that claimed something (`claimed`) or not.
+/// A hint that was still in use keeps the time it was made.
+pub fn next_hint(
+    queues: &Queues,
+    kind: Kind,
+    claimed: bool,
+    queue: Option<&str>,
+    now: i64,
+    old: &Hint,
+) -> Hint {
+    let since = match old {
+        Hint::One(_, at) | Hint::Sole(_, at) if old.usable(now) => *at,
+        _ => now,
+    };
     match (queues, kind, claimed, queue) {
         (_, _, false, _) => Hint::None,
-        (Queues::One(name), _, true, _) => Hint::One(name.clone()),
-        (Queues::All, Kind::Sole, true, Some(name)) => Hint::Sole(name.to_string()),
+        (Queues::One(name), _, true, _) => Hint::One(name.clone(), since),
+        (Queues::All, Kind::Sole, true, Some(name)) => Hint::Sole(name.to_string(), since),
         _ => Hint::None,
     }
+}
+
+/// Fails the expired tasks in workflows that have no attempts left (the
+/// claim UPDATE fails only plain ones), each in one unit with what follows
+/// (`flow.rs`). A read first: a claim with nothing to reap takes no write
+/// lock. At most 100 per call.
+pub fn reap_linked(q: &Queue, now: i64) -> Result<()> {
+    for _ in 0..100 {
+        let mut st = q.prepare(sql::EXPIRED_LINKED_SQL)?;
+        st.bind_i64(1, now)?;
+        if !st.step()? {
+            return Ok(());
+        }
+        let seq = st.column_i64(0);
+        drop(st);
+        atomically(q, || {
+            let mut st = q.prepare(sql::REAP_LINKED_SQL)?;
+            st.bind_i64(1, now)?;
+            st.bind_i64(2, seq)?;
+            match q.notes().first::<Finished>(st)? {
+                Some(t) => flow::settle(q, vec![t], now),
+                None => Ok(()),
+            }
+        })?;
+    }
+    Ok(())
 }
 
 fn head_of(q: &Queue, queue: &str, now: i64) -> Result<Option<HeadKey>> {
@@ -226,21 +288,47 @@ mod tests {
     #[test]
     fn a_hint_is_kept_only_after_a_claim_that_found_work() {
         let one = Queues::One("a".into());
+        let none = Hint::None;
         assert_eq!(
-            next_hint(&one, Kind::Queue, true, Some("a")),
-            Hint::One("a".into())
-        );
-        assert_eq!(next_hint(&one, Kind::Queue, false, Some("a")), Hint::None);
-        assert_eq!(
-            next_hint(&Queues::All, Kind::Sole, true, Some("a")),
-            Hint::Sole("a".into())
+            next_hint(&one, Kind::Queue, true, Some("a"), 5, &none),
+            Hint::One("a".into(), 5)
         );
         assert_eq!(
-            next_hint(&Queues::All, Kind::AnyExpired, true, Some("a")),
+            next_hint(&one, Kind::Queue, false, Some("a"), 5, &none),
+            Hint::None
+        );
+        assert_eq!(
+            next_hint(&Queues::All, Kind::Sole, true, Some("a"), 5, &none),
+            Hint::Sole("a".into(), 5)
+        );
+        assert_eq!(
+            next_hint(&Queues::All, Kind::AnyExpired, true, Some("a"), 5, &none),
             Hint::None
         );
         let many = Queues::Many(vec!["a".into(), "b".into()]);
-        assert_eq!(next_hint(&many, Kind::Queue, true, Some("a")), Hint::None);
+        assert_eq!(
+            next_hint(&many, Kind::Queue, true, Some("a"), 5, &none),
+            Hint::None
+        );
+    }
+
+    #[test]
+    fn a_hint_is_trusted_for_a_second_of_the_claims_clock() {
+        let h = Hint::One("a".into(), 1_000);
+        assert!(h.usable(1_000) && h.usable(1_999));
+        assert!(!h.usable(2_000), "expired");
+        assert!(!h.usable(999), "the clock went back");
+        assert!(!Hint::None.usable(0));
+        // Renewed by a claim that used it, it keeps its time.
+        let one = Queues::One("a".into());
+        assert_eq!(
+            next_hint(&one, Kind::Queue, true, Some("a"), 1_500, &h),
+            Hint::One("a".into(), 1_000)
+        );
+        assert_eq!(
+            next_hint(&one, Kind::Queue, true, Some("a"), 2_500, &h),
+            Hint::One("a".into(), 2_500)
+        );
     }
 
     #[test]

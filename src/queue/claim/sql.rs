@@ -29,15 +29,19 @@ use crate::ffi::Owned;
 use crate::queue::notes::{Note, fields};
 
 /// What the claim UPDATE notes for each row it changes: how the row was
-/// taken (see [`How`]), then the claimed task's fields in [`Claimed`]'s
-/// order. [`ClaimNote::read`] below reads them back, in this order.
+/// taken (see [`How`]), the claimed task's fields in [`Claimed`]'s order,
+/// then whether it takes the workflow path (not a plain task: see
+/// `plain_task!`). [`ClaimNote::read`] below reads them
+/// back, in this order.
 macro_rules! claim_note {
     () => {
         "task__note(?1,
                       CASE WHEN status = 'running' AND attempts >= max_attempts THEN 2
                            WHEN status = 'running' THEN 1 ELSE 0 END,
                       id, queue, type, details, attempts + 1, max_attempts, priority,
-                      parent_id, run_at, ?1 + ?3, created_at)"
+                      parent_id, run_at, ?1 + ?3, created_at,
+                      parent_id IS NOT NULL OR children <> 0 OR dependents <> 0
+                      OR unique_key IS NOT NULL)"
     };
 }
 
@@ -56,6 +60,8 @@ pub enum How {
 pub struct ClaimNote {
     pub how: How,
     pub task: Claimed,
+    /// It has a parent, children, dependents or a unique key.
+    pub linked: bool,
 }
 
 impl Note for ClaimNote {
@@ -75,7 +81,8 @@ impl Note for ClaimNote {
             run_at,
             lease_until,
             created,
-        ] = fields::<Self, 12>(values)?;
+            linked,
+        ] = fields::<Self, 13>(values)?;
         let how = match how_noted.int() {
             0 => How::Queued,
             1 => How::Expired,
@@ -97,6 +104,7 @@ impl Note for ClaimNote {
                 created_at: created.int(),
                 reclaimed: how == How::Expired,
             },
+            linked: linked.int() != 0,
         })
     }
 }
@@ -134,13 +142,19 @@ WHERE ",
     };
 }
 
+// Expired tasks a claim may take: any with attempts left, and the plain
+// ones with none left, which the UPDATE fails (reaps) instead. A task in a
+// workflow with no attempts left is failed by `reap_linked` (its parent
+// and dependents must follow in the same transaction).
 macro_rules! expired_sql {
     ($queue_filter:literal, $limit:literal) => {
         concat!(
             "SELECT seq FROM main.task_store
       WHERE status = 'running' AND lease_until <= +?1",
             $queue_filter,
-            " ORDER BY lease_until LIMIT ",
+            " AND (attempts < max_attempts OR (",
+            plain_task!(),
+            ")) ORDER BY lease_until LIMIT ",
             $limit
         )
     };
@@ -227,16 +241,47 @@ SELECT priority, run_at, seq FROM main.task_store
  WHERE status = 'queued' AND queue = +?1 AND run_at <= +?2
  ORDER BY priority DESC, run_at LIMIT 1";
 
-pub const EXPIRED_ANY_SQL: &str = "\
-SELECT 1 FROM main.task_store WHERE status = 'running' AND lease_until <= +?1 LIMIT 1";
+pub const EXPIRED_ANY_SQL: &str = concat!(
+    "SELECT 1 FROM main.task_store WHERE status = 'running' AND lease_until <= +?1
+   AND (attempts < max_attempts OR (",
+    plain_task!(),
+    ")) LIMIT 1"
+);
 
 /// Expired tasks this claim may take (its queue's), or must reap (any queue's
 /// with no attempts left: a queue nobody claims from must not keep a dead
 /// task 'running' forever).
-pub const EXPIRED_IN_SQL: &str = "\
-SELECT 1 FROM main.task_store
+pub const EXPIRED_IN_SQL: &str = concat!(
+    "SELECT 1 FROM main.task_store
  WHERE status = 'running' AND lease_until <= +?1 AND (queue = +?2 OR attempts >= max_attempts)
- LIMIT 1";
+   AND (attempts < max_attempts OR (",
+    plain_task!(),
+    ")) LIMIT 1"
+);
+
+/// The oldest expired task in a workflow with no attempts left: failed by
+/// `reap_linked`, with its parent and dependents.
+pub const EXPIRED_LINKED_SQL: &str = concat!(
+    "SELECT seq FROM main.task_store
+ WHERE status = 'running' AND lease_until <= +?1 AND attempts >= max_attempts
+   AND NOT (",
+    plain_task!(),
+    ") ORDER BY lease_until LIMIT 1"
+);
+
+/// Fails an expired task in a workflow, as the claim UPDATE fails a plain one.
+pub const REAP_LINKED_SQL: &str = concat!(
+    "UPDATE main.task_store
+   SET status = 'failed',
+       error = 'lease expired on attempt ' || attempts || ' (worker ' || ifnull(worker, '?') || ')',
+       completed_at = ?1, lease_until = NULL, flags = ",
+    flags_ended!(),
+    ",
+       updated_at = task__note(?1, ",
+    crate::queue::flow::finished_note!("'failed'"),
+    ")
+ WHERE seq = +?2 AND status = 'running' AND lease_until <= +?1 AND attempts >= max_attempts"
+);
 
 /// The queue of the oldest expired lease that can still be claimed.
 pub const OLDEST_EXPIRED_QUEUE_SQL: &str = "\
@@ -257,10 +302,10 @@ mod tests {
             .split(',')
             .filter(|a| !a.contains("WHEN") || a.contains("CASE"))
             .count();
-        assert_eq!(args, 1 + 12, "{call}");
-        let values = (0..12).map(Owned::Integer).collect();
+        assert_eq!(args, 1 + 13, "{call}");
+        let values = (0..13).map(Owned::Integer).collect();
         assert!(ClaimNote::read(values).is_ok());
-        assert!(ClaimNote::read(vec![Owned::Null; 11]).is_err());
+        assert!(ClaimNote::read(vec![Owned::Null; 12]).is_err());
     }
 
     #[test]

@@ -17,8 +17,12 @@ const EVERY_VERB: &str = r#"
     SELECT task_heartbeat('00000000-0000-7000-8000-000000000001');
     SELECT task_complete('00000000-0000-7000-8000-000000000001', '{}');
     SELECT task_fail(id, 'e', '{"retry": false}') FROM tasks WHERE type = 'b';
-    SELECT task_retry(id) FROM tasks WHERE type = 'b';
+    SELECT task_retry(id) FROM tasks WHERE type = 'a';
     SELECT task_cancel(id) FROM tasks WHERE type = 'b';
+    SELECT task_enqueue('e', NULL, json_object('depends_on', json_array(id), 'unique_key', 'k',
+                                               'queue', 'q'))
+      FROM tasks WHERE type = 'c';
+    SELECT task_enqueue('e', NULL, '{"unique_key": "k", "queue": "q"}');
     SELECT count(*) FROM tasks WHERE status = 'running';
     INSERT INTO tasks(type) VALUES ('d');
     UPDATE tasks SET priority = 2 WHERE type = 'd';

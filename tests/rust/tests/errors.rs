@@ -311,7 +311,7 @@ fn cases() -> Vec<(String, &'static str)> {
         ),
         c(
             &format!("UPDATE tasks SET priority = 3 WHERE id = {R}"),
-            "tasks: task 00000000-0000-7000-8000-000000000002 is running; only queued tasks can be changed",
+            "tasks: task 00000000-0000-7000-8000-000000000002 is running; only queued or blocked tasks can be changed",
         ),
         c(
             &format!("UPDATE tasks SET worker = 'x' WHERE id = {Q}"),

@@ -3,15 +3,45 @@
 //! model of the queue built from the reference (docs/).
 //!
 //! After every call: no panic (`internal error in sqlite-task` fails the
-//! test); a rejected call names its function and leaves `task_store` byte for
-//! byte as it was; and the `tasks` table matches the model. Where the reference
-//! leaves a choice open (which of several expired tasks a claim takes, which
-//! exhausted tasks a claim reaps, the retry backoff's random factor) the model
-//! checks that the observed outcome is one it allows, then continues from it.
-//! Arguments the reference does not settle (JSON nested deeper than serde_json's
-//! 128 levels, a JSON `null` option, whole reals in `tasks` columns, a lease
-//! of 0, ...) may be accepted or refused; every other one must get the
-//! verdict the model gives.
+//! test); a rejected call names its function and leaves `task_store` and
+//! `task_deps` byte for byte as they were; and the `tasks` table matches the
+//! model. Where the reference leaves a choice open (which of several expired
+//! tasks a claim takes, which exhausted tasks a claim reaps, the retry
+//! backoff's random factor) the model checks that the observed outcome is one
+//! it allows, then continues from it. Arguments the reference does not settle
+//! (JSON nested deeper than serde_json's 128 levels, a JSON `null` option,
+//! whole reals in `tasks` columns, a lease of 0, ...) may be accepted or
+//! refused; every other one must get the verdict the model gives.
+//!
+//! Workflows (docs/reference/workflows.md) are modelled from the tasks'
+//! links alone, never from the storage's counters: a task's children are the
+//! tasks naming it as parent (so `children` and `children_done` are counted,
+//! and a parent's `progress` is the rollup of its children's: their mean, a
+//! finished child counting as 100, a child with children as its own rollup);
+//! a task's dependencies are its `depends_on` ids, and it is `blocked` (from
+//! its enqueue or retry) while one of them has not completed. When a task
+//! finishes, what follows is worked through one task at a time, as the
+//! reference lists it (`Model::settle`): a completion releases the
+//! dependents whose last dependency it was and completes a waiting parent
+//! whose last child it was; a failure for good or a cancellation cancels the
+//! blocked dependents and the unfinished children, and fails the parent (or,
+//! `on_child_failure: continue`, counts as its child finished). A task with
+//! `wait_for_children` is waiting from the start. Unique keys are held per
+//! queue by unfinished tasks (and completed ones with `unique_scope:
+//! completed`). `task_tree(root)` is read and compared with the model's tree.
+//! An expired task in a workflow on its last attempt is failed (with what
+//! follows) by the reads a claim makes first, which a claim may skip for a
+//! second after one that found work (docs/ARCHITECTURE.md, the hint).
+//!
+//! Where the reference leaves a choice open, the model takes the reading
+//! said where it is used: a parent's `updated_at` moves when a child is
+//! added or finishes (not when one is retried or deleted), a blocked
+//! dependent's when one of its dependencies completes; a task cancelled
+//! because its dependency ended names that dependency, not the first task of
+//! the chain; a retry goes down through the failed and cancelled children
+//! only (a completed child's failed children stay, as it stays completed);
+//! a task back to waiting whose children have all finished completes at
+//! once.
 //!
 //! Every time-dependent call carries `{"now": ms}`, so nothing depends on the
 //! wall clock. Budget: PROPTEST_CASES sequences (default 1000, about five
@@ -19,10 +49,12 @@
 //! prints the shrunk sequence; `--nocapture` also prints how often each verb
 //! was accepted and refused and which model paths were taken.
 //!
-//! The bugs this test found (all fixed) are pinned by the regression tests
-//! at the end. The model's `KNOWN BUG` paths, switched off by the
-//! `KNOWN_BUG_*` constants, tolerated them while they were open. Not reached
-//! on purpose: reports whose clock runs back further than 50 ms across
+//! The bugs this test found are pinned by the regression tests at the end.
+//! The model's `KNOWN BUG` paths, switched on by the `KNOWN_BUG_*` constants,
+//! tolerate the ones still open (mirroring them, or, where the storage is
+//! left in a state the reference has no word for, not checking the rest of
+//! the sequence); switched off, the test fails on them. Not reached on
+//! purpose: reports whose clock runs back further than 50 ms across
 //! processes (a held write-back report cannot see a change made elsewhere;
 //! the reference documents the window).
 
@@ -34,7 +66,7 @@ use rusqlite::types::{Value, ValueRef};
 use serde_json::Value as Json;
 use sqlite_task_tests::memory_db;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 const T0: i64 = 1_000_000_000;
@@ -225,14 +257,16 @@ fn rows(db: &Connection, sql: &str) -> Vec<Vec<SqlV>> {
 /// Everything the extension stores.
 fn snapshot(db: &Connection) -> Vec<Vec<SqlV>> {
     let mut all = rows(db, "SELECT * FROM task_store ORDER BY seq");
+    all.extend(rows(db, "SELECT * FROM task_deps ORDER BY dep, task"));
     all.extend(rows(db, "SELECT * FROM task_meta ORDER BY key"));
     all
 }
 
 const VIEW_SQL: &str = "SELECT rowid, id, queue, type, status, priority, progress, details, \
      result, error, attempts, max_attempts, parent_id, worker, lease_until, run_at, created_at, \
-     updated_at, started_at, completed_at FROM tasks ORDER BY rowid";
-const VIEW_COLS: [&str; 20] = [
+     updated_at, started_at, completed_at, unique_key, depends_on, children, children_done \
+     FROM tasks ORDER BY rowid";
+const VIEW_COLS: [&str; 24] = [
     "rowid",
     "id",
     "queue",
@@ -253,6 +287,10 @@ const VIEW_COLS: [&str; 20] = [
     "updated_at",
     "started_at",
     "completed_at",
+    "unique_key",
+    "depends_on",
+    "children",
+    "children_done",
 ];
 
 /// What a call returned: its value, or its error message.
@@ -533,6 +571,11 @@ enum IdRef {
     Fresh(u8, bool),
     /// A known task's id in another UUID spelling (braces, no hyphens, urn).
     Form(usize, u8),
+    /// The id of the model's `n`-th task that has children, most recently
+    /// changed first (modulo the count); with none, as `Known`.
+    Parent(usize),
+    /// As `InState`, among the tasks that have a parent.
+    Child(St, usize),
     /// Anything else: not a UUID, or not text.
     Lit(Arg),
 }
@@ -541,8 +584,19 @@ fn fresh_id(n: u8) -> String {
     format!("00000000-0000-7000-8000-0000000000{n:02x}")
 }
 
-/// An option value; `Clock`, `Attempt`, `Id` and `Wb` are filled in when the
-/// call runs.
+/// One entry of a `depends_on` list.
+#[derive(Clone, Debug)]
+enum DepRef {
+    Id(IdRef),
+    /// The id the call gives the new task (its `id` option or column): the
+    /// task itself.
+    Own,
+    /// Not a task id at all.
+    Raw(J),
+}
+
+/// An option value; `Clock`, `Attempt`, `Id`, `Deps` and `Wb` are filled in
+/// when the call runs.
 #[derive(Clone, Debug)]
 enum V {
     J(J),
@@ -553,6 +607,8 @@ enum V {
     /// The target task's current attempt plus this delta.
     Attempt(i64),
     Id(IdRef),
+    /// A JSON array of dependency ids.
+    Deps(Vec<DepRef>),
     /// The sequence's write-back interval.
     Wb,
 }
@@ -573,6 +629,8 @@ enum P {
     Doc(JsonArg),
     Clock(i64),
     Id(IdRef),
+    /// A `depends_on` column: the JSON text of an array of ids.
+    Deps(Vec<DepRef>),
 }
 
 #[derive(Clone, Debug)]
@@ -663,6 +721,10 @@ enum Call {
     Delete {
         target: Target,
     },
+    /// `SELECT … FROM task_tree(root)`.
+    Tree {
+        root: IdRef,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -736,9 +798,11 @@ fn id_ref(likely: &'static [St]) -> BoxedStrategy<IdRef> {
     prop_oneof![
         12 => (select(likely.to_vec()), prop_oneof![3 => Just(0usize), 1 => 0usize..4])
             .prop_map(|(st, n)| IdRef::InState(st, n)),
+        3 => (select(likely.to_vec()), 0usize..2).prop_map(|(st, n)| IdRef::Child(st, n)),
         6 => (any::<usize>(), prop::bool::weighted(0.1)).prop_map(|(n, u)| IdRef::Known(n, u)),
         2 => (0u8..8, any::<bool>()).prop_map(|(n, u)| IdRef::Fresh(n, u)),
         1 => (any::<usize>(), 0u8..3).prop_map(|(n, f)| IdRef::Form(n, f)),
+        1 => any::<usize>().prop_map(IdRef::Parent),
         2 => prop_oneof![
             select(vec![
                 "not-a-uuid",
@@ -758,13 +822,73 @@ fn id_ref(likely: &'static [St]) -> BoxedStrategy<IdRef> {
 
 const RUNNING: &[St] = &[St::Running];
 const FINISHED: &[St] = &[St::Completed, St::Failed, St::Cancelled];
+const OPEN: &[St] = &[St::Queued, St::Running, St::Blocked, St::Waiting];
 const ANY: &[St] = &[
     St::Queued,
     St::Running,
     St::Completed,
     St::Failed,
     St::Cancelled,
+    St::Blocked,
+    St::Waiting,
 ];
+/// Parents: mostly tasks that may take a child (a running one most, as a
+/// worker adds children to the task it holds), sometimes finished ones.
+const PARENTS: &[St] = &[
+    St::Running,
+    St::Running,
+    St::Queued,
+    St::Waiting,
+    St::Blocked,
+    St::Completed,
+    St::Cancelled,
+];
+
+/// A `depends_on` entry: mostly a task in a state a dependency may be in,
+/// sometimes a failed or cancelled one, an unknown id (`id_ref`'s fresh and
+/// malformed ones), the task itself, or no id at all.
+fn dep_ref() -> BoxedStrategy<DepRef> {
+    prop_oneof![
+        10 => id_ref(&[St::Queued, St::Running, St::Completed, St::Blocked, St::Waiting])
+            .prop_map(DepRef::Id),
+        2 => id_ref(&[St::Failed, St::Cancelled]).prop_map(DepRef::Id),
+        1 => Just(DepRef::Own),
+        1 => select(vec![J::Int(1), J::Null, J::Arr(vec![]), J::Str(String::new())])
+            .prop_map(DepRef::Raw),
+    ]
+    .boxed()
+}
+
+/// A `depends_on` list of up to three entries, now and then one twice.
+fn deps_list() -> BoxedStrategy<Vec<DepRef>> {
+    (
+        proptest::collection::vec(dep_ref(), 0..4),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(|(mut v, twice)| {
+            if let Some(d) = v.first().cloned().filter(|_| twice) {
+                v.push(d);
+            }
+            v
+        })
+        .boxed()
+}
+
+/// The `depends_on` option: a list, or (rarely) something that is not one.
+fn deps_v() -> BoxedStrategy<V> {
+    prop_oneof![
+        10 => deps_list().prop_map(V::Deps),
+        1 => select(vec![
+            J::Str(fresh_id(1)),
+            J::Int(1),
+            J::Obj(vec![]),
+            J::Null,
+            J::Bool(true),
+        ])
+        .prop_map(V::J),
+    ]
+    .boxed()
+}
 
 /// An id for a new task: mostly fresh, sometimes taken or malformed.
 fn new_id_ref() -> BoxedStrategy<IdRef> {
@@ -1035,17 +1159,62 @@ fn col_p(col: &'static str) -> BoxedStrategy<(&'static str, P)> {
             Arg::Int(i64::MAX),
         ]),
         "id" => new_id_ref().prop_map(P::Id).boxed(),
-        "parent_id" => id_ref(ANY).prop_map(P::Id).boxed(),
+        "parent_id" => id_ref(PARENTS).prop_map(P::Id).boxed(),
         "status" => lit(vec![
             Arg::text("queued"),
             Arg::text("cancelled"),
             Arg::text("running"),
             Arg::text("completed"),
             Arg::text("failed"),
+            Arg::text("blocked"),
+            Arg::text("waiting"),
             Arg::text("bogus"),
             Arg::Int(1),
             Arg::Null,
         ]),
+        "unique_key" => lit(vec![
+            Arg::text("k1"),
+            Arg::text("k2"),
+            Arg::text(""),
+            Arg::Int(1),
+            Arg::Null,
+        ]),
+        "on_conflict" => lit(vec![
+            Arg::text("keep"),
+            Arg::text("replace"),
+            Arg::text("error"),
+            Arg::text("merge"),
+            Arg::Int(0),
+        ]),
+        "unique_scope" => lit(vec![
+            Arg::text("active"),
+            Arg::text("completed"),
+            Arg::text(""),
+        ]),
+        "on_child_failure" => lit(vec![
+            Arg::text("fail"),
+            Arg::text("continue"),
+            Arg::text("ignore"),
+        ]),
+        "wait_for_children" => lit(vec![
+            Arg::Int(1),
+            Arg::Int(0),
+            Arg::Int(2),
+            Arg::text("true"),
+            Arg::Real(1.0),
+        ]),
+        "depends_on" => prop_oneof![
+            6 => deps_list().prop_map(P::Deps),
+            1 => lit(vec![
+                Arg::text("[1]"),
+                Arg::text("{}"),
+                Arg::text("not json"),
+                Arg::Text(format!("\"{}\"", fresh_id(1))),
+                Arg::Int(1),
+                Arg::Blob(b"[]".to_vec()),
+            ]),
+        ]
+        .boxed(),
         // the columns the queue manages
         _ => lit(vec![
             Arg::Null,
@@ -1069,16 +1238,25 @@ fn insert_row() -> BoxedStrategy<Vec<(&'static str, P)>> {
         "id",
         "parent_id",
         "status",
+        "unique_key",
+        "depends_on",
+        "on_conflict",
+        "unique_scope",
+        "on_child_failure",
+        "wait_for_children",
         "worker",
         "attempts",
         "progress",
+        "children",
     ];
     let mut parts: Vec<BoxedStrategy<Option<(&'static str, P)>>> =
         vec![proptest::option::weighted(0.97, col_p("type")).boxed()];
     for c in optional {
         let p = match c {
             "details" | "queue" | "priority" | "id" => 0.4,
-            "worker" | "attempts" | "progress" => 0.03,
+            "parent_id" | "unique_key" | "depends_on" => 0.2,
+            "on_conflict" | "unique_scope" | "on_child_failure" | "wait_for_children" => 0.1,
+            "worker" | "attempts" | "progress" | "children" => 0.03,
             _ => 0.15,
         };
         parts.push(proptest::option::weighted(p, col_p(c)).boxed());
@@ -1095,7 +1273,17 @@ fn insert_row() -> BoxedStrategy<Vec<(&'static str, P)>> {
 fn target() -> BoxedStrategy<Target> {
     prop_oneof![
         8 => id_ref(FINISHED).prop_map(Target::Id),
-        2 => select(vec!["queued", "running", "completed", "failed", "cancelled"]).prop_map(Target::Status),
+        3 => id_ref(OPEN).prop_map(Target::Id),
+        2 => select(vec![
+            "queued",
+            "running",
+            "completed",
+            "failed",
+            "cancelled",
+            "blocked",
+            "waiting",
+        ])
+        .prop_map(Target::Status),
         1 => any::<usize>().prop_map(Target::Rowid),
         1 => Just(Target::All),
     ]
@@ -1136,8 +1324,39 @@ fn call() -> BoxedStrategy<Call> {
                 0.3,
                 int_v(vec![1, 2, 3, 1_000], vec![0, -1, 1_001, i64::MAX]),
             ),
-            entry("parent_id", 0.15, id_ref(ANY).prop_map(V::Id).boxed()),
+            entry("parent_id", 0.3, id_ref(PARENTS).prop_map(V::Id).boxed()),
             entry("id", 0.4, new_id_ref().prop_map(V::Id).boxed()),
+            entry("depends_on", 0.2, deps_v()),
+            entry("unique_key", 0.2, str_v(vec!["k1", "k2"])),
+            entry(
+                "on_conflict",
+                0.12,
+                str_v(vec!["keep", "replace", "error", "merge"]),
+            ),
+            entry(
+                "unique_scope",
+                0.1,
+                str_v(vec!["active", "completed", "forever"]),
+            ),
+            entry(
+                "on_child_failure",
+                0.12,
+                str_v(vec!["fail", "continue", "ignore"]),
+            ),
+            entry(
+                "wait_for_children",
+                0.08,
+                select(vec![
+                    J::Bool(true),
+                    J::Bool(true),
+                    J::Bool(false),
+                    J::Null,
+                    J::Int(1),
+                    J::Str("true".into()),
+                ])
+                .prop_map(V::J)
+                .boxed(),
+            ),
         ]),
     )
         .prop_map(|(ty, details, opts)| Call::Enqueue { ty, details, opts });
@@ -1230,8 +1449,7 @@ fn call() -> BoxedStrategy<Call> {
         ]),
     )
         .prop_map(|(id, error, opts)| Call::Fail { id, error, opts });
-    let cancel = (id_ref(&[St::Queued, St::Running]), opts(vec![]))
-        .prop_map(|(id, opts)| Call::Cancel { id, opts });
+    let cancel = (id_ref(OPEN), opts(vec![])).prop_map(|(id, opts)| Call::Cancel { id, opts });
     let retry = (id_ref(&[St::Failed, St::Cancelled]), opts(vec![]))
         .prop_map(|(id, opts)| Call::Retry { id, opts });
     let complete_next = (
@@ -1257,7 +1475,20 @@ fn call() -> BoxedStrategy<Call> {
     let update_cols = prop_oneof![
         6 => select(vec!["priority", "run_at", "queue", "max_attempts"]),
         4 => Just("status"),
-        1 => select(vec!["worker", "attempts", "progress", "details", "type", "id", "error", "lease_until"]),
+        1 => select(vec![
+            "worker",
+            "attempts",
+            "progress",
+            "details",
+            "type",
+            "id",
+            "error",
+            "lease_until",
+            "unique_key",
+            "depends_on",
+            "children",
+            "children_done",
+        ]),
     ];
     let update = (
         proptest::collection::vec(update_cols.prop_flat_map(col_p), 1..3),
@@ -1271,6 +1502,11 @@ fn call() -> BoxedStrategy<Call> {
             Call::Update { set, target }
         });
     let delete = target().prop_map(|target| Call::Delete { target });
+    let tree = prop_oneof![
+        3 => any::<usize>().prop_map(IdRef::Parent),
+        2 => id_ref(ANY),
+    ]
+    .prop_map(|root| Call::Tree { root });
     let tick = select(vec![
         1i64, 10, 50, 999, 1_000, 2_000, 150_000, 299_999, 300_000, 400_000, 3_600_000,
     ])
@@ -1290,9 +1526,149 @@ fn call() -> BoxedStrategy<Call> {
         3 => insert,
         3 => update,
         2 => delete,
+        3 => tree,
+        8 => workflow_call(),
+        2 => unique_call(),
         6 => tick,
     ]
     .boxed()
+}
+
+/// A well-formed enqueue of a task with no work of its own
+/// (`wait_for_children`), now and then a child itself, tolerant of failed
+/// children, or with a unique key.
+fn group_call() -> BoxedStrategy<Call> {
+    (
+        proptest::option::weighted(0.3, select(vec![St::Running, St::Waiting])),
+        prop::bool::weighted(0.4),
+        proptest::option::weighted(0.2, select(vec!["k1", "k2"])),
+    )
+        .prop_map(|(parent, tolerant, key)| {
+            let s = |x: &str| V::J(J::Str(x.into()));
+            let mut o = vec![
+                ("now".to_string(), V::Clock(0)),
+                ("wait_for_children".to_string(), V::J(J::Bool(true))),
+            ];
+            if let Some(p) = parent {
+                o.push(("parent_id".to_string(), V::Id(IdRef::InState(p, 0))));
+            }
+            if tolerant {
+                o.push(("on_child_failure".to_string(), s("continue")));
+            }
+            if let Some(k) = key {
+                o.push(("unique_key".to_string(), s(k)));
+            }
+            Call::Enqueue {
+                ty: Arg::text("batch"),
+                details: JsonArg {
+                    arg: Arg::Null,
+                    q: Q::Good,
+                },
+                opts: Opts::Obj(o),
+            }
+        })
+        .boxed()
+}
+
+/// A well-formed enqueue with a unique key, in each mode and scope.
+fn unique_call() -> BoxedStrategy<Call> {
+    (
+        select(vec!["k1", "k2"]),
+        select(vec!["default", "q1"]),
+        select(vec!["keep", "replace", "replace", "error"]),
+        select(vec!["active", "completed"]),
+        select(vec![r#"{"v":1}"#, r#"{"v":2}"#]),
+        select(vec![0i64, 1_000]),
+    )
+        .prop_map(|(key, queue, conflict, scope, details, delay)| {
+            let s = |x: &str| V::J(J::Str(x.into()));
+            Call::Enqueue {
+                ty: Arg::text("sync"),
+                details: JsonArg {
+                    arg: Arg::text(details),
+                    q: Q::Good,
+                },
+                opts: Opts::Obj(vec![
+                    ("now".to_string(), V::Clock(0)),
+                    ("queue".to_string(), s(queue)),
+                    ("unique_key".to_string(), s(key)),
+                    ("on_conflict".to_string(), s(conflict)),
+                    ("unique_scope".to_string(), s(scope)),
+                    ("delay".to_string(), V::J(J::Int(delay))),
+                ]),
+            }
+        })
+        .boxed()
+}
+
+/// Well-formed workflow steps, so that trees and chains grow and are
+/// worked through often enough: a child enqueued, a claim, the completion
+/// of a running child or of a running parent.
+fn workflow_call() -> BoxedStrategy<Call> {
+    let now = || Opts::Obj(vec![("now".into(), V::Clock(0))]);
+    let null = || JsonArg {
+        arg: Arg::Null,
+        q: Q::Good,
+    };
+    prop_oneof![
+        4 => child_call(),
+        2 => select(vec!["w1", "w2"]).prop_map(move |w| Call::Claim { worker: Arg::text(w), opts: now() }),
+        3 => (0usize..2).prop_map(move |n| Call::Complete {
+            id: IdRef::Child(St::Running, n),
+            result: null(),
+            opts: now(),
+        }),
+        1 => Just(Call::Complete { id: IdRef::Parent(0), result: null(), opts: now() }),
+        1 => group_call(),
+    ]
+    .boxed()
+}
+
+/// A well-formed enqueue of a child (of a running, queued or waiting
+/// task), now and then with a dependency, a tolerant parent policy or a
+/// unique key.
+fn child_call() -> BoxedStrategy<Call> {
+    (
+        select(vec![St::Running, St::Running, St::Queued, St::Waiting]),
+        0usize..2,
+        proptest::option::weighted(
+            0.3,
+            select(vec![St::Queued, St::Running, St::Completed, St::Blocked]),
+        ),
+        prop::bool::weighted(0.3),
+        proptest::option::weighted(0.25, select(vec!["k1", "k2"])),
+        select(vec!["default", "q1", "q2"]),
+        // Mostly ahead of the other tasks, so that children get claimed.
+        select(vec![0i64, 10, 10]),
+    )
+        .prop_map(|(parent, n, dep, tolerant, key, queue, priority)| {
+            let s = |x: &str| V::J(J::Str(x.into()));
+            let mut o = vec![
+                ("now".to_string(), V::Clock(0)),
+                ("queue".to_string(), s(queue)),
+                ("priority".to_string(), V::J(J::Int(priority))),
+                ("parent_id".to_string(), V::Id(IdRef::InState(parent, n))),
+            ];
+            if let Some(d) = dep {
+                let d = DepRef::Id(IdRef::InState(d, 0));
+                o.push(("depends_on".to_string(), V::Deps(vec![d])));
+            }
+            if tolerant {
+                o.push(("on_child_failure".to_string(), s("continue")));
+            }
+            if let Some(k) = key {
+                o.push(("unique_key".to_string(), s(k)));
+            }
+            Call::Enqueue {
+                ty: Arg::text("child"),
+                details: JsonArg {
+                    arg: Arg::Null,
+                    q: Q::Good,
+                },
+                opts: Opts::Obj(o),
+            }
+        })
+        .boxed()
 }
 
 /// A plain enqueue or claim, to give the hostile calls a queue to work on.
@@ -1316,6 +1692,9 @@ fn good_call() -> BoxedStrategy<Call> {
                 ]),
             }),
         2 => select(vec!["w1", "w2"]).prop_map(move |w| Call::Claim { worker: Arg::text(w), opts: now() }),
+        1 => child_call(),
+        1 => unique_call(),
+        1 => group_call(),
     ]
     .boxed()
 }
@@ -1343,6 +1722,11 @@ enum St {
     Completed,
     Failed,
     Cancelled,
+    /// Waiting for its dependencies (workflows.md, dependencies).
+    Blocked,
+    /// Its own work done (or none), waiting for its children (workflows.md,
+    /// parents).
+    Waiting,
 }
 
 impl St {
@@ -1353,10 +1737,25 @@ impl St {
             St::Completed => "completed",
             St::Failed => "failed",
             St::Cancelled => "cancelled",
+            St::Blocked => "blocked",
+            St::Waiting => "waiting",
         }
     }
     fn finished(self) -> bool {
         matches!(self, St::Completed | St::Failed | St::Cancelled)
+    }
+    /// Failed or cancelled: what `task_retry` takes.
+    fn ended_badly(self) -> bool {
+        matches!(self, St::Failed | St::Cancelled)
+    }
+    /// How a finished task is named in the errors of the tasks it takes
+    /// along (`child task … failed`, `parent task … was cancelled`).
+    fn ended(self) -> &'static str {
+        match self {
+            St::Completed => "completed",
+            St::Cancelled => "was cancelled",
+            _ => "failed",
+        }
     }
 }
 
@@ -1377,7 +1776,8 @@ struct Task {
     ty: String,
     status: St,
     priority: i64,
-    /// The stored progress; `tasks` shows `held` instead while running.
+    /// The stored progress; `tasks` shows `held` instead while running, and
+    /// the rollup of the children's for a task with children.
     progress: f64,
     held: Option<Held>,
     details: Option<String>,
@@ -1394,10 +1794,23 @@ struct Task {
     updated_at: i64,
     started_at: Option<i64>,
     completed_at: Option<i64>,
+    unique_key: Option<String>,
+    /// `unique_scope: 'completed'`: the key stays held once completed.
+    key_when_completed: bool,
+    /// `on_child_failure: 'continue'`.
+    tolerant: bool,
+    /// Its own work is done: it completed, or went on to wait for its
+    /// children, or it has none (`wait_for_children`). A retry puts it back
+    /// to waiting, not queued.
+    own_done: bool,
+    /// The ids it depends on, in their enqueue order; None: enqueued
+    /// without dependencies.
+    deps: Option<Vec<String>>,
 }
 
 impl Task {
-    fn shown_progress(&self) -> f64 {
+    /// Its own progress as shown (a held value while running).
+    fn own_progress(&self) -> f64 {
         match self.held {
             Some(h) if self.status == St::Running && h.attempt == self.attempts => h.percent,
             _ => self.progress,
@@ -1413,6 +1826,33 @@ impl Task {
     fn order(&self) -> (std::cmp::Reverse<i64>, i64, i64) {
         (std::cmp::Reverse(self.priority), self.run_at, self.seq)
     }
+    /// Whether it holds its unique key: while unfinished, and once
+    /// completed with `unique_scope: 'completed'`; never failed or cancelled.
+    fn holds_key(&self) -> bool {
+        self.unique_key.is_some()
+            && (!self.status.finished()
+                || (self.status == St::Completed && self.key_when_completed))
+    }
+    /// Ends it as a consequence of another task (or of its lease): the
+    /// status, the error naming why, and no lease or held value any more.
+    fn end(&mut self, status: St, error: String, now: i64) {
+        self.status = status;
+        self.error = Some(error);
+        self.completed_at = Some(now);
+        self.lease_until = None;
+        self.held = None;
+        self.updated_at = now;
+    }
+    /// The `depends_on` column: a JSON array of ids, or NULL.
+    fn deps_json(&self) -> Option<String> {
+        let ids: Vec<String> = self
+            .deps
+            .as_ref()?
+            .iter()
+            .map(|d| format!("{d:?}"))
+            .collect();
+        Some(format!("[{}]", ids.join(",")))
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -1420,6 +1860,289 @@ struct Model {
     clock: i64,
     wb_ms: i64,
     tasks: Vec<Task>,
+    /// The clocks of the claims that found work. For a second after one, a
+    /// claim on the connection may skip the reads that fail expired tasks
+    /// in workflows (its hint; docs/ARCHITECTURE.md, how a claim picks its
+    /// statement).
+    found_work: Vec<i64>,
+    /// Set when a KNOWN BUG left the storage where the model cannot follow
+    /// it: the rest of the sequence is not checked.
+    lost: Option<&'static str>,
+}
+
+// ---- workflows: the model's rules (docs/reference/workflows.md) ------------
+
+impl Model {
+    /// The children of task `id`, in enqueue order.
+    fn children(&self, id: &str) -> Vec<usize> {
+        (0..self.tasks.len())
+            .filter(|&c| self.tasks[c].parent.as_deref() == Some(id))
+            .collect()
+    }
+
+    /// The tasks that depend on task `id`, in enqueue order.
+    fn dependents(&self, id: &str) -> Vec<usize> {
+        (0..self.tasks.len())
+            .filter(|&d| {
+                self.tasks[d]
+                    .deps
+                    .as_ref()
+                    .is_some_and(|l| l.iter().any(|x| x == id))
+            })
+            .collect()
+    }
+
+    /// Whether task `i` has a parent, children or dependents.
+    fn in_workflow(&self, i: usize) -> bool {
+        let id = &self.tasks[i].id;
+        self.tasks[i].parent.is_some()
+            || !self.children(id).is_empty()
+            || !self.dependents(id).is_empty()
+    }
+
+    fn children_done(&self, id: &str) -> usize {
+        self.children(id)
+            .into_iter()
+            .filter(|&c| self.tasks[c].status.finished())
+            .count()
+    }
+
+    /// Whether every dependency of task `i` has completed.
+    fn deps_done(&self, i: usize) -> bool {
+        self.tasks[i].deps.iter().flatten().all(|d| {
+            self.idx(d)
+                .is_none_or(|j| self.tasks[j].status == St::Completed)
+        })
+    }
+
+    /// The task that holds `key` in `queue`.
+    fn holder(&self, queue: &str, key: &str) -> Option<usize> {
+        (0..self.tasks.len()).find(|&i| {
+            let t = &self.tasks[i];
+            t.queue == queue && t.unique_key.as_deref() == Some(key) && t.holds_key()
+        })
+    }
+
+    /// `progress` as `tasks` and `task_tree` show it: for a task with
+    /// children the rollup of theirs (100 once it has completed).
+    fn shown_progress(&self, i: usize) -> f64 {
+        let t = &self.tasks[i];
+        let kids = self.children(&t.id);
+        if kids.is_empty() {
+            t.own_progress()
+        } else if t.status == St::Completed {
+            100.0
+        } else {
+            self.rollup(&kids)
+        }
+    }
+
+    /// The mean of the children's progress: a finished child counts 100,
+    /// one with children of its own its rollup.
+    fn rollup(&self, kids: &[usize]) -> f64 {
+        let sum: f64 = kids
+            .iter()
+            .map(|&c| {
+                let t = &self.tasks[c];
+                let grandkids = self.children(&t.id);
+                if t.status.finished() {
+                    100.0
+                } else if grandkids.is_empty() {
+                    t.own_progress()
+                } else {
+                    self.rollup(&grandkids)
+                }
+            })
+            .sum();
+        (sum / kids.len() as f64).clamp(0.0, 100.0)
+    }
+
+    /// Whether task `from` waits, through unfinished dependencies and
+    /// unfinished children, for the task `target` (a new child of `target`
+    /// cannot depend on it: no cycle can be built).
+    fn waits_for(&self, from: usize, target: &str) -> bool {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![from];
+        while let Some(i) = stack.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            let t = &self.tasks[i];
+            if t.id == target {
+                return true;
+            }
+            let open = |j: &usize| !self.tasks[*j].status.finished();
+            stack.extend(
+                t.deps
+                    .iter()
+                    .flatten()
+                    .filter_map(|d| self.idx(d))
+                    .filter(open),
+            );
+            stack.extend(self.children(&t.id).into_iter().filter(|c| open(c)));
+        }
+        false
+    }
+
+    /// Works through what follows from task `first` having just finished,
+    /// one task at a time (breadth first, as the consequences are found):
+    ///
+    /// | finished | blocked dependents | unfinished children | open parent |
+    /// |---|---|---|---|
+    /// | completed | released if it was their last dependency | (none) | completed if waiting and it was the last child |
+    /// | failed, cancelled | cancelled | cancelled | failed, unless `continue` (then as completed) |
+    ///
+    /// A parent's `updated_at` moves whenever a child finishes, and a
+    /// blocked dependent's whenever a dependency completes (as the
+    /// implementation does it; the reference does not say). A task reached
+    /// twice in one cascade (a child of a failed parent that also depends on
+    /// a failed task) keeps the error of the first way; the order is the
+    /// implementation's, the reference gives none.
+    fn settle(&mut self, first: usize, now: i64) {
+        let mut work = VecDeque::from([self.tasks[first].id.clone()]);
+        while let Some(id) = work.pop_front() {
+            let Some(i) = self.idx(&id) else { continue };
+            self.tasks[i].held = None;
+            let status = self.tasks[i].status;
+            let done = status == St::Completed;
+            let how = status.ended();
+            for d in self.dependents(&id) {
+                if self.tasks[d].status != St::Blocked {
+                    continue;
+                }
+                if done {
+                    self.tasks[d].updated_at = now;
+                    if self.deps_done(d) {
+                        self.tasks[d].status = St::Queued;
+                        event("workflow: a dependent released");
+                    }
+                } else {
+                    let why = format!("dependency task {id} {how}");
+                    self.tasks[d].end(St::Cancelled, why, now);
+                    event("workflow: a dependent cancelled");
+                    work.push_back(self.tasks[d].id.clone());
+                }
+            }
+            if !done {
+                for c in self.children(&id) {
+                    if !self.tasks[c].status.finished() {
+                        let why = format!("parent task {id} {how}");
+                        self.tasks[c].end(St::Cancelled, why, now);
+                        event("workflow: a child cancelled with its parent");
+                        work.push_back(self.tasks[c].id.clone());
+                    }
+                }
+            }
+            let Some(p) = self.tasks[i].parent.clone().and_then(|p| self.idx(&p)) else {
+                continue;
+            };
+            self.tasks[p].updated_at = now;
+            if self.tasks[p].status.finished() {
+                continue;
+            }
+            let pid = self.tasks[p].id.clone();
+            if !done && !self.tasks[p].tolerant {
+                let why = format!("child task {id} {how}");
+                self.tasks[p].end(St::Failed, why, now);
+                event("workflow: a parent failed by its child");
+                work.push_back(pid);
+            } else if self.tasks[p].status == St::Waiting
+                && self.children_done(&pid) == self.children(&pid).len()
+            {
+                self.complete_waiting(p, now);
+                work.push_back(pid);
+            }
+        }
+    }
+
+    /// A waiting task whose last child finished completes (`settle` follows).
+    fn complete_waiting(&mut self, i: usize, now: i64) {
+        let t = &mut self.tasks[i];
+        t.status = St::Completed;
+        t.completed_at = Some(now);
+        t.progress = 100.0;
+        t.updated_at = now;
+        event("workflow: a waiting parent completed with its last child");
+    }
+
+    /// `task_retry` (and `UPDATE tasks SET status = 'queued'`) of task `i`:
+    /// it, and through it each failed or cancelled descendant, back to
+    /// waiting (its own work was done), blocked (a dependency not
+    /// completed) or queued. A task back to waiting whose children have all
+    /// finished (none left unfinished: its failure came from elsewhere, or
+    /// its failed children were deleted) completes at once: "a parent
+    /// completes when its own work is done and every child finished".
+    /// Notes a refusal in `v`.
+    fn retry(&mut self, i: usize, now: i64, v: &mut Verdict) {
+        let parent_ended = self.tasks[i]
+            .parent
+            .as_deref()
+            .and_then(|p| self.idx(p))
+            .is_some_and(|p| self.tasks[p].status.finished());
+        if parent_ended || !self.tasks[i].status.ended_badly() || !self.retry_one(i, now) {
+            v.bad();
+            return;
+        }
+        // Depth first, as the implementation goes: the order decides
+        // nothing the reference promises (every retried task gets `now`).
+        // Only failed and cancelled children are gone down into: "its
+        // failed and cancelled descendants" read literally would reopen the
+        // failed child of a completed child, under a parent that stays
+        // completed ("its completed children stay completed").
+        let mut stack = vec![i];
+        while let Some(t) = stack.pop() {
+            let id = self.tasks[t].id.clone();
+            for c in self.children(&id) {
+                if self.tasks[c].status.ended_badly() {
+                    if !self.retry_one(c, now) {
+                        v.bad();
+                        return;
+                    }
+                    event("retry: a descendant retried with its parent");
+                    stack.push(c);
+                }
+            }
+            if self.tasks[t].status == St::Waiting
+                && self.children_done(&id) == self.children(&id).len()
+            {
+                self.complete_waiting(t, now);
+                self.settle(t, now);
+            }
+        }
+    }
+
+    /// One task back to its queue; false if its unique key is held by
+    /// another task (the retry is refused: admin.md).
+    fn retry_one(&mut self, i: usize, now: i64) -> bool {
+        let t = &self.tasks[i];
+        if let Some(k) = &t.unique_key
+            && self.holder(&t.queue, k).is_some_and(|h| h != i)
+        {
+            return false;
+        }
+        let status = if t.own_done {
+            St::Waiting
+        } else if !self.deps_done(i) {
+            St::Blocked
+        } else {
+            St::Queued
+        };
+        let t = &mut self.tasks[i];
+        if status != St::Queued {
+            event(&format!("retry: back to {}", status.name()));
+        }
+        t.status = status;
+        t.attempts = 0;
+        t.progress = 0.0;
+        t.run_at = now;
+        t.worker = None;
+        t.lease_until = None;
+        t.started_at = None;
+        t.completed_at = None;
+        t.held = None;
+        t.updated_at = now;
+        true
+    }
 }
 
 /// Which queues a claim takes from.
@@ -1574,6 +2297,63 @@ impl Options {
         }
     }
 
+    /// One of `allowed` (its index); absent or null: None.
+    fn choice(&mut self, key: &str, allowed: &[&str]) -> Option<usize> {
+        match self.get(key)? {
+            J::Str(s) if allowed.contains(&s.as_str()) => allowed.iter().position(|a| a == s),
+            J::Null => {
+                self.v.note(Q::Unsure);
+                None
+            }
+            _ => {
+                self.v.bad();
+                None
+            }
+        }
+    }
+
+    /// A `true` or `false` option; absent or null: false.
+    fn flag(&mut self, key: &str) -> bool {
+        match self.get(key) {
+            None => false,
+            Some(J::Bool(b)) => *b,
+            Some(J::Null) => {
+                self.v.note(Q::Unsure);
+                false
+            }
+            Some(_) => {
+                self.v.bad();
+                false
+            }
+        }
+    }
+
+    /// The `depends_on` option: an array of strings, each to be read as a
+    /// task id.
+    fn deps(&mut self, key: &str) -> Vec<Arg> {
+        match self.get(key).cloned() {
+            None => vec![],
+            Some(J::Null) => {
+                self.v.note(Q::Unsure);
+                vec![]
+            }
+            Some(J::Arr(items)) => items
+                .into_iter()
+                .filter_map(|j| match j {
+                    J::Str(s) => Some(Arg::Text(s)),
+                    _ => {
+                        self.v.bad();
+                        None
+                    }
+                })
+                .collect(),
+            Some(_) => {
+                self.v.bad();
+                vec![]
+            }
+        }
+    }
+
     fn present(&self, key: &str) -> bool {
         !matches!(self.get(key), None | Some(J::Null))
     }
@@ -1664,8 +2444,13 @@ impl Model {
                 })
             }
             IdRef::Known(i, upper) => self.resolve_id(&IdRef::Fresh(*i as u8 % 8, *upper)),
-            IdRef::InState(st, i) => {
-                let mut of: Vec<&Task> = self.tasks.iter().filter(|t| t.status == *st).collect();
+            IdRef::InState(st, i) | IdRef::Child(st, i) => {
+                let child = matches!(r, IdRef::Child(..));
+                let mut of: Vec<&Task> = self
+                    .tasks
+                    .iter()
+                    .filter(|t| t.status == *st && (!child || t.parent.is_some()))
+                    .collect();
                 of.sort_by_key(|t| std::cmp::Reverse((t.updated_at, t.seq)));
                 match of.len() {
                     0 => self.resolve_id(&IdRef::Known(*i, false)),
@@ -1686,12 +2471,39 @@ impl Model {
                 })
             }
             IdRef::Form(..) => Arg::text("{}"),
+            IdRef::Parent(i) => {
+                let mut of: Vec<&Task> = self
+                    .tasks
+                    .iter()
+                    .filter(|t| self.tasks.iter().any(|c| c.parent.as_ref() == Some(&t.id)))
+                    .collect();
+                of.sort_by_key(|t| std::cmp::Reverse((t.updated_at, t.seq)));
+                match of.len() {
+                    0 => self.resolve_id(&IdRef::Known(*i, false)),
+                    n => Arg::Text(of[i % n].id.clone()),
+                }
+            }
             IdRef::Lit(a) => a.clone(),
         }
     }
 
+    /// A `depends_on` list as JSON; `own` is the id the call gives the new
+    /// task.
+    fn resolve_deps(&self, list: &[DepRef], own: &J) -> J {
+        J::Arr(
+            list.iter()
+                .map(|d| match d {
+                    DepRef::Id(r) => self.resolve(&V::Id(r.clone()), 0),
+                    DepRef::Own => own.clone(),
+                    DepRef::Raw(j) => j.clone(),
+                })
+                .collect(),
+        )
+    }
+
     fn resolve(&self, v: &V, attempts: i64) -> J {
         match v {
+            V::Deps(list) => self.resolve_deps(list, &J::Str(fresh_id(0))),
             V::J(j) => j.clone(),
             V::Clock(d) => J::Int((self.clock + d).max(0)),
             V::ClockReal => J::Num(format!("{}.0", self.clock), Some(self.clock)),
@@ -1715,10 +2527,18 @@ impl Model {
                 (a.clone(), Options { map: vec![], v })
             }
             Opts::Obj(entries) => {
-                let map: Vec<(String, J)> = entries
+                let mut map: Vec<(String, J)> = entries
                     .iter()
                     .map(|(k, x)| (k.clone(), self.resolve(x, attempts)))
                     .collect();
+                // A dependency on "itself" names the id given in `id`.
+                if let Some(own) = map.iter().find(|(k, _)| k == "id").map(|(_, j)| j.clone()) {
+                    for ((_, j), (_, x)) in map.iter_mut().zip(entries) {
+                        if let V::Deps(list) = x {
+                            *j = self.resolve_deps(list, &own);
+                        }
+                    }
+                }
                 if map.iter().any(|(k, _)| !allowed.contains(&k.as_str())) {
                     v.bad();
                 }
@@ -1757,6 +2577,12 @@ fn name_q(a: &Arg) -> Q {
         Some(s) if !s.is_empty() => Q::Good,
         _ => Q::Bad,
     }
+}
+
+/// Progress values equal but for the rounding of a mean: a rollup sums
+/// its children in an order the reference does not fix.
+fn close(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-9 * a.abs().max(1.0)
 }
 
 fn json_eq(a: &str, b: &str) -> bool {
@@ -1812,11 +2638,10 @@ impl Runner<'_> {
         }
         let before = snapshot(self.db);
         let (sql, out) = self.dispatch(call)?;
-        let verb = sql.text.split(['(', ' ']).nth(1).unwrap_or("?");
         let verb = if sql.name == "tasks" {
             sql.text.split(' ').next().unwrap_or("?")
         } else {
-            verb
+            sql.name
         };
         STATS.with(|s| {
             let mut s = s.borrow_mut();
@@ -1839,6 +2664,10 @@ impl Runner<'_> {
                 ));
             }
         }
+        if let Some(why) = self.m.lost {
+            event(why);
+            return Ok(());
+        }
         self.compare()
     }
 
@@ -1854,7 +2683,7 @@ impl Runner<'_> {
                 self.m.tasks.iter().map(|t| &t.id).collect::<Vec<_>>()
             ));
         }
-        for (row, t) in view.iter().zip(&self.m.tasks) {
+        for (i, (row, t)) in view.iter().zip(&self.m.tasks).enumerate() {
             let int = |v: i64| SqlV::Int(v);
             let opt_int = |v: Option<i64>| v.map_or(SqlV::Null, SqlV::Int);
             let opt_text = |v: &Option<String>| v.clone().map_or(SqlV::Null, SqlV::Text);
@@ -1865,7 +2694,7 @@ impl Runner<'_> {
                 SqlV::Text(t.ty.clone()),
                 SqlV::Text(t.status.name().into()),
                 int(t.priority),
-                SqlV::Real(t.shown_progress()),
+                SqlV::Real(self.m.shown_progress(i)),
                 opt_text(&t.details),
                 opt_text(&t.result),
                 opt_text(&t.error),
@@ -1879,10 +2708,14 @@ impl Runner<'_> {
                 int(t.updated_at),
                 opt_int(t.started_at),
                 opt_int(t.completed_at),
+                opt_text(&t.unique_key),
+                opt_text(&t.deps_json()),
+                int(self.m.children(&t.id).len() as i64),
+                int(self.m.children_done(&t.id) as i64),
             ];
-            for (i, (got, want)) in row.iter().zip(want.iter()).enumerate() {
-                let same = match (VIEW_COLS[i], got, want) {
-                    ("progress", g, SqlV::Real(w)) => g.num() == Some(*w),
+            for (c, (got, want)) in row.iter().zip(want.iter()).enumerate() {
+                let same = match (VIEW_COLS[c], got, want) {
+                    ("progress", g, SqlV::Real(w)) => g.num().is_some_and(|g| close(g, *w)),
                     ("result", SqlV::Text(g), SqlV::Text(w)) => json_eq(g, w),
                     _ => got == want,
                 };
@@ -1890,7 +2723,7 @@ impl Runner<'_> {
                     return Err(format!(
                         "task {} column {}: tasks shows {got:?}, the model {want:?}\n  \
                          tasks row: {row:?}\n  model: {t:?}",
-                        t.id, VIEW_COLS[i]
+                        t.id, VIEW_COLS[c]
                     ));
                 }
             }
@@ -1924,6 +2757,7 @@ impl Runner<'_> {
             Call::Insert { rows } => self.insert(rows),
             Call::Update { set, target } => self.update(set, target),
             Call::Delete { target } => self.delete(target),
+            Call::Tree { root } => self.tree(root),
         }
     }
 
@@ -1941,6 +2775,12 @@ impl Runner<'_> {
                 "parent_id",
                 "id",
                 "now",
+                "depends_on",
+                "unique_key",
+                "on_conflict",
+                "unique_scope",
+                "on_child_failure",
+                "wait_for_children",
             ],
             0,
         );
@@ -1960,6 +2800,12 @@ impl Runner<'_> {
             id: o.id_opt("id"),
             parent: o.id_opt("parent_id"),
             now: o.now(),
+            deps: o.deps("depends_on"),
+            key: o.str("unique_key"),
+            conflict: o.choice("on_conflict", &["keep", "replace", "error"]),
+            key_when_completed: o.choice("unique_scope", &["active", "completed"]) == Some(1),
+            tolerant: o.choice("on_child_failure", &["fail", "continue"]) == Some(1),
+            group: o.flag("wait_for_children"),
         };
         let new = NewTask {
             run_at: o.int("run_at", 0, MAX_TIME),
@@ -1969,16 +2815,20 @@ impl Runner<'_> {
         if o.present("run_at") && o.present("delay") {
             v.bad();
         }
+        if new.key.is_none() && (o.present("on_conflict") || o.present("unique_scope")) {
+            // Options of a unique key without one: not documented either way.
+            v.note(Q::Unsure);
+        }
         v.note(o.v.q());
         let mut next = self.m.clone();
-        let q = next.add(&new, &mut v);
-        let accepted = settle(expect_from(q), &out)?;
+        let added = next.add(&new, &mut v);
+        let accepted = settle(expect_from(v.q()), &out)?;
         if accepted {
             let id = match &out {
                 Ok(SqlV::Text(id)) => id.clone(),
                 other => return Err(format!("task_enqueue returned {other:?}")),
             };
-            next.adopt_new_id(&id)?;
+            next.adopt_new_id(added, &id)?;
             self.m = next;
         }
         Ok((sql, out))
@@ -2135,10 +2985,11 @@ impl Runner<'_> {
         let fenced = fence(&mut o, attempts);
         v.note(o.v.q());
         let mut next = self.m.clone();
-        next.complete(&id_arg, doc_text(result), fenced, now, &mut v);
+        let done = next.complete(&id_arg, doc_text(result), fenced, now, &mut v);
         if settle(expect_from(v.q()), &out)? {
-            if out != Ok(SqlV::Text("completed".into())) {
-                return Err(format!("expected 'completed', got {out:?}"));
+            let want = done.map_or("?", |(_, s)| s.name());
+            if out != Ok(SqlV::Text(want.into())) {
+                return Err(format!("expected {want:?}, got {out:?}"));
             }
             self.m = next;
         }
@@ -2183,7 +3034,8 @@ impl Runner<'_> {
         if !settle(expect_from(v.q()), &out)? {
             return Ok((sql, out));
         }
-        let t = &mut self.m.tasks[idx.unwrap()];
+        let i = idx.unwrap();
+        let t = &mut self.m.tasks[i];
         let final_ = !retry || t.exhausted();
         let want = if final_ { "failed" } else { "queued" };
         if out != Ok(SqlV::Text(want.into())) {
@@ -2200,6 +3052,7 @@ impl Runner<'_> {
         if final_ {
             t.status = St::Failed;
             t.completed_at = Some(now);
+            self.m.settle(i, now);
         } else {
             t.status = St::Queued;
             t.completed_at = None;
@@ -2283,7 +3136,7 @@ impl Runner<'_> {
         if !settle(expect_from(v.q()), &out)? {
             // KNOWN BUG: a claim refused after the completion (its lease
             // is checked late) leaves the completion's drop of the held value.
-            if let (Err(m), Some(i)) = (&out, done)
+            if let (Err(m), Some((i, _))) = (&out, done)
                 && m.contains(": lease must be")
                 && KNOWN_BUG_REFUSED_REPORT_DROPS_HELD
                 && self.m.tasks[i].held.take().is_some()
@@ -2395,7 +3248,7 @@ impl Runner<'_> {
         let mut done = Vec::new();
         for (id, fenced, result) in parsed {
             match next.complete(&id, result, fenced, now, &mut v) {
-                Some(i) if v.q() != Q::Bad => done.push(i),
+                Some((i, _)) if v.q() != Q::Bad => done.push(i),
                 _ => break,
             }
         }
@@ -2442,9 +3295,17 @@ impl Runner<'_> {
         for r in rows_ {
             let mut ph = Vec::new();
             let mut vals = Vec::new();
+            // A dependency on "itself" names the row's id.
+            let own = match r.iter().find(|(k, _)| *k == "id") {
+                Some((_, p)) => match self.param(p, &J::Null) {
+                    Arg::Text(s) => J::Str(s),
+                    _ => J::Null,
+                },
+                None => J::Str(fresh_id(0)),
+            };
             for c in &cols {
                 let a = match r.iter().find(|(k, _)| k == c) {
-                    Some((_, p)) => self.param(p),
+                    Some((_, p)) => self.param(p, &own),
                     None => Arg::Null,
                 };
                 let (p, val) = a.bind(params.len() + 1);
@@ -2488,6 +3349,12 @@ impl Runner<'_> {
                         | "run_at"
                         | "delay"
                         | "now"
+                        | "unique_key"
+                        | "depends_on"
+                        | "on_conflict"
+                        | "unique_scope"
+                        | "on_child_failure"
+                        | "wait_for_children"
                 );
                 if managed {
                     v.note(if get(c) == Arg::Null {
@@ -2522,10 +3389,56 @@ impl Runner<'_> {
                     None
                 }
             };
+            // A text column: one of `allowed` if given (its index).
+            let mut choice = |c: &str, allowed: &[&str]| match get(c) {
+                Arg::Null => None,
+                Arg::Text(s) if allowed.contains(&s.as_str()) => {
+                    allowed.iter().position(|a| *a == s)
+                }
+                _ => {
+                    v.bad();
+                    None
+                }
+            };
+            let conflict = choice("on_conflict", &["keep", "replace", "error"]);
+            let key_when_completed = choice("unique_scope", &["active", "completed"]) == Some(1);
+            let tolerant = choice("on_child_failure", &["fail", "continue"]) == Some(1);
+            let key = match get("unique_key") {
+                Arg::Null => None,
+                Arg::Text(s) => Some(s),
+                _ => {
+                    v.bad();
+                    None
+                }
+            };
+            if key.is_none()
+                && (get("on_conflict") != Arg::Null || get("unique_scope") != Arg::Null)
+            {
+                v.note(Q::Unsure); // as for task_enqueue's options
+            }
+            // `depends_on` as written: a JSON array of id strings.
+            let deps = match get("depends_on") {
+                Arg::Null => vec![],
+                Arg::Text(s) => match serde_json::from_str::<Vec<String>>(&s) {
+                    Ok(ids) => ids.into_iter().map(Arg::Text).collect(),
+                    Err(_) => {
+                        v.bad();
+                        vec![]
+                    }
+                },
+                _ => {
+                    v.bad();
+                    vec![]
+                }
+            };
             let mut int = |c: &str, lo: i64, hi: i64| match get(c) {
                 Arg::Null => None,
                 a => column_int(&a, lo, hi, &mut v),
             };
+            // The option as an integer column: 1 or 0 (another whole
+            // number: not documented).
+            let group = int("wait_for_children", i64::MIN, i64::MAX);
+            let odd_group = group.is_some_and(|g| g != 0 && g != 1);
             let now = int("now", 0, MAX_TIME).unwrap_or(self.m.clock);
             let new = NewTask {
                 ty: ty.huge_text().unwrap_or_default(),
@@ -2544,10 +3457,20 @@ impl Runner<'_> {
                     a => Some(a),
                 },
                 now,
+                deps,
+                key,
+                conflict,
+                key_when_completed,
+                tolerant,
+                group: group.is_some_and(|g| g != 0),
             };
             if new.run_at.is_some() && new.delay.is_some() {
                 v.bad();
             }
+            if odd_group {
+                v.note(Q::Unsure);
+            }
+            // A row whose key is held adds nothing but counts as inserted.
             next.add(&new, &mut v);
             added += 1;
         }
@@ -2573,12 +3496,14 @@ impl Runner<'_> {
         Ok((sql, out))
     }
 
-    fn param(&self, p: &P) -> Arg {
+    /// A parameter's value; `own` is the id a dependency on itself names.
+    fn param(&self, p: &P, own: &J) -> Arg {
         match p {
             P::Lit(a) => a.clone(),
             P::Doc(d) => d.arg.clone(),
             P::Clock(d) => Arg::Int(self.m.clock + d),
             P::Id(r) => self.m.resolve_id(r),
+            P::Deps(list) => Arg::Text(self.m.resolve_deps(list, own).render()),
         }
     }
 
@@ -2627,7 +3552,7 @@ impl Runner<'_> {
         let mut assigns = Vec::new();
         let mut vals = Vec::new();
         for (c, p) in set {
-            let a = self.param(p);
+            let a = self.param(p, &J::Null);
             let (ph, val) = a.bind(params.len() + 1);
             params.push(val);
             assigns.push(format!("{c} = {ph}"));
@@ -2674,7 +3599,7 @@ impl Runner<'_> {
         };
         let out = self.run(&sql);
         // A task goes with its descendants, and only if none of them (nor
-        // itself) is queued or running.
+        // itself) is unfinished.
         let mut gone = BTreeSet::new();
         let mut blocked = false;
         for &i in &hit {
@@ -2700,7 +3625,83 @@ impl Runner<'_> {
             Expect::Accept
         };
         if settle(e, &out)? {
-            self.m.tasks.retain(|t| !gone.contains(&t.id));
+            self.m.delete(&gone);
+        }
+        Ok((sql, out))
+    }
+
+    /// `task_tree(root)`: the root and its descendants in tree order (each
+    /// task before its children, children in enqueue order), read as one
+    /// JSON array so that the call has one value like the others.
+    fn tree(&mut self, root: &IdRef) -> R<(Sql, Outcome)> {
+        let arg = self.m.resolve_id(root);
+        let (ph, val) = arg.bind(1);
+        let sql = Sql {
+            name: "task_tree",
+            text: format!(
+                "SELECT json_group_array(json_array(id, parent_id, depth, queue, type, status, \
+                 progress, children, children_done, worker, error)) FROM task_tree({ph})"
+            ),
+            params: vec![val],
+            select: true,
+        };
+        let out = self.run(&sql);
+        let (canon, q) = uuid_of(&arg);
+        if !settle(expect_from(q), &out)? {
+            return Ok((sql, out));
+        }
+        let got: Json = match &out {
+            Ok(SqlV::Text(t)) => serde_json::from_str(t).map_err(|e| format!("task_tree: {e}"))?,
+            other => return Err(format!("task_tree gave {other:?}")),
+        };
+        let m = &self.m;
+        let mut want = Vec::new();
+        let mut stack: Vec<(usize, i64)> = canon
+            .and_then(|c| m.idx(&c))
+            .map(|i| (i, 0))
+            .into_iter()
+            .collect();
+        while let Some((i, depth)) = stack.pop() {
+            let t = &m.tasks[i];
+            want.push((
+                serde_json::json!([
+                    t.id,
+                    t.parent,
+                    depth,
+                    t.queue,
+                    t.ty,
+                    t.status.name(),
+                    null,
+                    m.children(&t.id).len(),
+                    m.children_done(&t.id),
+                    t.worker,
+                    t.error
+                ]),
+                m.shown_progress(i),
+            ));
+            stack.extend(m.children(&t.id).into_iter().rev().map(|c| (c, depth + 1)));
+        }
+        if want.len() > 1 {
+            event("task_tree: a tree");
+        }
+        let rows = got.as_array().cloned().unwrap_or_default();
+        if rows.len() != want.len() {
+            return Err(format!(
+                "task_tree gave {} rows, the model {}: {}",
+                rows.len(),
+                want.len(),
+                short_json(&got.to_string())
+            ));
+        }
+        for (row, (w, progress)) in rows.iter().zip(&want) {
+            let mut row = row.clone();
+            let p = row[6].as_f64();
+            row[6] = Json::Null;
+            if row != *w || !p.is_some_and(|p| close(p, *progress)) {
+                return Err(format!(
+                    "task_tree row {row} (progress {p:?}), the model {w} (progress {progress})"
+                ));
+            }
         }
         Ok((sql, out))
     }
@@ -2721,6 +3722,16 @@ fn refused_after_drop(out: &Outcome) -> bool {
 const KNOWN_BUG_REFUSED_REPORT_DROPS_HELD: bool = false;
 /// Tolerates `bug_empty_batch_skips_option_checks`.
 const KNOWN_BUG_EMPTY_BATCH_SKIPS_OPTIONS: bool = false;
+/// Tolerates `a_holder_enqueued_again_as_a_child_is_not_counted` (the rest of
+/// such a sequence is not checked).
+const KNOWN_BUG_HOLDER_ENQUEUED_AGAIN_IS_LINKED: bool = false;
+/// Tolerates `a_deleted_dependency_no_longer_blocks` (the rest of such a
+/// sequence is not checked).
+const KNOWN_BUG_DELETED_DEPENDENCY_STILL_BLOCKS: bool = false;
+/// Tolerates `a_group_without_children_can_be_cancelled`, mirroring it.
+const KNOWN_BUG_CHILDLESS_GROUP_CANNOT_BE_CANCELLED: bool = false;
+/// Tolerates `task_check_accepts_a_group_without_children`.
+const KNOWN_BUG_CHECK_REPORTS_A_CHILDLESS_GROUP: bool = false;
 
 /// An integer written to a `tasks` column. SQLite applies no affinity to a
 /// virtual table's writes; whole reals and numeric text may or may not be
@@ -2763,6 +3774,24 @@ struct NewTask {
     id: Option<Arg>,
     parent: Option<Arg>,
     now: i64,
+    /// The `depends_on` ids as given.
+    deps: Vec<Arg>,
+    key: Option<String>,
+    /// `on_conflict`: keep (None, 0), replace (1) or error (2).
+    conflict: Option<usize>,
+    key_when_completed: bool,
+    tolerant: bool,
+    /// `wait_for_children`: no work of its own.
+    group: bool,
+}
+
+/// What an accepted enqueue (or INSERT row) did.
+#[derive(Clone, Copy, Debug)]
+enum Added {
+    /// A new task, the model's last.
+    New,
+    /// Nothing: the task holding the unique key (its index) is returned.
+    Holder(usize),
 }
 
 /// One task in a claim's result.
@@ -2816,50 +3845,139 @@ fn parse_claims(v: &SqlV, batch: bool, m: &Model) -> R<Vec<ClaimedJson>> {
 impl Model {
     /// Adds a task as task_enqueue / INSERT would; notes refusals in `v`.
     /// The id stays empty when generated (read back by the caller).
-    fn add(&mut self, n: &NewTask, v: &mut Verdict) -> Q {
-        if n.ty.is_empty() {
+    fn add(&mut self, n: &NewTask, v: &mut Verdict) -> Added {
+        if n.ty.is_empty() || n.queue.as_deref() == Some("") || n.key.as_deref() == Some("") {
             v.bad();
         }
-        if n.queue.as_deref() == Some("") {
-            v.bad();
-        }
-        let id = match &n.id {
-            None => String::new(),
+        let (id, id_taken) = match &n.id {
+            None => (String::new(), false),
             Some(a) => {
                 let (c, q) = uuid_of(a);
                 v.note(q);
-                match c {
-                    Some(c) if self.idx(&c).is_some() => {
-                        v.bad();
-                        c
-                    }
-                    Some(c) => c,
-                    None => String::new(),
-                }
+                let c = c.unwrap_or_default();
+                let taken = self.idx(&c).is_some();
+                (c, taken)
             }
         };
+        // The parent must exist and not have finished.
         let parent = match &n.parent {
             None => None,
             Some(a) => {
                 let (c, q) = uuid_of(a);
                 v.note(q);
-                if c.as_deref().and_then(|c| self.idx(c)).is_none() {
-                    v.bad();
+                match c.as_deref().and_then(|c| self.idx(c)) {
+                    Some(p) if !self.tasks[p].status.finished() => {}
+                    Some(_) => {
+                        event("enqueue refused: the parent has finished");
+                        v.bad();
+                    }
+                    None => v.bad(),
                 }
                 c
             }
         };
-        if v.q() == Q::Bad {
-            return Q::Bad;
+        // Each dependency must exist, not have failed or been cancelled,
+        // not be the task itself, nor wait for its parent; repeats count once.
+        let mut deps: Vec<usize> = Vec::new();
+        for a in &n.deps {
+            let (c, q) = uuid_of(a);
+            v.note(q);
+            let Some(c) = c else { continue };
+            if !id.is_empty() && c == id {
+                event("enqueue refused: a dependency on itself");
+                v.bad();
+                continue;
+            }
+            let Some(d) = self.idx(&c) else {
+                event("enqueue refused: an unknown dependency");
+                v.bad();
+                continue;
+            };
+            let t = &self.tasks[d];
+            if t.status.ended_badly() {
+                event("enqueue refused: a failed or cancelled dependency");
+                v.bad();
+            } else if !t.status.finished()
+                && parent.as_deref().is_some_and(|p| self.waits_for(d, p))
+            {
+                event("enqueue refused: a dependency waits for the parent");
+                v.bad();
+            }
+            if !deps.contains(&d) {
+                deps.push(d);
+            }
         }
-        let seq = self.tasks.iter().map(|t| t.seq).max().unwrap_or(0) + 1;
+        if n.group && !deps.is_empty() {
+            // Dependencies of a task with no work of its own: the reference
+            // does not say.
+            v.note(Q::Unsure);
+        }
+        if v.q() == Q::Bad {
+            return Added::New;
+        }
+        let queue = n.queue.clone().unwrap_or_else(|| "default".into());
         let run_at = n.run_at.or(n.delay.map(|d| n.now + d)).unwrap_or(n.now);
+        if let Some(h) = n.key.as_deref().and_then(|k| self.holder(&queue, k)) {
+            if n.conflict == Some(2) {
+                event("enqueue refused: the unique key is taken");
+                v.bad();
+                return Added::New;
+            }
+            if id_taken && self.tasks[h].id != id {
+                // Both the id and the key are taken: which one the call
+                // answers to, the reference does not say.
+                v.note(Q::Unsure);
+            }
+            if self.tasks[h].id == id && (parent.is_some() || !deps.is_empty()) {
+                // KNOWN BUG: the holder, enqueued again under its own id
+                // with a parent or dependencies, is counted as a new child
+                // of that parent and as a new dependent of those tasks.
+                if KNOWN_BUG_HOLDER_ENQUEUED_AGAIN_IS_LINKED {
+                    self.lost = Some("KNOWN BUG: the unique key's holder linked as new");
+                }
+            }
+            let t = &mut self.tasks[h];
+            if n.conflict == Some(1) && t.status == St::Queued {
+                t.details = n.details.clone();
+                t.run_at = run_at;
+                t.updated_at = n.now;
+                event("enqueue: a queued holder replaced");
+            } else {
+                event("enqueue: the unique key's holder kept");
+            }
+            return Added::Holder(h);
+        }
+        if id_taken {
+            v.bad();
+            return Added::New;
+        }
+        if let Some(p) = parent.as_deref().and_then(|p| self.idx(p)) {
+            // A parent's updated_at moves when a child is added (as the
+            // implementation does it; the reference does not say).
+            self.tasks[p].updated_at = n.now;
+            event("enqueue: a child");
+        }
+        deps.sort_by_key(|&d| self.tasks[d].seq);
+        let blocked = deps.iter().any(|&d| self.tasks[d].status != St::Completed);
+        let status = if n.group {
+            // No work of its own: waiting for its children from the start.
+            event("enqueue: a group waiting for its children");
+            St::Waiting
+        } else if blocked {
+            event("enqueue: blocked by its dependencies");
+            St::Blocked
+        } else {
+            St::Queued
+        };
+        let seq = self.tasks.iter().map(|t| t.seq).max().unwrap_or(0) + 1;
+        let deps =
+            (!deps.is_empty()).then(|| deps.iter().map(|&d| self.tasks[d].id.clone()).collect());
         self.tasks.push(Task {
             seq,
             id,
-            queue: n.queue.clone().unwrap_or_else(|| "default".into()),
+            queue,
             ty: n.ty.clone(),
-            status: St::Queued,
+            status,
             priority: n.priority.unwrap_or(0),
             progress: 0.0,
             held: None,
@@ -2877,13 +3995,27 @@ impl Model {
             updated_at: n.now,
             started_at: None,
             completed_at: None,
+            unique_key: n.key.clone(),
+            key_when_completed: n.key_when_completed,
+            tolerant: n.tolerant,
+            own_done: n.group,
+            deps,
         });
-        v.q()
+        Added::New
     }
 
     /// After an accepted enqueue: the returned id is the supplied one (in
-    /// canonical form) or a new UUID.
-    fn adopt_new_id(&mut self, id: &str) -> R<()> {
+    /// canonical form) or a new UUID, or the unique key holder's.
+    fn adopt_new_id(&mut self, added: Added, id: &str) -> R<()> {
+        if let Added::Holder(h) = added {
+            if self.tasks[h].id != id {
+                return Err(format!(
+                    "returned id {id}, expected the holder {}",
+                    self.tasks[h].id
+                ));
+            }
+            return Ok(());
+        }
         let t = self.tasks.last_mut().unwrap();
         if t.id.is_empty() {
             if uuid_of(&Arg::text(id)).1 != Q::Good {
@@ -2901,7 +4033,9 @@ impl Model {
     }
 
     /// Completes a task as task_complete would; notes refusals in `v`.
-    /// Returns the task's index when the completion itself is allowed.
+    /// Returns the task's index and the status it is left in (waiting for
+    /// a task whose children have not all finished) when the completion
+    /// itself is allowed.
     fn complete(
         &mut self,
         id: &Arg,
@@ -2909,26 +4043,42 @@ impl Model {
         fenced: Option<bool>,
         now: i64,
         v: &mut Verdict,
-    ) -> Option<usize> {
+    ) -> Option<(usize, St)> {
         let (_, idx, q) = self.task_of(id);
         v.note(q);
         let Some(i) = idx else {
             v.bad();
             return None;
         };
-        let t = &mut self.tasks[i];
-        if t.status != St::Running || fenced == Some(false) {
+        if self.tasks[i].status != St::Running || fenced == Some(false) {
             v.bad();
             return None;
         }
-        t.status = St::Completed;
+        let kids = self.children(&self.tasks[i].id).len();
+        let waits = self.children_done(&self.tasks[i].id) < kids;
+        if kids > 0 && !waits {
+            event("complete: a parent whose children had finished");
+        }
+        let t = &mut self.tasks[i];
         t.result = result;
         t.progress = 100.0;
         t.held = None;
         t.lease_until = None;
-        t.completed_at = Some(now);
         t.updated_at = now;
-        Some(i)
+        t.own_done = true;
+        if waits {
+            t.status = St::Waiting;
+            t.completed_at = None;
+            event("complete: waiting for its children");
+            return Some((i, St::Waiting));
+        }
+        if t.parent.is_some() {
+            event("complete: a child");
+        }
+        t.status = St::Completed;
+        t.completed_at = Some(now);
+        self.settle(i, now);
+        Some((i, St::Completed))
     }
 
     fn cancel_or_retry(&mut self, id: &Arg, now: i64, cancel: bool, v: &mut Verdict) {
@@ -2938,36 +4088,81 @@ impl Model {
             v.bad();
             return;
         };
-        let t = &mut self.tasks[i];
-        if cancel {
-            if t.status.finished() {
-                v.bad();
-                return;
-            }
-            t.status = St::Cancelled;
-            t.lease_until = None;
-            t.completed_at = Some(now);
-        } else {
-            if !matches!(t.status, St::Failed | St::Cancelled) {
-                v.bad();
-                return;
-            }
-            t.status = St::Queued;
-            t.attempts = 0;
-            t.progress = 0.0;
-            t.run_at = now;
-            t.worker = None;
-            t.lease_until = None;
-            t.started_at = None;
-            t.completed_at = None;
+        if !cancel {
+            return self.retry(i, now, v);
         }
+        if KNOWN_BUG_CHILDLESS_GROUP_CANNOT_BE_CANCELLED
+            && self.tasks[i].status == St::Waiting
+            && !self.in_workflow(i)
+        {
+            // KNOWN BUG: refused as if it had finished ("is already waiting").
+            event("KNOWN BUG: a waiting task without children cannot be cancelled");
+            v.bad();
+            return;
+        }
+        let t = &mut self.tasks[i];
+        if t.status.finished() {
+            v.bad();
+            return;
+        }
+        t.status = St::Cancelled;
+        t.lease_until = None;
+        t.completed_at = Some(now);
         t.held = None;
         t.updated_at = now;
+        self.settle(i, now);
+    }
+
+    /// DELETE of the tasks in `gone` (finished, with their descendants):
+    /// they leave the trees and the dependency lists they were in.
+    fn delete(&mut self, gone: &BTreeSet<String>) {
+        // A blocked task whose dependency goes unfinished (failed or
+        // cancelled: it was retried while that one had not been) no longer
+        // waits for it: blocked means waiting for a dependency to complete.
+        let stuck: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|t| t.status == St::Blocked && !gone.contains(&t.id))
+            .filter(|t| {
+                t.deps.iter().flatten().any(|d| {
+                    gone.contains(d)
+                        && self
+                            .idx(d)
+                            .is_some_and(|j| self.tasks[j].status.ended_badly())
+                })
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        self.tasks.retain(|t| !gone.contains(&t.id));
+        for t in &mut self.tasks {
+            if let Some(d) = &mut t.deps {
+                d.retain(|x| !gone.contains(x));
+            }
+        }
+        if stuck.is_empty() {
+            return;
+        }
+        if KNOWN_BUG_DELETED_DEPENDENCY_STILL_BLOCKS {
+            // KNOWN BUG: the storage still counts it (task_check says so).
+            self.lost = Some("KNOWN BUG: a deleted dependency still blocks");
+            return;
+        }
+        // Released as by a completion (DELETE has no clock: `updated_at` is
+        // left as it is; the reference does not say).
+        for id in stuck {
+            let i = self.idx(&id).unwrap();
+            if self.deps_done(i) {
+                self.tasks[i].status = St::Queued;
+                event("delete: a dependent released");
+            }
+        }
     }
 
     /// One row of `UPDATE tasks SET ...` (docs/reference/tasks-table.md).
     fn update_row(&mut self, i: usize, vals: &[(&str, Arg)], now: i64, v: &mut Verdict) {
         let t = self.tasks[i].clone();
+        let shown = self.shown_progress(i);
+        let (kids, kids_done) = (self.children(&t.id).len(), self.children_done(&t.id));
         let current = |c: &str| -> Vec<Arg> {
             let opt_t = |s: &Option<String>| s.clone().map_or(Arg::Null, Arg::Text);
             let opt_i = |s: Option<i64>| s.map_or(Arg::Null, Arg::Int);
@@ -2979,12 +4174,22 @@ impl Model {
                 "status" => vec![Arg::text(t.status.name())],
                 "worker" => vec![opt_t(&t.worker)],
                 "attempts" => vec![Arg::Int(t.attempts)],
-                "progress" => vec![Arg::Real(t.progress), Arg::Real(t.shown_progress())],
+                // SQLite passes what it read, which may be the shown value
+                // (a held one, a rollup).
+                "progress" => vec![
+                    Arg::Real(t.progress),
+                    Arg::Real(t.own_progress()),
+                    Arg::Real(shown),
+                ],
                 "details" => vec![opt_t(&t.details)],
                 "type" => vec![Arg::Text(t.ty.clone())],
                 "id" => vec![Arg::Text(t.id.clone())],
                 "error" => vec![opt_t(&t.error)],
                 "lease_until" => vec![opt_i(t.lease_until)],
+                "unique_key" => vec![opt_t(&t.unique_key)],
+                "depends_on" => vec![opt_t(&t.deps_json())],
+                "children" => vec![Arg::Int(kids as i64)],
+                "children_done" => vec![Arg::Int(kids_done as i64)],
                 _ => vec![],
             }
         };
@@ -3000,18 +4205,9 @@ impl Model {
             .filter(|(c, a)| !current(c).iter().any(|x| same(x, a)))
             .map(|(c, a)| (*c, a))
             .collect();
-        let untouchable = vals.iter().any(|(c, _)| {
-            !matches!(
-                *c,
-                "now" | "priority" | "run_at" | "queue" | "max_attempts" | "status"
-            )
-        });
         if changed.is_empty() {
-            // Setting a column to the value it has: nothing to refuse, but
-            // the reference does not say so for the columns the queue manages.
-            if untouchable {
-                v.note(Q::Unsure);
-            }
+            // "A column the UPDATE sets to the value it has is no change",
+            // a column the queue manages included.
             return;
         }
         if let Some((_, s)) = changed.iter().find(|(c, _)| *c == "status") {
@@ -3035,7 +4231,7 @@ impl Model {
         if changed
             .iter()
             .any(|(c, _)| !matches!(*c, "priority" | "run_at" | "queue" | "max_attempts"))
-            || t.status != St::Queued
+            || !matches!(t.status, St::Queued | St::Blocked)
         {
             v.bad();
             return;
@@ -3061,6 +4257,13 @@ impl Model {
             // fewer attempts than already made: the reference does not say
             v.note(Q::Unsure);
         }
+        if let Some(k) = &u.unique_key
+            && u.queue != t.queue
+            && self.holder(&u.queue, k).is_some()
+        {
+            // A move into a queue where another task holds its key.
+            v.bad();
+        }
         u.updated_at = now;
         self.tasks[i] = u;
     }
@@ -3078,8 +4281,13 @@ impl Model {
         batch: bool,
         claimed: Vec<ClaimedJson>,
     ) -> R<()> {
-        // Exhausted expired tasks (any queue) may be reaped by any claim,
-        // and must all be by a claim that finds nothing.
+        // Exhausted expired tasks (any queue). A plain one is failed by
+        // the claim's UPDATE: any claim may do it, one that finds nothing
+        // must. One in a workflow is failed, with what follows from it, by
+        // the reads a claim makes before it writes, all of them oldest lease
+        // first; a claim skips those reads for a second (of its clock) after
+        // a claim on the connection found work (its hint), so only a claim
+        // that finds nothing outside that second must have done it.
         let status_now: Vec<(String, SqlV)> = rows(db, "SELECT id, status FROM task_store")
             .into_iter()
             .map(|r| (r[0].text().unwrap_or_default().to_string(), r[1].clone()))
@@ -3090,33 +4298,78 @@ impl Model {
                 .find(|(i, _)| i == id)
                 .map(|(_, s)| s.clone())
         };
-        let mut reaped = 0;
-        for t in self.tasks.iter_mut() {
-            if t.expired(now) && t.exhausted() {
-                match status_of(&t.id) {
-                    Some(SqlV::Text(s)) if s == "failed" => {
-                        reaped += 1;
-                        event("claim: reaped an exhausted task");
-                        t.error = Some(format!(
-                            "lease expired on attempt {} (worker {})",
-                            t.attempts,
-                            t.worker.as_deref().unwrap_or("?")
-                        ));
-                        t.status = St::Failed;
-                        t.completed_at = Some(now);
-                        t.lease_until = None;
-                        t.updated_at = now;
-                    }
-                    Some(SqlV::Text(s)) if s == "running" => {
-                        if claimed.is_empty() {
-                            return Err(format!(
-                                "an empty claim left exhausted expired task {} running",
-                                t.id
-                            ));
-                        }
-                    }
-                    s => return Err(format!("exhausted task {} is now {s:?}", t.id)),
+        let running = |id: &str| status_of(id) == Some(SqlV::Text("running".into()));
+        let dead = |t: &Task| t.expired(now) && t.exhausted();
+        let (mut linked, plain): (Vec<usize>, Vec<usize>) = (0..self.tasks.len())
+            .filter(|&i| dead(&self.tasks[i]))
+            .partition(|&i| self.in_workflow(i));
+        linked.sort_by_key(|&i| (self.tasks[i].lease_until, self.tasks[i].seq));
+        let left = linked
+            .iter()
+            .filter(|&&i| running(&self.tasks[i].id))
+            .count();
+        let hinted = self
+            .found_work
+            .iter()
+            .any(|t| (0..1_000).contains(&(now - t)));
+        if left == linked.len() {
+            if let Some(&i) = linked.first() {
+                if claimed.is_empty() && !hinted {
+                    return Err(format!(
+                        "an empty claim left exhausted expired task {} (in a workflow) running",
+                        self.tasks[i].id
+                    ));
                 }
+                event("claim: left an exhausted task in a workflow (hint)");
+            }
+        } else if left > 0 {
+            return Err(format!(
+                "the claim failed some exhausted expired tasks in workflows, but left {left} of \
+                 {} running",
+                linked.len()
+            ));
+        } else {
+            for i in linked {
+                // One may have been cancelled by the failure of another.
+                if dead(&self.tasks[i]) {
+                    let t = &mut self.tasks[i];
+                    let why = format!(
+                        "lease expired on attempt {} (worker {})",
+                        t.attempts,
+                        t.worker.as_deref().unwrap_or("?")
+                    );
+                    t.end(St::Failed, why, now);
+                    event("claim: reaped an exhausted task in a workflow");
+                    self.settle(i, now);
+                }
+            }
+        }
+        let mut reaped = 0;
+        for i in plain {
+            let t = &mut self.tasks[i];
+            match status_of(&t.id) {
+                Some(SqlV::Text(s)) if s == "failed" => {
+                    reaped += 1;
+                    event("claim: reaped an exhausted task");
+                    t.error = Some(format!(
+                        "lease expired on attempt {} (worker {})",
+                        t.attempts,
+                        t.worker.as_deref().unwrap_or("?")
+                    ));
+                    t.status = St::Failed;
+                    t.completed_at = Some(now);
+                    t.lease_until = None;
+                    t.updated_at = now;
+                }
+                Some(SqlV::Text(s)) if s == "running" => {
+                    if claimed.is_empty() {
+                        return Err(format!(
+                            "an empty claim left exhausted expired task {} running",
+                            t.id
+                        ));
+                    }
+                }
+                s => return Err(format!("exhausted task {} is now {s:?}", t.id)),
             }
         }
         let expired: Vec<usize> = (0..self.tasks.len())
@@ -3218,6 +4471,7 @@ impl Model {
                 return Err("the batch lists ready tasks before expired ones".into());
             }
         }
+        self.found_work.push(now);
         for (c, &i) in claimed.iter().zip(&picked) {
             let t = &mut self.tasks[i];
             let details = match &t.details {
@@ -3290,17 +4544,34 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         m: Model {
             clock: T0,
             wb_ms: case.wb_ms,
-            tasks: vec![],
+            ..Model::default()
         },
     };
     for (n, call) in case.calls.iter().enumerate() {
         r.step(call)
             .map_err(|e| TestCaseError::fail(format!("call {n} {call:?}: {e}")))?;
+        if r.m.lost.is_some() {
+            return Ok(());
+        }
     }
     let check: String = db
         .query_row("SELECT task_check()", [], |x| x.get(0))
         .unwrap();
-    prop_assert_eq!(check, "ok");
+    // KNOWN BUG: a task waiting for children it does not have yet (enqueued
+    // with wait_for_children) is reported as a broken counter.
+    let childless_group = |line: &str| {
+        KNOWN_BUG_CHECK_REPORTS_A_CHILDLESS_GROUP
+            && r.m.tasks.iter().any(|t| {
+                t.status == St::Waiting
+                    && r.m.children(&t.id).is_empty()
+                    && line == format!("task {}: waiting, but no child of it is unfinished", t.id)
+            })
+    };
+    let problems: Vec<&str> = check
+        .lines()
+        .filter(|l| *l != "ok" && !childless_group(l))
+        .collect();
+    prop_assert!(problems.is_empty(), "task_check: {}", check);
     if case.txn {
         db.execute_batch("COMMIT").unwrap();
     }
@@ -3533,4 +4804,111 @@ fn details_nested_too_deep_are_refused() {
         id.is_ok(),
         "the worker cannot read its claim ({id:?}), yet the task is {status}, attempt {attempts}"
     );
+}
+
+// Found by the random test once it modelled workflows, and fixed; their
+// KNOWN_BUG_* constants stay, false, to switch the model back if one
+// returns.
+
+const P: &str = "00000000-0000-7000-8000-0000000000c3";
+
+fn one_text(db: &Connection, sql: &str) -> String {
+    db.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn status_of(db: &Connection, id: &str) -> String {
+    one_text(db, &format!("SELECT status FROM tasks WHERE id = '{id}'"))
+}
+
+/// "While a task of the same queue holds the key, enqueueing it again
+/// returns the holder's id and creates nothing" (workflows.md): also when
+/// the call names the holder's own id and a parent. The parent was counted a
+/// child that does not exist, and never completed.
+#[test]
+fn a_holder_enqueued_again_as_a_child_is_not_counted() {
+    let db = memory_db();
+    db.execute_batch(&format!(
+        r#"SELECT task_enqueue('p', NULL, '{{"id":"{P}","now":0}}');
+           SELECT task_enqueue('h', NULL, '{{"id":"{A}","unique_key":"k","now":0}}');
+           SELECT task_claim('w', '{{"now":1}}');"#
+    ))
+    .unwrap();
+    let again = one_text(
+        &db,
+        &format!(
+            r#"SELECT task_enqueue('h', NULL,
+                 '{{"id":"{A}","unique_key":"k","parent_id":"{P}","now":2}}')"#
+        ),
+    );
+    assert_eq!(again, A, "the holder is returned");
+    let children = one_text(
+        &db,
+        &format!("SELECT children || '/' || ifnull(parent_id, '-') FROM tasks WHERE id = '{P}'"),
+    );
+    assert_eq!(children, "0/-", "the parent has no child");
+    let done = one_text(
+        &db,
+        &format!(r#"SELECT task_complete('{P}', NULL, '{{"now":3}}')"#),
+    );
+    assert_eq!(done, "completed", "with no child, the parent completes");
+    assert_eq!(one_text(&db, "SELECT task_check()"), "ok");
+}
+
+/// A dependent retried while its dependency is failed is blocked; once
+/// that dependency is deleted it waits for nothing ("blocked: waiting for
+/// its dependencies", concepts.md), yet it stayed blocked for good, and
+/// task_check calls the state broken.
+#[test]
+fn a_deleted_dependency_no_longer_blocks() {
+    let db = memory_db();
+    db.execute_batch(&format!(
+        r#"SELECT task_enqueue('d', NULL, '{{"id":"{A}","max_attempts":1,"now":0}}');
+           SELECT task_enqueue('x', NULL, '{{"id":"{B}","depends_on":["{A}"],"now":0}}');
+           SELECT task_fail(json_extract(task_claim('w', '{{"now":1}}'), '$.id'), 'e',
+                            '{{"now":2}}');
+           SELECT task_retry('{B}', '{{"now":3}}');"#
+    ))
+    .unwrap();
+    assert_eq!(
+        status_of(&db, B),
+        "blocked",
+        "its dependency has not completed"
+    );
+    db.execute_batch(&format!("DELETE FROM tasks WHERE id = '{A}'"))
+        .unwrap();
+    assert_eq!(status_of(&db, B), "queued", "it waits for nothing any more");
+    assert_eq!(one_text(&db, "SELECT task_check()"), "ok");
+}
+
+/// Task `P`, enqueued with wait_for_children, before its children are.
+fn group_without_children() -> Connection {
+    let db = memory_db();
+    db.execute_batch(&format!(
+        r#"SELECT task_enqueue('batch', NULL, '{{"id":"{P}","wait_for_children":true,"now":0}}');"#
+    ))
+    .unwrap();
+    db
+}
+
+/// "task_cancel: cancels a task that has not finished (queued, running,
+/// blocked or waiting)" (admin.md): a task enqueued with wait_for_children
+/// that has no child yet was refused, "is already waiting".
+#[test]
+fn a_group_without_children_can_be_cancelled() {
+    let db = group_without_children();
+    let r = db.query_row(
+        &format!(r#"SELECT task_cancel('{P}', '{{"now":1}}')"#),
+        [],
+        |r| r.get::<_, String>(0),
+    );
+    assert_eq!(r.as_deref().ok(), Some("cancelled"), "{r:?}");
+}
+
+/// task_check finds no fault in what the functions do: a task enqueued with
+/// wait_for_children has no child until the next statement adds one.
+#[test]
+fn task_check_accepts_a_group_without_children() {
+    let db = group_without_children();
+    assert_eq!(one_text(&db, "SELECT task_check()"), "ok");
 }

@@ -64,7 +64,7 @@ fn filters_reach_the_storage_indexes() {
         for index in [
             "task_store_ready",
             "task_store_running",
-            "task_store_failed",
+            "task_store_parked",
         ] {
             assert!(
                 uses(&steps, index),
@@ -87,7 +87,7 @@ fn filters_reach_the_storage_indexes() {
     assert!(
         steps
             .iter()
-            .any(|s| s.contains("task_store_failed (status=? AND type=?)")),
+            .any(|s| s.contains("task_store_parked (status=? AND type=?)")),
         "{steps:?}"
     );
 }
@@ -230,8 +230,10 @@ fn delete_removes_finished_tasks_with_their_descendants() {
         SELECT task_enqueue('g', NULL, '{"id":"00000000-0000-7000-8000-000000000003",
                                           "parent_id":"00000000-0000-7000-8000-000000000002"}');
         SELECT task_enqueue('x', NULL, '{"id":"00000000-0000-7000-8000-000000000004"}');
-        SELECT task_cancel('00000000-0000-7000-8000-000000000001');
-        SELECT task_cancel('00000000-0000-7000-8000-000000000002');
+        -- Finished with a descendant still queued: only a write around the
+        -- functions (or a storage from before version 3) makes this.
+        UPDATE task_store SET status = 'cancelled', completed_at = 1
+         WHERE id IN ('00000000-0000-7000-8000-000000000001', '00000000-0000-7000-8000-000000000002');
         "#,
     )
     .unwrap();

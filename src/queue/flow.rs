@@ -1,0 +1,313 @@
+//! Workflows: what follows when a task that others wait for finishes.
+//!
+//! Three links make a task wait for others: a parent waits for its
+//! children (it completes when its own work is done and every child has
+//! completed), a dependent waits for its dependencies (it is `blocked`,
+//! in no claim index, until the last one completes), and both are kept as
+//! counters on the rows (`children`, `children_done`, `waiting_for`,
+//! `dependents`) so that no step has to count rows.
+//!
+//! When a linked task finishes, [`settle`] works through the consequences,
+//! one task at a time, until none is left:
+//!
+//! | the task that finished | its dependents | its open children | its parent |
+//! |---|---|---|---|
+//! | completed | released when it was their last dependency | (none: it waited for them) | one more child done; completed if it was waiting for the last one |
+//! | failed for good | cancelled | cancelled | failed (or, with `on_child_failure: continue`, one more child done) |
+//! | cancelled | cancelled | cancelled | as for failed |
+//!
+//! Each step is one statement whose WHERE holds its condition (a dependent
+//! is released only while `blocked`, a parent completed only while
+//! `waiting` with every child done), and a task finishes once, so the work
+//! ends. The verbs run it together with the write that started it
+//! (`txn::atomically`). A plain task (no parent, children, dependents or
+//! unique key) never comes here: its verbs stay one statement.
+
+use super::Queue;
+use super::model::{Status, flags};
+use super::notes::{Note, fields};
+use super::writeback;
+use crate::error::{Error, Result};
+use crate::ffi::Owned;
+use std::collections::VecDeque;
+
+/// A task that just finished, as the statement that finished it noted it:
+/// `task__note(?now, status, seq, id, parent_id, children, dependents)`.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub status: Status,
+    pub seq: i64,
+    pub id: String,
+    pub parent_id: Option<String>,
+    pub children: i64,
+    pub dependents: i64,
+}
+
+/// The note arguments of a statement that finishes linked tasks, after the
+/// value `task__note` returns.
+macro_rules! finished_note {
+    ($status:expr) => {
+        concat!($status, ", seq, id, parent_id, children, dependents")
+    };
+}
+pub(crate) use finished_note;
+
+impl Note for Finished {
+    const WHAT: &'static str = "finish";
+
+    fn read(values: Vec<Owned>) -> Result<Self> {
+        let [status, seq, id, parent_id, children, dependents] = fields::<Self, 6>(values)?;
+        let status = status
+            .into_text()
+            .as_deref()
+            .and_then(Status::parse)
+            .ok_or_else(|| Error::new("internal: bad finish note"))?;
+        Ok(Finished {
+            status,
+            seq: seq.int(),
+            id: id.into_text().unwrap_or_default(),
+            parent_id: parent_id.into_text(),
+            children: children.int(),
+            dependents: dependents.int(),
+        })
+    }
+}
+
+/// What `CHILD_DONE_SQL` notes of the parent, as it was before the update.
+struct ParentNote {
+    status: Option<Status>,
+    seq: i64,
+    children: i64,
+    children_done: i64,
+    flags: i64,
+}
+
+impl Note for ParentNote {
+    const WHAT: &'static str = "parent";
+
+    fn read(values: Vec<Owned>) -> Result<Self> {
+        let [status, seq, children, children_done, flags] = fields::<Self, 5>(values)?;
+        Ok(ParentNote {
+            status: status.into_text().as_deref().and_then(Status::parse),
+            seq: seq.int(),
+            children: children.int(),
+            children_done: children_done.int(),
+            flags: flags.int(),
+        })
+    }
+}
+
+// `+status`: a dependent is found by rowid, through task_deps. Written
+// plainly, the status test matches `task_store_parked`, and SQLite 3.53
+// scans that index over every parked task instead (measured: 366 µs
+// against 8 µs to release one dependent among 9,900 blocked tasks).
+const RELEASE_SQL: &str = "\
+UPDATE main.task_store
+   SET waiting_for = max(waiting_for - 1, 0),
+       status = CASE WHEN waiting_for <= 1 THEN 'queued' ELSE 'blocked' END,
+       updated_at = ?2
+ WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'";
+
+const CANCEL_DEPENDENTS_SQL: &str = concat!(
+    "UPDATE main.task_store
+   SET status = 'cancelled', error = ?3, completed_at = ?2, lease_until = NULL,
+       flags = ",
+    flags_ended!(),
+    ",
+       updated_at = task__note(?2, ",
+    finished_note!("'cancelled'"),
+    ")
+ WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'"
+);
+
+const CANCEL_CHILDREN_SQL: &str = concat!(
+    "UPDATE main.task_store
+   SET status = 'cancelled', error = ?3, completed_at = ?2, lease_until = NULL,
+       flags = ",
+    flags_ended!(),
+    ",
+       updated_at = task__note(?2, ",
+    finished_note!("'cancelled'"),
+    ")
+ WHERE parent_id = +?1
+   AND (status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')"
+);
+
+const CHILD_DONE_SQL: &str = "\
+UPDATE main.task_store
+   SET children_done = children_done + 1,
+       updated_at = task__note(?2, status, seq, children, children_done + 1, flags)
+ WHERE id = +?1";
+
+const FAIL_PARENT_SQL: &str = concat!(
+    "UPDATE main.task_store
+   SET status = 'failed', error = ?3, completed_at = ?2, lease_until = NULL,
+       flags = ",
+    flags_ended!(),
+    ",
+       updated_at = task__note(?2, ",
+    finished_note!("'failed'"),
+    ")
+ WHERE seq = +?1
+   AND (status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')"
+);
+
+const COMPLETE_PARENT_SQL: &str = concat!(
+    "UPDATE main.task_store
+   SET status = 'completed', completed_at = ?2, progress = 100,
+       flags = ",
+    flags_completed!(),
+    ",
+       updated_at = task__note(?2, ",
+    finished_note!("'completed'"),
+    ")
+ WHERE seq = +?1 AND status = 'waiting' AND children_done >= children"
+);
+
+/// Runs `sql` (binding ?1 `target`, ?2 `now`, and ?3 `error` if given)
+/// and queues the tasks it finished.
+fn finish_many(
+    q: &Queue,
+    sql: &'static str,
+    target: Target<'_>,
+    now: i64,
+    error: Option<&str>,
+    work: &mut VecDeque<Finished>,
+) -> Result<()> {
+    let mut st = q.prepare(sql)?;
+    match target {
+        Target::Seq(seq) => st.bind_i64(1, seq)?,
+        Target::Id(id) => st.bind_text(1, id)?,
+    }
+    st.bind_i64(2, now)?;
+    if let Some(e) = error {
+        st.bind_text(3, e)?;
+    }
+    q.notes().run(st, |t: Finished| work.push_back(t))
+}
+
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Seq(i64),
+    Id(&'a str),
+}
+
+/// How a finished task is named in the errors of those it takes along.
+fn ended(t: &Finished) -> &'static str {
+    match t.status {
+        Status::Completed => "completed",
+        Status::Cancelled => "was cancelled",
+        _ => "failed",
+    }
+}
+
+/// Applies everything that follows from `first` having finished.
+pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
+    let mut work: VecDeque<Finished> = first.into();
+    while let Some(t) = work.pop_front() {
+        // A finished task holds no progress in memory any more.
+        writeback::take(q.key(), &t.id);
+        let done = t.status == Status::Completed;
+        if t.dependents > 0 {
+            if done {
+                let mut st = q.prepare(RELEASE_SQL)?;
+                st.bind_i64(1, t.seq)?;
+                st.bind_i64(2, now)?;
+                st.finish()?;
+            } else {
+                let why = format!("dependency task {} {}", t.id, ended(&t));
+                finish_many(
+                    q,
+                    CANCEL_DEPENDENTS_SQL,
+                    Target::Seq(t.seq),
+                    now,
+                    Some(&why),
+                    &mut work,
+                )?;
+            }
+        }
+        if t.children > 0 && !done {
+            let why = format!("parent task {} {}", t.id, ended(&t));
+            finish_many(
+                q,
+                CANCEL_CHILDREN_SQL,
+                Target::Id(&t.id),
+                now,
+                Some(&why),
+                &mut work,
+            )?;
+        }
+        let Some(parent) = &t.parent_id else {
+            continue;
+        };
+        let mut st = q.prepare(CHILD_DONE_SQL)?;
+        st.bind_text(1, parent)?;
+        st.bind_i64(2, now)?;
+        // The parent may be gone (deleted by hand): nothing to tell.
+        let Some(p) = q.notes().first::<ParentNote>(st)? else {
+            continue;
+        };
+        let open = p.status.is_some_and(|s| !s.is_finished());
+        if !open {
+            continue;
+        }
+        if !done && p.flags & flags::CONTINUE_ON_CHILD_FAILURE == 0 {
+            let why = format!("child task {} {}", t.id, ended(&t));
+            finish_many(
+                q,
+                FAIL_PARENT_SQL,
+                Target::Seq(p.seq),
+                now,
+                Some(&why),
+                &mut work,
+            )?;
+        } else if p.status == Some(Status::Waiting) && p.children_done >= p.children {
+            finish_many(
+                q,
+                COMPLETE_PARENT_SQL,
+                Target::Seq(p.seq),
+                now,
+                None,
+                &mut work,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Completes the waiting task `seq` whose children have all finished, with
+/// what follows from that.
+pub fn complete_waiting(q: &Queue, seq: i64, now: i64) -> Result<()> {
+    let mut work = VecDeque::new();
+    finish_many(
+        q,
+        COMPLETE_PARENT_SQL,
+        Target::Seq(seq),
+        now,
+        None,
+        &mut work,
+    )?;
+    settle(q, work.into(), now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_notes_have_as_many_values_as_their_reader_takes() {
+        let args = finished_note!("'x'").split(',').count();
+        assert_eq!(args, 6);
+        let v = vec![
+            Owned::Text("failed".into()),
+            Owned::Integer(4),
+            Owned::Text("id".into()),
+            Owned::Null,
+            Owned::Integer(0),
+            Owned::Integer(2),
+        ];
+        let f = Finished::read(v).unwrap();
+        assert_eq!((f.status, f.seq, f.dependents), (Status::Failed, 4, 2));
+        assert!(Finished::read(vec![Owned::Null; 6]).is_err());
+    }
+}
