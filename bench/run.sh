@@ -65,4 +65,13 @@ if [ ! -x "$T/venv/bin/python" ] || ! cmp -s bench/requirements.txt "$T/venv/req
   cp bench/requirements.txt "$T/venv/requirements.txt"
 fi
 "$T/venv/bin/python" bench/chart.py "$OUT/results-detail.json" "$OUT/chart.png"
+
+step "fair waits (bench/fairness.py)"
+if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
+  FAIR_ARGS=(--tasks 4000 --runs 1)
+else
+  FAIR_ARGS=(--tasks 20000 --runs 3)
+fi
+TASK_EXT=$ROOT/dist/task0 "$T/venv/bin/python" bench/fairness.py "${FAIR_ARGS[@]}" \
+  --out "$OUT/fairness.json" | tee "$OUT/fairness.txt"
 echo "bench: wrote ${OUT#"$ROOT"/}/results.json and ${OUT#"$ROOT"/}/chart.png" >&2

@@ -4,6 +4,7 @@
 //! - `entry.rs`: `sqlite3_task_init`, the host check, then `sql::register`
 //! - `host.rs`: the version floor, and routines newer than the bindings
 //! - `conn.rs`: a host connection and its pool of prepared statements
+//! - `busy.rs`: the fair wait for the write lock (`task_busy_timeout`)
 //! - `stmt.rs`: a prepared statement (pooled or not): bind, step, read
 //! - `value.rs`: SQL values crossing the boundary
 //! - `function.rs`: registering scalar functions; the dispatcher that turns
@@ -13,6 +14,7 @@
 //! Inside, the raw bindings are `sys` (rusqlite's `ffi` module), so that
 //! `ffi::` in the rest of the crate always means this safe layer.
 
+mod busy;
 mod conn;
 mod entry;
 mod function;

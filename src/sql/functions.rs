@@ -60,6 +60,13 @@ const FUNCTIONS: &[Function] = &[
     function("task_fail", &[2, 3], WRITES, fail),
     function("task_cancel", &[1, 2], WRITES, cancel),
     function("task_retry", &[1, 2], WRITES, retry),
+    // Changes the connection, not the data: no trigger or view may call it.
+    function(
+        "task_busy_timeout",
+        &[1],
+        Flags::UTF8.direct_only(),
+        busy_timeout,
+    ),
     // Internal: the extension's own UPDATEs call it to report the rows they
     // change (see queue/notes.rs). It records its arguments on the
     // connection and returns the first. DIRECTONLY keeps it out of triggers
@@ -102,6 +109,16 @@ fn debug(q: &Rc<Queue>, _: &[Value<'_>]) -> Result<Out> {
             "release"
         },
     )))
+}
+
+/// The longest fair wait: what `PRAGMA busy_timeout` takes (a C int of ms).
+const BUSY_TIMEOUT_MAX_MS: i64 = i32::MAX as i64;
+
+fn busy_timeout(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    let ms = arg(args, 0, "ms").integer()?;
+    let ms = model::check_range("ms", ms, 0, BUSY_TIMEOUT_MAX_MS)?;
+    q.conn().set_fair_busy_timeout(ms as u32)?;
+    Ok(Out::Int(ms))
 }
 
 fn check(q: &Rc<Queue>, _: &[Value<'_>]) -> Result<Out> {

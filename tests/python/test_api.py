@@ -642,8 +642,8 @@ def test_every_integer_option_takes_a_whole_real(db):
     assert (got["id"], got["lease_until"]) == (task_id, 32_000)
     assert one(db, "SELECT task_progress(?, 10, ?)", task_id, '{"attempt": 1.0, "lease": 1e4, "now": 3e3}') == "running"
     assert task(db, task_id)["lease_until"] == 13_000
-    assert one(db, "SELECT task_heartbeat(?, ?)", task_id, '{"attempt": 1.0, "now": 4e3}') == "running"
-    assert task(db, task_id)["lease_until"] == 14_000
+    assert one(db, "SELECT task_heartbeat(?, ?)", task_id, '{"attempt": 1.0, "now": 5.5e3}') == "running"
+    assert task(db, task_id)["lease_until"] == 15_500
     # fail: attempt, delay, now; claim_batch; complete: attempt, now;
     # cancel and retry: now
     assert one(db, "SELECT task_fail(?, 'e', ?)", task_id, '{"attempt": 1.0, "delay": 5e2, "now": 5e3}') == "queued"
@@ -1143,9 +1143,10 @@ def test_progress_records_and_renews_by_the_claims_lease(db, running):
     row = task(db, ID1)
     assert (row["progress"], row["lease_until"], row["updated_at"]) == (40, 15_000, 5000)
     assert one(db, "SELECT typeof(progress) FROM tasks WHERE id = ?", ID1) == "integer"
-    assert one(db, "SELECT task_progress(?, 12.5, ?)", ID1, opts(now=6000)) == "running"
+    # A quarter of the lease after the last renewal, the next report renews it.
+    assert one(db, "SELECT task_progress(?, 12.5, ?)", ID1, opts(now=7500)) == "running"
     row = task(db, ID1)
-    assert (row["progress"], row["lease_until"]) == (12.5, 16_000)
+    assert (row["progress"], row["lease_until"]) == (12.5, 17_500)
 
 
 @pytest.mark.parametrize("percent", [0, 100, 0.0, 100.0, 99.99])
@@ -1164,11 +1165,13 @@ def test_heartbeat_renews_by_the_claims_lease_and_keeps_progress(db, running):
 def test_progress_lease_option_sets_the_new_lease_length(db, running):
     assert one(db, "SELECT task_progress(?, 10, ?)", ID1, opts(lease=60_000, now=3000)) == "running"
     assert task(db, ID1)["lease_until"] == 63_000
-    # Later renewals use the new length.
-    one(db, "SELECT task_heartbeat(?, ?)", ID1, opts(now=4000))
-    assert task(db, ID1)["lease_until"] == 64_000
-    one(db, "SELECT task_heartbeat(?, ?)", ID1, opts(lease=1, now=5000))
-    assert task(db, ID1)["lease_until"] == 5001
+    # Later renewals use the new length (and its quarter: 15 s).
+    one(db, "SELECT task_heartbeat(?, ?)", ID1, opts(now=17_999))
+    assert task(db, ID1)["lease_until"] == 63_000
+    one(db, "SELECT task_heartbeat(?, ?)", ID1, opts(now=18_000))
+    assert task(db, ID1)["lease_until"] == 78_000
+    one(db, "SELECT task_heartbeat(?, ?)", ID1, opts(lease=1, now=19_000))
+    assert task(db, ID1)["lease_until"] == 19_001
 
 
 def test_nan_arrives_as_null_and_is_refused(db, running):

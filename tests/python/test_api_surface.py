@@ -14,6 +14,7 @@ INNOCUOUS = 0x200000
 
 EXPECTED_FUNCTIONS = [
     ("task__note", -1, DIRECTONLY),
+    ("task_busy_timeout", 1, DIRECTONLY),
     ("task_cancel", 1, 0),
     ("task_cancel", 2, 0),
     ("task_check", 0, 0),
@@ -50,7 +51,7 @@ EXPECTED_FUNCTIONS = [
 SIDE_EFFECTS = {
     "task_init", "task_enqueue", "task_claim", "task_claim_batch", "task_progress",
     "task_heartbeat", "task_complete", "task_complete_next", "task_complete_batch",
-    "task_fail", "task_fail_batch", "task_cancel", "task_retry",
+    "task_fail", "task_fail_batch", "task_cancel", "task_retry", "task_busy_timeout",
 }
 
 # Public and read-only, but reading the whole storage: not innocuous (a
@@ -93,10 +94,11 @@ def test_flags_match_what_each_function_does(raw_db):
         assert flags & DIRECTONLY, name
         assert not flags & DETERMINISTIC, name
         assert not flags & INNOCUOUS, name
-    # Of the public functions only task_init is DIRECTONLY: triggers and
-    # views may call the others (docs/concurrency.md, "Triggers, ...").
+    # Of the public functions only task_init (schema changes) and
+    # task_busy_timeout (it changes the connection) are DIRECTONLY: triggers
+    # and views may call the others (docs/concurrency.md, "Triggers, ...").
     public_direct_only = [name for name, _, flags in functions(raw_db) if flags & DIRECTONLY and name not in INTERNAL]
-    assert public_direct_only == ["task_init"]
+    assert public_direct_only == ["task_busy_timeout", "task_init"]
 
 
 def test_every_function_is_classified(raw_db):

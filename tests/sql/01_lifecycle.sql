@@ -121,7 +121,7 @@ SELECT 'complete', task_complete('0193a000-0000-7000-8000-000000000023', NULL, '
 SELECT 'complete', task_complete('0193a000-0000-7000-8000-000000000024', NULL, '{"now": 20000}');
 SELECT 'complete', task_complete('0193a000-0000-7000-8000-000000000025', NULL, '{"now": 20000}');
 
-.print == progress and heartbeat renew the lease; complete stores the result
+.print == progress and heartbeat renew the lease once a quarter of it has passed (here 2500 ms); complete stores the result
 SELECT 'enqueue', task_enqueue('work', '{"n":1}', '{"queue": "work", "id": "0193a000-0000-7000-8000-000000000031", "now": 30000}');
 SELECT 'claim, lease 10000', task_claim('w1', '{"queue": "work", "lease": 10000, "now": 30000}');
 SELECT 'progress 40', task_progress('0193a000-0000-7000-8000-000000000031', 40, '{"attempt": 1, "now": 31000}');

@@ -2956,10 +2956,20 @@ impl Runner<'_> {
             (None, _) => t.progress,
         };
         t.progress = written;
+        // The lease is renewed when a new length is given or once a quarter
+        // of it has passed since it was last renewed.
+        let fresh = t
+            .lease_until
+            .is_some_and(|until| until > now + t.lease_ms - t.lease_ms / 4);
         if let Some(l) = lease {
             t.lease_ms = l;
         }
-        t.lease_until = Some(now + t.lease_ms);
+        if lease.is_some() || !fresh {
+            t.lease_until = Some(now + t.lease_ms);
+            event("lease: renewed");
+        } else {
+            event("lease: kept");
+        }
         t.updated_at = now;
         t.held = match (percent, writeback) {
             (Some(p), Some(ms)) => Some(Held {

@@ -48,7 +48,7 @@ fn a_task_goes_from_enqueue_to_completed() {
 
     let r = call(
         &db,
-        "SELECT task_progress(?1, 40, '{\"attempt\":1,\"now\":3000}')",
+        "SELECT task_progress(?1, 40, '{\"attempt\":1,\"now\":4500}')",
         [&id],
     );
     assert_eq!(r.unwrap(), "running");
@@ -61,8 +61,8 @@ fn a_task_goes_from_enqueue_to_completed() {
         .unwrap();
     assert_eq!(
         (progress, lease),
-        (40, 13000),
-        "progress renews the lease by the claim's length"
+        (40, 14500),
+        "progress a quarter of the lease after the claim renews it by the claim's length"
     );
 
     let r = call(
