@@ -32,36 +32,40 @@
 //! | `refusal.rs` | why a write matched nothing |
 //! | `check.rs` | `task_check()` |
 
-/// The condition, in SQL, for a task that no other task waits on or for
-/// and that holds no unique key: no parent, no children, no dependents, no
-/// key. Such a task's verbs are one statement each; the others take the
-/// workflow path (`flow.rs`), which keeps the flags below.
+/// The condition, in SQL, for a task that no other task waits on or for,
+/// that holds no unique key and that does not count toward a queue's
+/// concurrency limit: no parent, no children, no dependents, no key, no
+/// flags 64. Such a task's verbs are one statement each; the others take
+/// the workflow path (`flow.rs`), which keeps the flags below.
 macro_rules! plain_task {
     () => {
-        "parent_id IS NULL AND children = 0 AND dependents = 0 AND unique_key IS NULL"
+        "parent_id IS NULL AND children = 0 AND dependents = 0 AND unique_key IS NULL
+         AND NOT flags & 64"
     };
 }
 
 /// `flags` for a task that has just failed or been cancelled: it leaves its
-/// parent's rollup index (16) and gives up its unique key (32).
+/// parent's rollup index (16), gives up its unique key (32) and stops
+/// counting toward its queue's limit (64).
 ///
-/// Those two bits are what the indexes `task_store_busy` and
-/// `task_store_unique` are partial on. Only the workflow path writes
+/// Those bits are what the indexes `task_store_busy`, `task_store_unique`
+/// and `task_store_limited` are partial on. Only the workflow path writes
 /// `flags`, so the plain task's claim and completion, which write `status`
 /// and `progress` but never `flags`, do not touch those indexes at all
 /// (SQLite maintains an index in an UPDATE only when the UPDATE sets a
 /// column the index or its WHERE names).
 macro_rules! flags_ended {
     () => {
-        "flags & ~48"
+        "flags & ~112"
     };
 }
 
-/// `flags` for a task that has just completed: out of the rollup index, and
-/// its unique key given up unless it holds it through completion (4).
+/// `flags` for a task that has just completed: out of the rollup index and
+/// the limit's count, and its unique key given up unless it holds it
+/// through completion (4).
 macro_rules! flags_completed {
     () => {
-        "flags & ~(CASE WHEN flags & 4 THEN 16 ELSE 48 END)"
+        "flags & ~(CASE WHEN flags & 4 THEN 80 ELSE 112 END)"
     };
 }
 
@@ -77,6 +81,7 @@ pub mod json;
 pub mod model;
 pub mod notes;
 pub mod refusal;
+pub mod settings;
 pub mod tree;
 pub mod txn;
 pub mod worker;

@@ -73,6 +73,11 @@ pub mod flags {
     /// It holds its unique key: in `task_store_unique`. Set while it is
     /// unfinished (and completed, with `UNIQUE_THROUGH_COMPLETED`).
     pub const HOLDS_KEY: i64 = 32;
+    /// It was claimed from a queue with a concurrency limit and counts
+    /// toward it while it runs: in `task_store_limited`. Set by that claim,
+    /// cleared when it stops running (completed, failed, cancelled, or
+    /// back to its queue for a retry).
+    pub const COUNTS_TOWARD_LIMIT: i64 = 64;
 }
 
 pub const DEFAULT_QUEUE: &str = "default";

@@ -312,16 +312,18 @@ macro_rules! fails_to {
 }
 
 const FAIL_SQL: &str = fail_sql!("", fails_to!(), concat!(" AND ", plain_task!()));
-// A task in a workflow that fails for good gives up its flags 16 and 32; a
-// child that goes back to its queue with progress stays in the rollup.
+// A task in a workflow that fails for good gives up its flags 16, 32 and
+// 64; a child that goes back to its queue with progress stays in the
+// rollup; a task back in its queue no longer counts toward its limit (64).
 const FAIL_LINKED_SQL: &str = fail_sql!(
     concat!(
         "
        flags = CASE WHEN ?5 OR attempts >= max_attempts THEN ",
         flags_ended!(),
         "
-                    WHEN parent_id IS NOT NULL AND coalesce(?10, progress) > 0 THEN flags | 16
-                    ELSE flags END,"
+                    WHEN parent_id IS NOT NULL AND coalesce(?10, progress) > 0
+                    THEN (flags | 16) & ~64
+                    ELSE flags & ~64 END,"
     ),
     finished_note!(fails_to!()),
     ""

@@ -60,6 +60,7 @@ const FUNCTIONS: &[Function] = &[
     function("task_fail", &[2, 3], WRITES, fail),
     function("task_cancel", &[1, 2], WRITES, cancel),
     function("task_retry", &[1, 2], WRITES, retry),
+    function("task_queue", &[1, 2], WRITES, queue_settings),
     // Changes the connection, not the data: no trigger or view may call it.
     function(
         "task_busy_timeout",
@@ -109,6 +110,18 @@ fn debug(q: &Rc<Queue>, _: &[Value<'_>]) -> Result<Out> {
             "release"
         },
     )))
+}
+
+fn queue_settings(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    let name = arg(args, 0, "name").nonempty()?;
+    let o = options::QueueSettings::parse(options_at(args, 1)?)?;
+    let change = queue::settings::Change {
+        paused: o.paused,
+        concurrency: o.concurrency,
+        now: o.now,
+    };
+    q.ensure_ready()?;
+    queue::settings::queue(q, name, &change).map(Out::Text)
 }
 
 /// The longest fair wait: what `PRAGMA busy_timeout` takes (a C int of ms).

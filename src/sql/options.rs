@@ -88,6 +88,21 @@ impl Kind for Int {
     }
 }
 
+/// A 64-bit integer, or `null` for "none" (`None`: the key is absent).
+pub struct IntOrNull;
+
+impl Kind for IntOrNull {
+    type Out = Option<Option<i64>>;
+    fn read(key: &str, v: Option<J>) -> Result<Option<Option<i64>>> {
+        match v {
+            None => Ok(None),
+            Some(J::Null) => Ok(Some(None)),
+            Some(J::Number(n)) => whole(key, &n).map(|n| Some(Some(n))),
+            Some(other) => Err(wrong_type(key, "a whole number or null", &other)),
+        }
+    }
+}
+
 /// A non-empty string.
 pub struct Text;
 
@@ -294,6 +309,13 @@ options! {
 
     /// `task_complete_batch`, `task_cancel`, `task_retry`: the clock only.
     pub struct Clock {
+        now: Int,
+    }
+
+    /// `task_queue`.
+    pub struct QueueSettings {
+        paused: Flag,
+        concurrency: IntOrNull,
         now: Int,
     }
 }

@@ -77,6 +77,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("003_workflows.sql"),
         rebuilds: true,
     },
+    Migration {
+        sql: include_str!("004_queues.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this build writes and expects.
@@ -240,6 +244,6 @@ mod tests {
                 assert!(stmt.contains(" main.task_"), "{stmt}");
             }
         }
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
     }
 }

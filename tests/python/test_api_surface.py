@@ -42,6 +42,8 @@ EXPECTED_FUNCTIONS = [
     ("task_init", 0, DIRECTONLY),
     ("task_progress", 2, 0),
     ("task_progress", 3, 0),
+    ("task_queue", 1, 0),
+    ("task_queue", 2, 0),
     ("task_retry", 1, 0),
     ("task_retry", 2, 0),
     ("task_version", 0, INNOCUOUS | DETERMINISTIC),
@@ -51,7 +53,7 @@ EXPECTED_FUNCTIONS = [
 SIDE_EFFECTS = {
     "task_init", "task_enqueue", "task_claim", "task_claim_batch", "task_progress",
     "task_heartbeat", "task_complete", "task_complete_next", "task_complete_batch",
-    "task_fail", "task_fail_batch", "task_cancel", "task_retry", "task_busy_timeout",
+    "task_fail", "task_fail_batch", "task_cancel", "task_retry", "task_busy_timeout", "task_queue",
 }
 
 # Public and read-only, but reading the whole storage: not innocuous (a

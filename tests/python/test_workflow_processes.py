@@ -277,7 +277,7 @@ def main(argv):
 
 def setup_db(path):
     db = open_db(path, EXT)
-    assert one(db, "SELECT task_init()") == 3
+    assert one(db, "SELECT task_init()") == 4
     db.execute(LOG_SCHEMA)
     return db
 

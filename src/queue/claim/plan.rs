@@ -62,6 +62,9 @@ pub enum Kind {
     AnyExpired,
     /// As AnyExpired, guarded: only if no other queue has queued tasks.
     Sole,
+    /// The given queue is paused or limited: its own tasks only, with the
+    /// gate checked inside the statement.
+    Gated,
 }
 
 impl Kind {
@@ -70,10 +73,24 @@ impl Kind {
             (1, Kind::Queue) => sql::CLAIM_ONE_SQL,
             (1, Kind::AnyExpired) => sql::CLAIM_ONE_ANY_EXPIRED_SQL,
             (1, Kind::Sole) => sql::CLAIM_SOLE_SQL,
+            (1, Kind::Gated) => sql::CLAIM_GATED_ONE_SQL,
             (_, Kind::Queue) => sql::CLAIM_BATCH_SQL,
+            (_, Kind::Gated) => sql::CLAIM_GATED_BATCH_SQL,
             (_, _) => sql::CLAIM_BATCH_ANY_EXPIRED_SQL,
         }
     }
+}
+
+/// A queue's gate, as the plan reads it (the statement checks it again).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Gate {
+    /// No settings that stop a claim: the plain statements.
+    Open,
+    /// Paused or limited, but a claim may take something now.
+    Gated,
+    /// Paused, or at its limit: nothing to take (but an expired lease, when
+    /// only limited).
+    Closed { paused: bool },
 }
 
 /// One round's plan.
@@ -102,17 +119,28 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
                 kind: Kind::Queue,
             }
         }
-        Queues::One(name) => {
-            let ready = head_of(q, name, now)?.is_some();
-            let expired = expired_in(q, Some(name), now)?;
-            if !ready && !expired {
-                return Ok(Plan::Nothing { forget_hint: false });
+        Queues::One(name) => match gate_of(q, name)? {
+            Gate::Open => {
+                let ready = head_of(q, name, now)?.is_some();
+                let expired = expired_in(q, Some(name), now)?;
+                if !ready && !expired {
+                    return Ok(Plan::Nothing { forget_hint: false });
+                }
+                Plan::Claim {
+                    queue: Some(name.clone()),
+                    kind: Kind::Queue,
+                }
             }
-            Plan::Claim {
-                queue: Some(name.clone()),
-                kind: Kind::Queue,
+            gate => {
+                if !gated_has_work(q, name, gate, now)? {
+                    return Ok(Plan::Nothing { forget_hint: true });
+                }
+                Plan::Claim {
+                    queue: Some(name.clone()),
+                    kind: Kind::Gated,
+                }
             }
-        }
+        },
         Queues::All => match hint {
             Hint::Sole(sole, _) if usable && limit == 1 => Plan::Claim {
                 queue: Some(sole.clone()),
@@ -120,6 +148,14 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
             },
             _ => {
                 let (best, n) = best_queue_of_all(q, now)?;
+                if let Some((name, true)) = best {
+                    // The first head is a gated queue's: its own statement.
+                    return Ok(Plan::Claim {
+                        queue: Some(name),
+                        kind: Kind::Gated,
+                    });
+                }
+                let best = best.map(|(name, _)| name);
                 let expired_queue = if limit > 1 {
                     oldest_expired_queue(q, now)?
                 } else {
@@ -140,24 +176,34 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
         Queues::Many(many) => {
             // A queue with an expired task goes first; otherwise the queue
             // whose head comes first.
-            let mut pick: Option<((bool, HeadKey), &String)> = None;
+            let mut pick: Option<((bool, HeadKey), &String, Kind)> = None;
             for name in many {
-                let expired = expired_in(q, Some(name), now)?;
-                let head = head_of(q, name, now)?;
+                let gate = gate_of(q, name)?;
+                let (expired, head) = match gate {
+                    Gate::Open => (expired_in(q, Some(name), now)?, head_of(q, name, now)?),
+                    Gate::Closed { paused: true } => continue,
+                    Gate::Closed { paused: false } => (expired_of(q, name, now)?, None),
+                    Gate::Gated => (expired_of(q, name, now)?, head_of(q, name, now)?),
+                };
                 if !expired && head.is_none() {
                     continue;
                 }
                 let last = (Reverse(i64::MIN), i64::MAX, i64::MAX);
                 let key = (!expired, head.unwrap_or(last));
-                if pick.as_ref().is_none_or(|(k, _)| key < *k) {
-                    pick = Some((key, name));
+                let kind = if gate == Gate::Open {
+                    Kind::Queue
+                } else {
+                    Kind::Gated
+                };
+                if pick.as_ref().is_none_or(|(k, _, _)| key < *k) {
+                    pick = Some((key, name, kind));
                 }
             }
             match pick {
                 None => Plan::Nothing { forget_hint: false },
-                Some((_, name)) => Plan::Claim {
+                Some((_, name, kind)) => Plan::Claim {
                     queue: Some(name.clone()),
-                    kind: Kind::Queue,
+                    kind,
                 },
             }
         }
@@ -180,7 +226,8 @@ pub fn next_hint(
         _ => now,
     };
     match (queues, kind, claimed, queue) {
-        (_, _, false, _) => Hint::None,
+        // A gated queue is read every time: its gate may close.
+        (_, _, false, _) | (_, Kind::Gated, _, _) => Hint::None,
         (Queues::One(name), _, true, _) => Hint::One(name.clone(), since),
         (Queues::All, Kind::Sole, true, Some(name)) => Hint::Sole(name.to_string(), since),
         _ => Hint::None,
@@ -249,9 +296,10 @@ fn expired_in(q: &Queue, queue: Option<&str>, now: i64) -> Result<bool> {
 }
 
 /// The queue whose ready head comes first in claim order, among every queue
-/// that has queued tasks, and how many queues have queued tasks.
-fn best_queue_of_all(q: &Queue, now: i64) -> Result<(Option<String>, usize)> {
-    let mut best: Option<(HeadKey, String)> = None;
+/// that has queued tasks and is not closed (paused, or at its limit), with
+/// whether it is gated; and how many queues have queued tasks.
+fn best_queue_of_all(q: &Queue, now: i64) -> Result<(Option<(String, bool)>, usize)> {
+    let mut best: Option<(HeadKey, String, bool)> = None;
     let mut queues = 0;
     let mut after = String::new();
     let mut st = q.prepare(sql::NEXT_QUEUE_SQL)?;
@@ -271,14 +319,56 @@ fn best_queue_of_all(q: &Queue, now: i64) -> Result<(Option<String>, usize)> {
                 st.column_i64(2),
                 st.column_i64(3),
             );
-            if best.as_ref().is_none_or(|(k, _)| key < *k) {
-                best = Some((key, queue.clone()));
+            if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
+                let gated = !st.is_null(4);
+                let open = !gated || {
+                    st.reset();
+                    !matches!(gate_of(q, &queue)?, Gate::Closed { .. })
+                };
+                if open {
+                    best = Some((key, queue.clone(), gated));
+                }
             }
         }
         after = queue;
         st.reset();
     }
-    Ok((best.map(|(_, name)| name), queues))
+    Ok((best.map(|(_, name, gated)| (name, gated)), queues))
+}
+
+/// Queue `name`'s gate.
+fn gate_of(q: &Queue, name: &str) -> Result<Gate> {
+    let mut st = q.prepare(sql::GATE_SQL)?;
+    st.bind_text(1, name)?;
+    if !st.step()? {
+        return Ok(Gate::Open);
+    }
+    let paused = st.column_i64(0) != 0;
+    let full = !st.is_null(1) && st.column_i64(2) >= st.column_i64(1);
+    Ok(if paused || full {
+        Gate::Closed { paused }
+    } else {
+        Gate::Gated
+    })
+}
+
+/// Whether a gated queue has something a claim may take now: not when
+/// paused; when at its limit, only an expired lease (a reclaim keeps the
+/// count).
+fn gated_has_work(q: &Queue, name: &str, gate: Gate, now: i64) -> Result<bool> {
+    Ok(match gate {
+        Gate::Closed { paused: true } => false,
+        Gate::Closed { paused: false } => expired_of(q, name, now)?,
+        _ => expired_of(q, name, now)? || head_of(q, name, now)?.is_some(),
+    })
+}
+
+/// Whether queue `name` has an expired lease a gated claim may take.
+fn expired_of(q: &Queue, name: &str, now: i64) -> Result<bool> {
+    let mut st = q.prepare(sql::EXPIRED_OF_QUEUE_SQL)?;
+    st.bind_i64(1, now)?;
+    st.bind_text(2, name)?;
+    st.step()
 }
 
 #[cfg(test)]

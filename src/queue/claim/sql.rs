@@ -35,13 +35,35 @@ use crate::queue::notes::{Note, fields};
 /// back, in this order.
 macro_rules! claim_note {
     () => {
-        "task__note(?1,
+        claim_note!(
+            "parent_id IS NOT NULL OR children <> 0 OR dependents <> 0
+                      OR unique_key IS NOT NULL OR flags & 64"
+        )
+    };
+    ($linked:expr) => {
+        concat!(
+            "task__note(?1,
                       CASE WHEN status = 'running' AND attempts >= max_attempts THEN 2
                            WHEN status = 'running' THEN 1 ELSE 0 END,
                       id, queue, type, details, attempts + 1, max_attempts, priority,
                       parent_id, run_at, ?1 + ?3, created_at,
-                      parent_id IS NOT NULL OR children <> 0 OR dependents <> 0
-                      OR unique_key IS NOT NULL)"
+                      ",
+            $linked,
+            ")"
+        )
+    };
+}
+
+/// The condition, in SQL, that the queue named by `$queue` has no gate
+/// (it is neither paused nor limited): one seek in the partial index
+/// `task_queue_store_gated`, empty while no queue has such settings.
+macro_rules! ungated {
+    ($queue:expr) => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM main.task_queue_store AS g WHERE g.name = ",
+            $queue,
+            " AND (g.paused OR g.concurrency IS NOT NULL))"
+        )
     };
 }
 
@@ -111,8 +133,13 @@ impl Note for ClaimNote {
 
 macro_rules! claim_sql {
     ($where:expr) => {
+        claim_sql!("", claim_note!(), $where)
+    };
+    ($flags:expr, $note:expr, $where:expr) => {
         concat!(
-            "UPDATE main.task_store SET
+            "UPDATE main.task_store SET",
+            $flags,
+            "
   status       = CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN 'failed' ELSE 'running' END,
   error        = CASE WHEN status = 'running'
@@ -134,7 +161,7 @@ macro_rules! claim_sql {
   attempts     = CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN attempts ELSE attempts + 1 END,
   updated_at   = ",
-            claim_note!(),
+            $note,
             "
 WHERE ",
             $where
@@ -145,7 +172,8 @@ WHERE ",
 // Expired tasks a claim may take: any with attempts left, and the plain
 // ones with none left, which the UPDATE fails (reaps) instead. A task in a
 // workflow with no attempts left is failed by `reap_linked` (its parent
-// and dependents must follow in the same transaction).
+// and dependents must follow in the same transaction). A gated queue's
+// (paused or limited) are left to the gated statements below.
 macro_rules! expired_sql {
     ($queue_filter:literal, $limit:literal) => {
         concat!(
@@ -154,7 +182,9 @@ macro_rules! expired_sql {
             $queue_filter,
             " AND (attempts < max_attempts OR (",
             plain_task!(),
-            ")) ORDER BY lease_until LIMIT ",
+            ")) AND ",
+            ungated!("task_store.queue"),
+            " ORDER BY lease_until LIMIT ",
             $limit
         )
     };
@@ -173,12 +203,16 @@ macro_rules! head_sql {
 
 /// One task of queue ?4: `seq = coalesce(expired, head)`, two index seeks,
 /// no temp b-tree. Expired tasks of other queues are only reaped here.
+/// Every plain statement ends with the gate check of the row it takes: a
+/// queue paused or limited since the plan read it (or since the hint) is
+/// not claimed from here; the claim then plans again.
 pub const CLAIM_ONE_SQL: &str = claim_sql!(concat!(
     "seq = coalesce((",
     expired_sql!(" AND (queue = +?4 OR attempts >= max_attempts)", "1"),
     "), (",
     head_sql!("1"),
-    "))"
+    ")) AND ",
+    ungated!("task_store.queue")
 ));
 
 /// One task: any queue's expired task, else queue ?4's head.
@@ -187,7 +221,8 @@ pub const CLAIM_ONE_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
     expired_sql!("", "1"),
     "), (",
     head_sql!("1"),
-    "))"
+    ")) AND ",
+    ungated!("task_store.queue")
 ));
 
 /// Every-queue claim when queue ?4 is known to be the only one with queued
@@ -200,7 +235,9 @@ pub const CLAIM_SOLE_SQL: &str = claim_sql!(concat!(
     head_sql!("1"),
     "))
   AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue < +?4)
-  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue > +?4)"
+  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue > +?4)
+  AND ",
+    ungated!("task_store.queue")
 ));
 
 /// A batch: up to ?5 tasks, expired first, then queue ?4's head in order.
@@ -210,7 +247,8 @@ pub const CLAIM_BATCH_SQL: &str = claim_sql!(concat!(
     expired_sql!(" AND (queue = +?4 OR attempts >= max_attempts)", "+?5"),
     ") UNION ALL SELECT seq FROM (",
     head_sql!("+?5"),
-    ") LIMIT +?5)"
+    ") LIMIT +?5) AND ",
+    ungated!("task_store.queue")
 ));
 
 /// A batch: any queue's expired tasks first, then queue ?4's head.
@@ -219,15 +257,101 @@ pub const CLAIM_BATCH_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
     expired_sql!("", "+?5"),
     ") UNION ALL SELECT seq FROM (",
     head_sql!("+?5"),
-    ") LIMIT +?5)"
+    ") LIMIT +?5) AND ",
+    ungated!("task_store.queue")
 ));
+
+// The gated statements: queue ?4 is paused or limited (the plan read it).
+// They re-check the gate inside the statement, which holds the write lock,
+// so a pause or a limit is exact across connections and processes: a
+// paused queue gives nothing (its expired leases wait too), and a limited
+// one never has more than `concurrency` tasks running. A claimed task gets
+// flags 64 (it counts toward the limit while it runs; the running count
+// reads `task_store_limited`); reclaiming an expired lease keeps the
+// count as it was, so it is not limited.
+
+/// Queue ?4 is not paused.
+macro_rules! not_paused {
+    () => {
+        "NOT coalesce((SELECT paused FROM main.task_queue_store WHERE name = +?4), 0)"
+    };
+}
+
+/// Free slots of queue ?4: its limit (or, with none, more than any batch)
+/// minus its tasks running with flags 64.
+macro_rules! free_slots {
+    () => {
+        "(coalesce((SELECT concurrency FROM main.task_queue_store WHERE name = +?4), 1 << 40)
+          - (SELECT count(*) FROM main.task_store AS r
+              WHERE r.queue = +?4 AND r.flags & 64 AND r.status = 'running'))"
+    };
+}
+
+/// The gated statements' SET of flags: a reaped (failed) row loses the bit,
+/// a claimed one has it.
+macro_rules! gated_flags {
+    () => {
+        "
+  flags        = CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN flags & ~64 ELSE flags | 64 END,"
+    };
+}
+
+macro_rules! expired_of_queue {
+    ($limit:literal) => {
+        concat!(
+            "SELECT seq FROM main.task_store
+      WHERE status = 'running' AND lease_until <= +?1 AND queue = +?4
+        AND (attempts < max_attempts OR (",
+            plain_task!(),
+            ")) ORDER BY lease_until LIMIT ",
+            $limit
+        )
+    };
+}
+
+/// One task of gated queue ?4, if it is not paused and (for a queued task)
+/// has a free slot.
+pub const CLAIM_GATED_ONE_SQL: &str = claim_sql!(
+    gated_flags!(),
+    claim_note!("1"),
+    concat!(
+        "seq = coalesce((",
+        expired_of_queue!("1"),
+        "), (",
+        head_sql!("1"),
+        ")) AND ",
+        not_paused!(),
+        " AND (status = 'running' OR ",
+        free_slots!(),
+        " > 0)"
+    )
+);
+
+/// Up to ?5 tasks of gated queue ?4, no more than its free slots.
+pub const CLAIM_GATED_BATCH_SQL: &str = claim_sql!(
+    gated_flags!(),
+    claim_note!("1"),
+    concat!(
+        "seq IN (SELECT seq FROM (",
+        expired_of_queue!("+?5"),
+        ") UNION ALL SELECT seq FROM (",
+        head_sql!("+?5"),
+        ") LIMIT max(0, min(+?5, ",
+        free_slots!(),
+        "))) AND ",
+        not_paused!()
+    )
+);
 
 // The plan's reads. None takes the write lock.
 
 /// The next queue name after `?1` among queued tasks, with that queue's
-/// head: one seek in the ready index for each.
+/// head (one seek in the ready index for each), and 1 if it is gated.
 pub const NEXT_QUEUE_SQL: &str = "\
-SELECT q.queue, h.priority, h.run_at, h.seq
+SELECT q.queue, h.priority, h.run_at, h.seq,
+       (SELECT 1 FROM main.task_queue_store AS g
+         WHERE g.name = q.queue AND (g.paused OR g.concurrency IS NOT NULL))
   FROM (SELECT queue FROM main.task_store WHERE status = 'queued' AND queue > +?1
          ORDER BY queue LIMIT 1) AS q
   LEFT JOIN main.task_store AS h ON h.seq = (
@@ -245,7 +369,9 @@ pub const EXPIRED_ANY_SQL: &str = concat!(
     "SELECT 1 FROM main.task_store WHERE status = 'running' AND lease_until <= +?1
    AND (attempts < max_attempts OR (",
     plain_task!(),
-    ")) LIMIT 1"
+    ")) AND ",
+    ungated!("task_store.queue"),
+    " LIMIT 1"
 );
 
 /// Expired tasks this claim may take (its queue's), or must reap (any queue's
@@ -256,7 +382,9 @@ pub const EXPIRED_IN_SQL: &str = concat!(
  WHERE status = 'running' AND lease_until <= +?1 AND (queue = +?2 OR attempts >= max_attempts)
    AND (attempts < max_attempts OR (",
     plain_task!(),
-    ")) LIMIT 1"
+    ")) AND ",
+    ungated!("task_store.queue"),
+    " LIMIT 1"
 );
 
 /// The oldest expired task in a workflow with no attempts left: failed by
@@ -283,11 +411,32 @@ pub const REAP_LINKED_SQL: &str = concat!(
  WHERE seq = +?2 AND status = 'running' AND lease_until <= +?1 AND attempts >= max_attempts"
 );
 
-/// The queue of the oldest expired lease that can still be claimed.
-pub const OLDEST_EXPIRED_QUEUE_SQL: &str = "\
-SELECT queue FROM main.task_store
- WHERE status = 'running' AND lease_until <= +?1 AND attempts < max_attempts
- ORDER BY lease_until LIMIT 1";
+/// The queue of the oldest expired lease that can still be claimed (by
+/// the plain statements: not a gated queue's).
+pub const OLDEST_EXPIRED_QUEUE_SQL: &str = concat!(
+    "SELECT queue FROM main.task_store
+ WHERE status = 'running' AND lease_until <= +?1 AND attempts < max_attempts AND ",
+    ungated!("task_store.queue"),
+    " ORDER BY lease_until LIMIT 1"
+);
+
+/// An expired lease of queue ?2 that a gated claim may take (or reap).
+pub const EXPIRED_OF_QUEUE_SQL: &str = concat!(
+    "SELECT 1 FROM main.task_store
+ WHERE status = 'running' AND lease_until <= +?1 AND queue = +?2
+   AND (attempts < max_attempts OR (",
+    plain_task!(),
+    ")) LIMIT 1"
+);
+
+/// Queue ?1's gate, if it has one: paused, its limit, and how many of its
+/// tasks count toward the limit now.
+pub const GATE_SQL: &str = "\
+SELECT paused, concurrency,
+       (SELECT count(*) FROM main.task_store AS r
+         WHERE r.queue = +?1 AND r.flags & 64 AND r.status = 'running')
+  FROM main.task_queue_store
+ WHERE name = +?1 AND (paused OR concurrency IS NOT NULL)";
 
 #[cfg(test)]
 mod tests {
