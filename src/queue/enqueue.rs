@@ -267,12 +267,16 @@ fn finish_insert(outcome: Result<()>, id: &str) -> Result<()> {
 }
 
 /// A task that holds its unique key (flags 32: set while it is unfinished,
-/// or completed with unique_scope 'completed'): the WHERE of the storage's
-/// `task_store_unique` index, word for word (an upsert names the index by
-/// repeating it; a unit test compares the two).
+/// or completed with unique_scope 'completed'), among the rows of the
+/// storage's `task_store_unique` index: its WHERE, word for word (an upsert
+/// names the index by repeating it; a unit test compares the two). The
+/// index also holds the running tasks that count toward their queue's
+/// limit (flags 64); with a key, such a task holds it (32), without one it
+/// never conflicts (NULL keys are distinct), so in an index on
+/// (queue, unique_key) `flags & 96` finds exactly the key holders.
 macro_rules! unique_counts {
     () => {
-        "flags & 32"
+        "flags & 96"
     };
 }
 
@@ -583,7 +587,8 @@ mod tests {
 
     #[test]
     fn the_upsert_names_the_unique_index_by_its_where() {
-        let ddl = include_str!("../storage/003_workflows.sql");
+        // The index as the last migration that made it (004) has it.
+        let ddl = include_str!("../storage/004_queues.sql");
         let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
         let index = squash(
             ddl.split("task_store_unique ON task_store(queue, unique_key)")

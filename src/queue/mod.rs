@@ -48,8 +48,8 @@ macro_rules! plain_task {
 /// parent's rollup index (16), gives up its unique key (32) and stops
 /// counting toward its queue's limit (64).
 ///
-/// Those bits are what the indexes `task_store_busy`, `task_store_unique`
-/// and `task_store_limited` are partial on. Only the workflow path writes
+/// Those bits are what the indexes `task_store_busy` (16) and
+/// `task_store_unique` (32 or 64) are partial on. Only the workflow path writes
 /// `flags`, so the plain task's claim and completion, which write `status`
 /// and `progress` but never `flags`, do not touch those indexes at all
 /// (SQLite maintains an index in an UPDATE only when the UPDATE sets a

@@ -74,7 +74,7 @@ pub mod flags {
     /// unfinished (and completed, with `UNIQUE_THROUGH_COMPLETED`).
     pub const HOLDS_KEY: i64 = 32;
     /// It was claimed from a queue with a concurrency limit and counts
-    /// toward it while it runs: in `task_store_limited`. Set by that claim,
+    /// toward it while it runs: in `task_store_unique` (with the key holders). Set by that claim,
     /// cleared when it stops running (completed, failed, cancelled, or
     /// back to its queue for a retry).
     pub const COUNTS_TOWARD_LIMIT: i64 = 64;

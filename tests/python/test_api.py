@@ -107,12 +107,10 @@ def test_init_creates_the_storage_and_is_idempotent(raw_db):
         "task_deps_task",
         "task_meta",
         "task_queue_store",
-        "task_queue_store_gated",
         "task_queues",
         "task_store",
         "task_store_busy",
         "task_store_id",
-        "task_store_limited",
         "task_store_parent",
         "task_store_parked",
         "task_store_ready",
@@ -217,8 +215,8 @@ def test_a_version_1_storage_is_migrated_by_task_init(tmp_path):
     assert rows(db, f"SELECT {cols} FROM task_store ORDER BY seq") == before
     partial = [r[0] for r in rows(db, "SELECT name FROM pragma_index_list('task_store') WHERE partial ORDER BY name")]
     assert partial == [
-        "task_store_busy", "task_store_limited", "task_store_parent", "task_store_parked", "task_store_ready",
-        "task_store_running", "task_store_unique",
+        "task_store_busy", "task_store_parent", "task_store_parked", "task_store_ready", "task_store_running",
+        "task_store_unique",
     ]
     assert one(db, "SELECT task_check()") == "ok"
     # The migrated storage answers every status, and the queue goes on.
@@ -277,8 +275,8 @@ def test_a_version_2_storage_is_rebuilt_by_task_init_keeping_rows_triggers_and_v
     assert rows(db, "SELECT substr(id, 35) FROM task_store WHERE flags & 16") == [("11",)]
     names = [r[0] for r in rows(db, "SELECT name FROM pragma_index_list('task_store') ORDER BY name")]
     assert names == [
-        "task_store_busy", "task_store_id", "task_store_limited", "task_store_parent", "task_store_parked",
-        "task_store_ready", "task_store_running", "task_store_unique",
+        "task_store_busy", "task_store_id", "task_store_parent", "task_store_parked", "task_store_ready",
+        "task_store_running", "task_store_unique",
     ]
     # The user's trigger and view are there and work on the new table.
     assert rows(db, "SELECT type, name FROM sqlite_master WHERE name IN ('task_audit', 'open_tasks') ORDER BY name") == [

@@ -55,8 +55,8 @@ macro_rules! claim_note {
 }
 
 /// The condition, in SQL, that the queue named by `$queue` has no gate
-/// (it is neither paused nor limited): one seek in the partial index
-/// `task_queue_store_gated`, empty while no queue has such settings.
+/// (it is neither paused nor limited): one seek by name in
+/// `task_queue_store`, a table of one page while few queues have settings.
 macro_rules! ungated {
     ($queue:expr) => {
         concat!(
@@ -267,7 +267,7 @@ pub const CLAIM_BATCH_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
 // paused queue gives nothing (its expired leases wait too), and a limited
 // one never has more than `concurrency` tasks running. A claimed task gets
 // flags 64 (it counts toward the limit while it runs; the running count
-// reads `task_store_limited`); reclaiming an expired lease keeps the
+// reads `task_store_unique`, partial on flags 32 or 64); reclaiming an expired lease keeps the
 // count as it was, so it is not limited.
 
 /// Queue ?4 is not paused.
@@ -283,7 +283,7 @@ macro_rules! free_slots {
     () => {
         "(coalesce((SELECT concurrency FROM main.task_queue_store WHERE name = +?4), 1 << 40)
           - (SELECT count(*) FROM main.task_store AS r
-              WHERE r.queue = +?4 AND r.flags & 64 AND r.status = 'running'))"
+              WHERE r.queue = +?4 AND r.flags & 96 AND r.flags & 64 AND r.status = 'running'))"
     };
 }
 
@@ -434,7 +434,7 @@ pub const EXPIRED_OF_QUEUE_SQL: &str = concat!(
 pub const GATE_SQL: &str = "\
 SELECT paused, concurrency,
        (SELECT count(*) FROM main.task_store AS r
-         WHERE r.queue = +?1 AND r.flags & 64 AND r.status = 'running')
+         WHERE r.queue = +?1 AND r.flags & 96 AND r.flags & 64 AND r.status = 'running')
   FROM main.task_queue_store
  WHERE name = +?1 AND (paused OR concurrency IS NOT NULL)";
 
