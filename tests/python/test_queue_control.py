@@ -177,3 +177,221 @@ def test_a_refused_report_changes_nothing_on_either_path(db):
             match="attempt",
         )
     assert lease_until(db) == 41_000
+
+
+# Queue settings: task_queue(name [, options]), pause and the concurrency limit.
+
+import json  # noqa: E402
+
+from conftest import claim, enqueue, opts, rows, snapshot  # noqa: E402
+
+
+def settings(db, name, **options):
+    text = one(db, "SELECT task_queue(?, ?)", name, opts(**options)) if options else one(
+        db, "SELECT task_queue(?)", name)
+    return json.loads(text)
+
+
+def fill(db, queue, n, now=0):
+    return [enqueue(db, "job", queue=queue, now=now) for _ in range(n)]
+
+
+def claim_batch(db, limit, worker="w1", **options):
+    return json.loads(one(db, "SELECT task_claim_batch(?, ?, ?)", worker, limit, opts(**options)))
+
+
+def test_a_queue_without_settings_reads_as_the_defaults_and_creates_nothing(db):
+    before = snapshot(db)
+    assert settings(db, "q") == {
+        "name": "q", "paused": False, "concurrency": None, "created_at": None, "updated_at": None,
+    }
+    assert snapshot(db) == before
+    assert rows(db, "SELECT * FROM task_queue_store") == []
+
+
+def test_settings_are_created_changed_and_kept(db):
+    assert settings(db, "q", paused=True, now=5) == {
+        "name": "q", "paused": True, "concurrency": None, "created_at": 5, "updated_at": 5,
+    }
+    assert settings(db, "q", concurrency=3, now=9) == {
+        "name": "q", "paused": True, "concurrency": 3, "created_at": 5, "updated_at": 9,
+    }
+    # An option left out is kept; null removes the limit.
+    assert settings(db, "q", paused=False, now=10)["concurrency"] == 3
+    assert settings(db, "q", concurrency=None, now=11) == {
+        "name": "q", "paused": False, "concurrency": None, "created_at": 5, "updated_at": 11,
+    }
+    assert rows(db, "SELECT name, paused, concurrency FROM task_queue_store") == [("q", 0, None)]
+
+
+@pytest.mark.parametrize(
+    "sql, message",
+    [
+        ("SELECT task_queue(NULL)", "name must be text, got NULL"),
+        ("SELECT task_queue(7)", "name must be text, got an integer"),
+        ("SELECT task_queue('')", "name must not be empty"),
+        ("SELECT task_queue('q', 'nope')", "options are not valid JSON"),
+        ("SELECT task_queue('q', '[1]')", "options must be a JSON object, got an array"),
+        ("SELECT task_queue('q', '{\"pause\": true}')", 'unknown option "pause" (expected one of: paused, concurrency, now)'),
+        ("SELECT task_queue('q', '{\"paused\": 1}')", 'option "paused" must be true or false, got a number'),
+        ("SELECT task_queue('q', '{\"concurrency\": 0}')", "concurrency must be between 1 and 1000000, got 0"),
+        ("SELECT task_queue('q', '{\"concurrency\": -2}')", "concurrency must be between 1 and 1000000, got -2"),
+        ("SELECT task_queue('q', '{\"concurrency\": 1000001}')", "concurrency must be between 1 and 1000000, got 1000001"),
+        ("SELECT task_queue('q', '{\"concurrency\": 1.5}')", 'option "concurrency" must be a whole number'),
+        ("SELECT task_queue('q', '{\"concurrency\": \"2\"}')", 'option "concurrency" must be a whole number or null, got a string'),
+        ("SELECT task_queue('q', '{\"paused\": true, \"now\": -1}')", "now must be between 0 and"),
+    ],
+)
+def test_task_queue_bad_inputs_change_nothing(db, sql, message):
+    settings(db, "q", concurrency=2, now=1)
+    fails(db, sql, match=f"task_queue: {message}")
+
+
+def test_a_paused_queue_gives_nothing_to_any_kind_of_claim(db):
+    fill(db, "p", 3)
+    [other] = fill(db, "o", 1)
+    settings(db, "p", paused=True)
+    assert claim(db, queue="p", now=10) is None
+    assert claim_batch(db, 10, queue="p", now=10) == []
+    assert claim(db, queue=["p"], now=10) is None
+    # Claiming from every queue skips it.
+    assert claim(db, now=10)["id"] == other
+    assert claim(db, now=10) is None
+    assert one(db, "SELECT task_complete_next(?, NULL, 'w1', '{\"queue\": \"p\"}')", other) is None
+    settings(db, "p", paused=False)
+    assert claim(db, queue="p", now=10)["queue"] == "p"
+    assert len(claim_batch(db, 10, now=10)) == 2
+
+
+def test_a_queue_can_be_paused_before_it_has_tasks(db):
+    settings(db, "later", paused=True)
+    fill(db, "later", 2)
+    assert claim(db, now=10) is None
+    assert rows(db, "SELECT name, paused, queued FROM task_queues") == [("later", 1, 2)]
+
+
+def test_a_pause_holds_for_a_connection_that_just_found_work(db, tmp_path):
+    fill(db, "p", 5)
+    worker = connect(tmp_path / "task.db")
+    try:
+        # The worker's claim found work: its next claim goes straight to the
+        # write (the claim hint). A pause from another connection still holds.
+        assert claim(worker, queue="p", now=10) is not None
+        assert claim(worker, queue="p", now=11) is not None
+        settings(db, "p", paused=True)
+        assert claim(worker, queue="p", now=12) is None
+        assert claim(worker, now=12) is None
+        settings(db, "p", paused=False)
+        assert claim(worker, queue="p", now=13) is not None
+    finally:
+        worker.close()
+
+
+def test_a_paused_queue_s_expired_leases_wait_for_the_resume(db):
+    [t] = fill(db, "p", 1)
+    claim(db, queue="p", now=10, lease=100)
+    settings(db, "p", paused=True)
+    assert claim(db, "w2", now=1_000) is None
+    assert claim(db, "w2", queue="p", now=1_000) is None
+    settings(db, "p", paused=False)
+    got = claim(db, "w2", queue="p", now=1_000)
+    assert (got["id"], got["attempt"]) == (t, 2)
+
+
+def running(db, queue):
+    return one(db, "SELECT count(*) FROM tasks WHERE queue = ? AND status = 'running'", queue)
+
+
+def test_a_limit_caps_single_claims_batches_and_complete_next(db):
+    fill(db, "l", 10)
+    settings(db, "l", concurrency=3)
+    a = claim(db, queue="l", now=10)
+    assert len(claim_batch(db, 10, queue="l", now=10)) == 2
+    assert claim(db, queue="l", now=10) is None
+    assert claim_batch(db, 10, now=10) == []
+    assert running(db, "l") == 3
+    # Completing frees a slot, which task_complete_next takes at once.
+    nxt = json.loads(one(db, "SELECT task_complete_next(?, NULL, 'w1', '{\"queue\": \"l\", \"now\": 11}')", a["id"]))
+    assert nxt["queue"] == "l" and running(db, "l") == 3
+    assert rows(db, "SELECT name, concurrency, queued, running FROM task_queues") == [("l", 3, 6, 3)]
+    assert one(db, "SELECT task_check()") == "ok"
+
+
+@pytest.mark.parametrize("free", [
+    "SELECT task_complete(?)",
+    "SELECT task_fail(?, 'boom')",  # back to the queue for a retry
+    "SELECT task_fail(?, 'boom', '{\"retry\": false}')",
+    "SELECT task_cancel(?)",
+    "UPDATE tasks SET status = 'cancelled' WHERE id = ?",
+])
+def test_every_way_out_of_running_frees_a_slot(db, free):
+    fill(db, "l", 4)
+    settings(db, "l", concurrency=1)
+    t = claim(db, queue="l", now=10)
+    assert claim(db, queue="l", now=10) is None
+    db.execute(free, (t["id"],))
+    assert claim(db, queue="l", now=10_000_000) is not None
+    assert running(db, "l") == 1
+    assert one(db, "SELECT task_check()") == "ok"
+
+
+def test_an_expired_lease_is_reclaimed_even_at_the_limit(db):
+    fill(db, "l", 2)
+    settings(db, "l", concurrency=1)
+    t = claim(db, queue="l", now=10, lease=100)
+    got = claim(db, "w2", queue="l", now=1_000)
+    assert (got["id"], got["attempt"]) == (t["id"], 2)
+    assert running(db, "l") == 1
+    assert claim(db, "w3", queue="l", now=1_000) is None
+
+
+def test_a_limit_set_while_tasks_run_counts_them(db):
+    fill(db, "l", 5)
+    started = [claim(db, queue="l", now=10) for _ in range(3)]
+    settings(db, "l", concurrency=2)
+    assert claim(db, queue="l", now=10) is None
+    one(db, "SELECT task_complete(?)", started[0]["id"])
+    assert claim(db, queue="l", now=10) is None, "still 2 running, the limit"
+    one(db, "SELECT task_complete(?)", started[1]["id"])
+    assert claim(db, queue="l", now=10) is not None
+    # Removing the limit opens the queue.
+    settings(db, "l", concurrency=None)
+    assert claim(db, queue="l", now=10) is not None
+    assert one(db, "SELECT task_check()") == "ok"
+
+
+def test_a_claim_from_every_queue_passes_over_a_full_one(db):
+    fill(db, "full", 3, now=0)
+    [later] = fill(db, "other", 1, now=5)
+    settings(db, "full", concurrency=1)
+    assert claim(db, now=10)["queue"] == "full"
+    assert claim(db, now=10)["id"] == later
+    assert claim(db, now=10) is None
+
+
+def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
+    path = tmp_path / "v3.db"
+    db = connect(path)
+    one(db, "SELECT task_init()")
+    ids = fill(db, "q", 3)
+    claim(db, queue="q", now=10)
+    # Version 3 is version 4 without its additions.
+    db.execute("DROP VIEW task_queues")
+    db.execute("DROP TABLE task_queue_store")
+    db.execute("DROP INDEX task_store_unique")
+    db.execute("CREATE UNIQUE INDEX task_store_unique ON task_store(queue, unique_key) WHERE flags & 32")
+    db.execute("UPDATE task_meta SET value = 3 WHERE key = 'schema_version'")
+    before = rows(db, "SELECT * FROM task_store ORDER BY seq")
+    db.close()
+    db = connect(path)
+    try:
+        assert one(db, "SELECT task_init()") == 4
+        assert rows(db, "SELECT * FROM task_store ORDER BY seq") == before
+        assert rows(db, "SELECT name, queued, running FROM task_queues") == [("q", 2, 1)]
+        assert one(db, "SELECT sql FROM sqlite_master WHERE name = 'task_store_unique'").endswith("flags & 96")
+        settings(db, "q", concurrency=1)
+        assert claim(db, queue="q", now=10) is None
+        assert one(db, "SELECT task_check()") == "ok"
+        assert ids
+    finally:
+        db.close()

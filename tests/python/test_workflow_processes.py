@@ -282,11 +282,12 @@ def setup_db(path):
     return db
 
 
-def run_together(path, specs, timeout=120):
-    """Starts one process per (role, name, *args), releases them together once
-    all are ready, and returns {name: summary}. A process that fails, or an
-    SQLITE_BUSY that reached one, fails the test."""
-    procs = [subprocess.Popen([sys.executable, __file__, role, str(path), EXT, name, *args],
+def run_together(path, specs, timeout=120, script=__file__):
+    """Starts one process per (role, name, *args) running `script` (this
+    file, or another test's that has the same `main`), releases them
+    together once all are ready, and returns {name: summary}. A process
+    that fails, or an SQLITE_BUSY that reached one, fails the test."""
+    procs = [subprocess.Popen([sys.executable, script, role, str(path), EXT, name, *args],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
              for role, name, *args in specs]

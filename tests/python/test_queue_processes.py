@@ -1,0 +1,222 @@
+"""Queue settings held by several OS processes on one WAL file: a
+concurrency limit is never exceeded, and a pause set by one process stops
+claims in the others at once (docs/reference/queues.md).
+
+As in test_workflow_processes.py, each process is this file run as a script
+with its own apsw connection, released together by a barrier, and every
+claim, completion, pause and resume is logged in a table of the same
+database inside the transaction that makes it (BEGIN IMMEDIATE; the verb;
+INSERT INTO log; COMMIT): the log's rowid order is the commit order, which
+the checks replay. A monitor process also samples the running count from
+its own connection. No check depends on timing.
+"""
+
+import json
+import sys
+import time
+
+import apsw
+
+from conftest import EXT, one, rows
+from test_workflow_processes import immediate, open_db, run_together
+
+LOG_SCHEMA = """CREATE TABLE log (
+  seq INTEGER PRIMARY KEY,      -- commit order
+  kind TEXT NOT NULL,           -- claim | complete | pause | resume
+  task TEXT,
+  worker TEXT NOT NULL
+)"""
+
+
+def log(db, kind, task, worker):
+    db.execute("INSERT INTO log(kind, task, worker) VALUES (?, ?, ?)", (kind, task, worker))
+
+
+def limited_worker(db, name, mode):
+    """Claims from 'lim' (single claims, batches of 3, or task_complete_next)
+    and completes after a short pause, until the queue is drained."""
+    claim_opts = json.dumps({"queue": "lim"})
+    done = 0
+
+    def claim():
+        if mode == "batch":
+            got = json.loads(one(db, "SELECT task_claim_batch(?, 3, ?)", name, claim_opts))
+        else:
+            text = one(db, "SELECT task_claim(?, ?)", name, claim_opts)
+            got = [json.loads(text)] if text else []
+        for t in got:
+            log(db, "claim", t["id"], name)
+        return got
+
+    def complete(t):
+        nonlocal done
+        if mode == "next":
+            text = one(db, "SELECT task_complete_next(?, NULL, ?, ?)", t["id"], name, claim_opts)
+            log(db, "complete", t["id"], name)
+            done += 1
+            if text:
+                nxt = json.loads(text)
+                log(db, "claim", nxt["id"], name)
+                return [nxt]
+            return []
+        assert one(db, "SELECT task_complete(?)", t["id"]) == "completed"
+        log(db, "complete", t["id"], name)
+        done += 1
+        return []
+
+    held = []
+    while True:
+        if not held:
+            held = immediate(db, claim)
+        if not held:
+            left = one(db, "SELECT count(*) FROM task_store WHERE queue = 'lim' AND status <> 'completed'")
+            if not left:
+                break
+            time.sleep(0.0005)
+            continue
+        time.sleep(0.0005)  # the work
+        t = held.pop(0)
+        held.extend(immediate(db, lambda: complete(t)))
+    return {"completed": done}
+
+
+def monitor(db, name, queue, limit):
+    """Samples the queue's running count until it is drained."""
+    limit = int(limit)
+    most = samples = 0
+    while True:
+        running, left = rows(
+            db,
+            "SELECT count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status <> 'completed')"
+            " FROM task_store WHERE queue = ?", queue)[0]
+        most = max(most, running)
+        samples += 1
+        if not left:
+            return {"most": most, "samples": samples, "limit": limit}
+
+
+def paused_worker(db, name):
+    """Claims from 'p' and completes, until the controller says stop."""
+    claims = 0
+
+    def claim():
+        text = one(db, "SELECT task_claim(?, '{\"queue\": \"p\"}')", name)
+        if text:
+            t = json.loads(text)
+            log(db, "claim", t["id"], name)
+            return t
+        return None
+
+    while not one(db, "SELECT count(*) FROM log WHERE kind = 'stop'"):
+        t = immediate(db, claim)
+        if t:
+            claims += 1
+            immediate(db, lambda: (one(db, "SELECT task_complete(?)", t["id"]), log(db, "complete", t["id"], name)))
+        else:
+            time.sleep(0.0005)
+    return {"claims": claims}
+
+
+def controller(db, name):
+    """Lets the workers claim some tasks, pauses 'p', waits while they keep
+    trying, resumes, pauses again, then stops them."""
+    def set_paused(paused):
+        immediate(db, lambda: (one(db, "SELECT task_queue('p', json_object('paused', json(?)))",
+                                   "true" if paused else "false"),
+                               log(db, "pause" if paused else "resume", None, name)))
+
+    def claims():
+        return one(db, "SELECT count(*) FROM log WHERE kind = 'claim'")
+
+    while claims() < 30:
+        time.sleep(0.001)
+    set_paused(True)
+    time.sleep(0.3)
+    set_paused(False)
+    start = claims()
+    while claims() < start + 30:
+        time.sleep(0.001)
+    set_paused(True)
+    time.sleep(0.2)
+    immediate(db, lambda: log(db, "stop", None, name))
+    return {}
+
+
+def main(argv):
+    role, path, ext, name, *args = argv
+    db = open_db(path, ext)
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 1
+    roles = {"limited": limited_worker, "monitor": monitor, "paused": paused_worker,
+             "controller": controller}
+    try:
+        summary = roles[role](db, name, *args)
+    except apsw.BusyError as e:
+        summary = {"busy": f"{type(e).__name__}: {e}"}
+    db.close()
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+def setup_db(path):
+    db = open_db(path, EXT)
+    assert one(db, "SELECT task_init()") == 4
+    db.execute(LOG_SCHEMA)
+    return db
+
+
+def test_a_concurrency_limit_of_2_never_has_3_running_across_processes(tmp_path):
+    path = tmp_path / "limit.db"
+    db = setup_db(path)
+    one(db, "SELECT task_queue('lim', '{\"concurrency\": 2}')")
+    with db:
+        for _ in range(300):
+            one(db, "SELECT task_enqueue('job', NULL, '{\"queue\": \"lim\"}')")
+    specs = [("limited", "w1", "single"), ("limited", "w2", "single"), ("limited", "w3", "batch"),
+             ("limited", "w4", "next"), ("monitor", "m", "lim", "2")]
+    res = run_together(path, specs, script=__file__)
+    # Replayed in commit order, the running count never passes the limit.
+    running, most = set(), 0
+    for kind, task in rows(db, "SELECT kind, task FROM log WHERE kind IN ('claim', 'complete') ORDER BY seq"):
+        if kind == "claim":
+            assert task not in running, f"{task} claimed twice"
+            running.add(task)
+        else:
+            running.discard(task)
+        most = max(most, len(running))
+    assert most == 2, f"at most {most} running by the workers' log"
+    assert res["m"]["most"] <= 2, res["m"]
+    assert sum(r.get("completed", 0) for r in res.values()) == 300
+    assert one(db, "SELECT count(*) FROM tasks WHERE queue = 'lim' AND status = 'completed'") == 300
+    assert one(db, "SELECT task_check()") == "ok"
+    db.close()
+
+
+def test_a_pause_set_by_one_process_stops_claims_in_the_others_at_once(tmp_path):
+    path = tmp_path / "pause.db"
+    db = setup_db(path)
+    with db:
+        for _ in range(5000):
+            one(db, "SELECT task_enqueue('job', NULL, '{\"queue\": \"p\"}')")
+    specs = [("paused", f"w{i}") for i in range(1, 5)] + [("controller", "c")]
+    res = run_together(path, specs, script=__file__)
+    events = rows(db, "SELECT kind FROM log WHERE kind IN ('claim', 'pause', 'resume') ORDER BY seq")
+    paused, during = False, 0
+    for (kind,) in events:
+        if kind == "pause":
+            paused = True
+        elif kind == "resume":
+            paused = False
+        elif paused:
+            during += 1
+    assert during == 0, f"{during} claims committed after a pause"
+    assert [k for (k,) in events if k != "claim"] == ["pause", "resume", "pause"]
+    claims = sum(r.get("claims", 0) for r in res.values())
+    assert claims == one(db, "SELECT count(*) FROM log WHERE kind = 'claim'") >= 60
+    assert one(db, "SELECT task_check()") == "ok"
+    db.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
