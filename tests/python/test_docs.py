@@ -35,6 +35,7 @@ PAGES = (
     "docs/reference/admin.md",
     "docs/reference/tasks-table.md",
     "docs/reference/workflows.md",
+    "docs/reference/queues.md",
 )
 STORAGE = "docs/storage.md"
 INDEX = "docs/README.md"
