@@ -17,6 +17,13 @@
 //!
 //! A batch comes from one queue: the one holding the oldest expired lease
 //! if any, else the one whose head comes first.
+//!
+//! A gated queue (paused, or with a concurrency limit: `settings.rs`) is
+//! read every time (its gate, then its head) and claimed from with
+//! `CLAIM_GATED_ONE` / `CLAIM_GATED_BATCH`, which check the gate again
+//! under the write lock; a paused or full queue is passed over. Every
+//! plain statement refuses a gated queue's rows, so a gate set after the
+//! plan read (or after the hint) holds: the claim plans again.
 
 use super::Queues;
 use super::sql;
