@@ -1,0 +1,55 @@
+-- Queue settings in the sqlite3 shell (docs/reference/queues.md): pause,
+-- the concurrency limit, the task_queues view, the fair wait; and their bad
+-- inputs, each followed by a check that the storage did not change. One
+-- row per check; a failing call in a statement of its own (see run.sh).
+.load ./dist/task0
+.mode list
+.headers off
+.nullvalue NULL
+SELECT 'init', task_init();
+CREATE TEMP VIEW digest AS
+SELECT (SELECT count(*) || ':' || group_concat(status || updated_at, ',') FROM task_store)
+       || '/' || (SELECT count(*) || ':' || group_concat(name || paused || ifnull(concurrency, '-'), ',')
+                    FROM task_queue_store) AS d;
+
+.print == a queue without settings
+SELECT 'defaults', task_queue('q');
+SELECT 'no row made', count(*) FROM task_queue_store;
+
+.print == pause
+SELECT 'enqueue', task_enqueue('job', NULL, '{"id": "0193d000-0000-7000-8000-000000000001", "queue": "q", "now": 1000}');
+SELECT 'enqueue', task_enqueue('job', NULL, '{"id": "0193d000-0000-7000-8000-000000000002", "queue": "q", "now": 1000}');
+SELECT 'enqueue', task_enqueue('job', NULL, '{"id": "0193d000-0000-7000-8000-000000000003", "queue": "r", "now": 1000}');
+SELECT 'pause', task_queue('q', '{"paused": true, "now": 1100}');
+SELECT 'claim q', task_claim('w1', '{"queue": "q", "now": 1200}');
+SELECT 'claim any: r', json_extract(task_claim('w1', '{"now": 1200}'), '$.id');
+SELECT 'claim any', task_claim('w1', '{"now": 1200}');
+SELECT 'batch', task_claim_batch('w1', 5, '{"queue": ["q", "r"], "now": 1200}');
+SELECT 'view', name, paused, concurrency, queued, running FROM task_queues ORDER BY name;
+
+.print == resume with a limit of 1
+SELECT 'resume', task_queue('q', '{"paused": false, "concurrency": 1, "now": 1300}');
+SELECT 'batch gets one', json_array_length(task_claim_batch('w1', 5, '{"queue": "q", "now": 1400}'));
+SELECT 'claim at the limit', task_claim('w2', '{"queue": "q", "now": 1400}');
+SELECT 'complete frees the slot', task_complete('0193d000-0000-7000-8000-000000000001', NULL, '{"now": 1500}');
+SELECT 'claim', json_extract(task_claim('w2', '{"queue": "q", "now": 1600}'), '$.id');
+SELECT 'view', name, paused, concurrency, queued, running FROM task_queues ORDER BY name;
+SELECT 'remove the limit', task_queue('q', '{"concurrency": null, "now": 1700}');
+SELECT 'check', task_check();
+
+.print == the fair wait
+SELECT 'busy timeout', task_busy_timeout(5000);
+SELECT 'busy timeout off', task_busy_timeout(0);
+
+.print == bad inputs change nothing
+CREATE TEMP TABLE before AS SELECT d FROM digest;
+SELECT task_queue(NULL);
+SELECT task_queue('');
+SELECT task_queue('q', '{"paused": "yes"}');
+SELECT task_queue('q', '{"concurrency": 0}');
+SELECT task_queue('q', '{"concurrency": 2.5}');
+SELECT task_queue('q', '{"limit": 2}');
+SELECT task_queue('q', 'not json');
+SELECT task_busy_timeout(-1);
+SELECT task_busy_timeout('soon');
+SELECT 'storage unchanged', (SELECT d FROM digest) = (SELECT d FROM before);
