@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 
-use crate::queue::{Q, Res, Sync, Sys};
+use crate::queue::{Q, QUEUE, Res, Sync, Sys};
 use crate::{Env, Plan, workflows};
 
 /// One timed measurement: `ops` operations (or tasks) in `secs` seconds.
@@ -186,6 +186,31 @@ fn cycle(
         let mut q = Q::open(&env.libs, sys, p, sync)?;
         q.queue_filter = queue_filter;
         backlog(&q, waiting)?;
+        let clock = Clock::start(cap);
+        let mut done = 0;
+        while done < cycles {
+            let id = q.claim()?.ok_or("the queue ran dry")?;
+            q.complete(&id)?;
+            done += 1;
+            if clock.over(done) {
+                break;
+            }
+        }
+        Ok(clock.m(done))
+    })
+}
+
+/// The cycle on a queue with a concurrency limit (of 4: one worker never reaches it, so this
+/// measures what the gated claim and the limited completion cost, not waiting).
+fn limited_cycle(env: &Env, waiting: u64, cycles: u64, cap: Duration) -> Res<M> {
+    with_db(env, "limited", |p| {
+        let q = Q::open(&env.libs, Sys::Ext, p, Sync::Normal)?;
+        backlog(&q, waiting)?;
+        let _: String = q.c.query_row(
+            "SELECT task_queue(?1, '{\"concurrency\": 4}')",
+            [QUEUE],
+            |r| r.get(0),
+        )?;
         let clock = Clock::start(cap);
         let mut done = 0;
         while done < cycles {
@@ -667,6 +692,19 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
             b.row(
                 "cycle_queue",
                 "cycle, claim filtered by queue",
+                sync,
+                Unit::Rate,
+                Some("cycle_normal"),
+                cycles,
+                jobs,
+            );
+            let jobs: Vec<Job> = vec![(
+                s("sqlite-task"),
+                Box::new(move || limited_cycle(env, waiting, cycles, plan.cap_own)),
+            )];
+            b.row(
+                "limited_cycle",
+                "cycle on a queue with a concurrency limit",
                 sync,
                 Unit::Rate,
                 Some("cycle_normal"),

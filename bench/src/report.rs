@@ -337,6 +337,11 @@ fn headline(rows: &[Row], plan: &Plan) -> Vec<(&'static str, Option<f64>, &'stat
             key_ratio(rows, ("child_cycle", US), ("cycle_normal", US)),
             "≥ 0.9",
         ),
+        (
+            "limited_cycle_vs_cycle",
+            key_ratio(rows, ("limited_cycle", US), ("cycle_normal", US)),
+            "≥ 0.8",
+        ),
     ]
 }
 

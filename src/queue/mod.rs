@@ -108,9 +108,10 @@ pub struct Queue {
     hint: RefCell<claim::Hint>,
     /// Whether the storage was verified at this build's schema version.
     ready: Cell<bool>,
-    /// Ids of tasks in workflows this connection claimed lately: their
-    /// completion or failure goes straight to the workflow path.
-    linked: RefCell<Vec<String>>,
+    /// Ids of tasks in workflows this connection claimed lately, and
+    /// whether only a concurrency limit links them (flags 64, no workflow):
+    /// their completion or failure skips the plain statement.
+    linked: RefCell<Vec<(String, bool)>>,
 }
 
 /// How many claimed workflow tasks a connection remembers.
@@ -127,25 +128,22 @@ impl Queue {
         })
     }
 
-    /// Remembers that the task `id`, just claimed, is in a workflow.
-    fn remember_linked(&self, id: &str) {
+    /// Remembers that the task `id`, just claimed, is in a workflow, or
+    /// (`limited_only`) only counts toward its queue's limit.
+    fn remember_linked(&self, id: &str, limited_only: bool) {
         let mut linked = self.linked.borrow_mut();
         if linked.len() >= LINKED_MEMORY {
             linked.remove(0);
         }
-        linked.push(id.to_string());
+        linked.push((id.to_string(), limited_only));
     }
 
-    /// Whether the task `id` was remembered as in a workflow (and forgets it).
-    fn take_linked(&self, id: &str) -> bool {
+    /// Whether the task `id` was remembered as linked, and whether only by
+    /// a limit (and forgets it).
+    fn take_linked(&self, id: &str) -> Option<bool> {
         let mut linked = self.linked.borrow_mut();
-        match linked.iter().position(|l| l == id) {
-            Some(i) => {
-                linked.swap_remove(i);
-                true
-            }
-            None => false,
-        }
+        let i = linked.iter().position(|(l, _)| l == id)?;
+        Some(linked.swap_remove(i).1)
     }
 
     pub fn conn(&self) -> &Rc<Conn> {

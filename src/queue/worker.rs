@@ -210,6 +210,15 @@ const COMPLETE_SQL: &str = concat!(
     plain_task!()
 );
 
+// A task with no workflow links that counts toward its queue's limit
+// (flags 64; claimed from a limited queue by this connection): completed in
+// one statement too, which gives the flag up.
+const COMPLETE_LIMITED_SQL: &str = "UPDATE main.task_store
+   SET status = 'completed', result = ?3, progress = 100, lease_until = NULL,
+       completed_at = ?2, updated_at = ?2, flags = flags & ~64
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)
+   AND parent_id IS NULL AND children = 0 AND dependents = 0 AND unique_key IS NULL";
+
 // A task with unfinished children is not completed: its own work is done,
 // and it waits for them (`flow.rs` completes it with the last one).
 macro_rules! completes_to {
@@ -246,9 +255,16 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
     let attempt = check_attempt(w.attempt)?;
     let now = clock(w.now)?;
     // A task this connection claimed as in a workflow skips the plain
-    // statement, which could not match it.
-    if !q.take_linked(&id) {
-        let mut st = q.prepare(COMPLETE_SQL)?;
+    // statement, which could not match it; one that only counts toward its
+    // queue's limit completes in one statement that also clears its flag.
+    let link = q.take_linked(&id);
+    if link != Some(false) {
+        let sql = if link == Some(true) {
+            COMPLETE_LIMITED_SQL
+        } else {
+            COMPLETE_SQL
+        };
+        let mut st = q.prepare(sql)?;
         st.bind_text(1, &id)?;
         st.bind_i64(2, now)?;
         st.bind_opt_text(3, result)?;
@@ -371,7 +387,7 @@ pub fn fail(q: &Queue, id: &str, error: &str, f: &FailArgs) -> Result<Status> {
         }
         Ok(st)
     };
-    if !q.take_linked(&id)
+    if q.take_linked(&id).is_none()
         && let Some(FailNote(status)) = q.notes().first::<FailNote>(bind(FAIL_SQL)?)?
     {
         writeback::take(q.key(), &id);

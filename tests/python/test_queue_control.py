@@ -395,3 +395,28 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
         assert ids
     finally:
         db.close()
+
+
+def test_expired_leases_of_other_queues_come_before_a_gated_queue_s_head(db):
+    [a] = fill(db, "plain", 1, now=0)
+    claim(db, queue="plain", now=10, lease=100)
+    fill(db, "gated", 2, now=0)
+    settings(db, "gated", concurrency=5)
+    got = claim(db, "w2", now=1_000)
+    assert (got["id"], got["attempt"]) == (a, 2)
+    assert claim(db, "w2", now=1_000)["queue"] == "gated"
+    batch = claim_batch(db, 5, "w3", now=100_000_000)
+    assert [t["queue"] for t in batch] == ["plain"], "the expired lease's queue, as for plain queues"
+
+
+def test_a_claim_from_every_queue_keeps_claiming_a_sole_gated_queue(db):
+    fill(db, "g", 5, now=0)
+    settings(db, "g", concurrency=2)
+    # The second claim may go straight to the gated statement (the hint);
+    # the limit holds either way.
+    assert claim(db, now=10)["queue"] == "g"
+    assert claim(db, now=11)["queue"] == "g"
+    assert claim(db, now=12) is None
+    assert running(db, "g") == 2
+    fill(db, "h", 1, now=0)
+    assert claim(db, now=13)["queue"] == "h"

@@ -78,8 +78,8 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
                     reaped += 1;
                 }
                 How::Expired | How::Queued => {
-                    if n.linked {
-                        q.remember_linked(&n.task.id);
+                    if n.linked != 0 {
+                        q.remember_linked(&n.task.id, n.linked == 2);
                     }
                     claimed.push(n.task);
                 }

@@ -45,6 +45,12 @@ pub enum Hint {
     One(String, i64),
     /// An every-queue claim found this queue the only one with queued tasks.
     Sole(String, i64),
+    /// The named queue is gated and had work: its gated statement checks
+    /// the gate anyway, so the plan's reads can be skipped.
+    Gated(String, i64),
+    /// An every-queue claim found this gated queue the only one with
+    /// queued tasks (as `Sole`, for the gated statement).
+    GatedSole(String, i64),
 }
 
 /// How long a hint is trusted, in ms of the claims' clock.
@@ -55,7 +61,9 @@ impl Hint {
     pub fn usable(&self, now: i64) -> bool {
         match self {
             Hint::None => false,
-            Hint::One(_, at) | Hint::Sole(_, at) => (0..HINT_MS).contains(&(now - at)),
+            Hint::One(_, at) | Hint::Sole(_, at) | Hint::Gated(_, at) | Hint::GatedSole(_, at) => {
+                (0..HINT_MS).contains(&(now - at))
+            }
         }
     }
 }
@@ -72,6 +80,9 @@ pub enum Kind {
     /// The given queue is paused or limited: its own tasks only, with the
     /// gate checked inside the statement.
     Gated,
+    /// As Gated, guarded as Sole is: only if no other queue has queued
+    /// tasks.
+    GatedSole,
 }
 
 impl Kind {
@@ -81,8 +92,9 @@ impl Kind {
             (1, Kind::AnyExpired) => sql::CLAIM_ONE_ANY_EXPIRED_SQL,
             (1, Kind::Sole) => sql::CLAIM_SOLE_SQL,
             (1, Kind::Gated) => sql::CLAIM_GATED_ONE_SQL,
+            (1, Kind::GatedSole) => sql::CLAIM_GATED_SOLE_SQL,
             (_, Kind::Queue) => sql::CLAIM_BATCH_SQL,
-            (_, Kind::Gated) => sql::CLAIM_GATED_BATCH_SQL,
+            (_, Kind::Gated | Kind::GatedSole) => sql::CLAIM_GATED_BATCH_SQL,
             (_, _) => sql::CLAIM_BATCH_ANY_EXPIRED_SQL,
         }
     }
@@ -126,6 +138,12 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
                 kind: Kind::Queue,
             }
         }
+        Queues::One(name) if usable && matches!(hint, Hint::Gated(h, _) if h == name) => {
+            Plan::Claim {
+                queue: Some(name.clone()),
+                kind: Kind::Gated,
+            }
+        }
         Queues::One(name) => match gate_of(q, name)? {
             Gate::Open => {
                 let ready = head_of(q, name, now)?.is_some();
@@ -153,13 +171,34 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
                 queue: Some(sole.clone()),
                 kind: Kind::Sole,
             },
+            Hint::GatedSole(sole, _) if usable && limit == 1 => Plan::Claim {
+                queue: Some(sole.clone()),
+                kind: Kind::GatedSole,
+            },
             _ => {
                 let (best, n) = best_queue_of_all(q, now)?;
                 if let Some((name, true)) = best {
-                    // The first head is a gated queue's: its own statement.
+                    // The first head is a gated queue's. Expired leases of
+                    // the other queues still come first (the plain
+                    // statements take them); then the gated statement. (With
+                    // the GatedSole hint, other queues' expired leases wait
+                    // for the hint to run out, at most HINT_MS.)
+                    if limit > 1 {
+                        if let Some(eq) = oldest_expired_queue(q, now)? {
+                            return Ok(Plan::Claim {
+                                queue: Some(eq),
+                                kind: Kind::Queue,
+                            });
+                        }
+                    } else if expired_in(q, None, now)? {
+                        return Ok(Plan::Claim {
+                            queue: None,
+                            kind: Kind::AnyExpired,
+                        });
+                    }
                     return Ok(Plan::Claim {
                         queue: Some(name),
-                        kind: Kind::Gated,
+                        kind: if n == 1 { Kind::GatedSole } else { Kind::Gated },
                     });
                 }
                 let best = best.map(|(name, _)| name);
@@ -229,12 +268,21 @@ pub fn next_hint(
     old: &Hint,
 ) -> Hint {
     let since = match old {
-        Hint::One(_, at) | Hint::Sole(_, at) if old.usable(now) => *at,
+        Hint::One(_, at) | Hint::Sole(_, at) | Hint::Gated(_, at) | Hint::GatedSole(_, at)
+            if old.usable(now) =>
+        {
+            *at
+        }
         _ => now,
     };
     match (queues, kind, claimed, queue) {
-        // A gated queue is read every time: its gate may close.
-        (_, _, false, _) | (_, Kind::Gated, _, _) => Hint::None,
+        (_, _, false, _) => Hint::None,
+        (Queues::One(name), Kind::Gated, true, _) => Hint::Gated(name.clone(), since),
+        (Queues::All, Kind::GatedSole, true, Some(name)) => {
+            Hint::GatedSole(name.to_string(), since)
+        }
+        // A gated queue met in a claim over several is read every time.
+        (_, Kind::Gated, _, _) => Hint::None,
         (Queues::One(name), _, true, _) => Hint::One(name.clone(), since),
         (Queues::All, Kind::Sole, true, Some(name)) => Hint::Sole(name.to_string(), since),
         _ => Hint::None,

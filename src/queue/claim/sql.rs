@@ -35,10 +35,11 @@ use crate::queue::notes::{Note, fields};
 /// back, in this order.
 macro_rules! claim_note {
     () => {
-        claim_note!(
-            "parent_id IS NOT NULL OR children <> 0 OR dependents <> 0
-                      OR unique_key IS NOT NULL OR flags & 64"
-        )
+        claim_note!(concat!(
+            "CASE WHEN ",
+            in_workflow!(),
+            " THEN 1 WHEN flags & 64 THEN 2 ELSE 0 END"
+        ))
     };
     ($linked:expr) => {
         concat!(
@@ -51,6 +52,21 @@ macro_rules! claim_note {
             $linked,
             ")"
         )
+    };
+}
+
+/// A task in a workflow: its verbs take the workflow path.
+macro_rules! in_workflow {
+    () => {
+        "parent_id IS NOT NULL OR children <> 0 OR dependents <> 0 OR unique_key IS NOT NULL"
+    };
+}
+
+/// The linked value of a gated claim's note: in a workflow (1), or only
+/// counting toward the limit (2).
+macro_rules! gated_linked {
+    () => {
+        concat!("CASE WHEN ", in_workflow!(), " THEN 1 ELSE 2 END")
     };
 }
 
@@ -82,8 +98,10 @@ pub enum How {
 pub struct ClaimNote {
     pub how: How,
     pub task: Claimed,
-    /// It has a parent, children, dependents or a unique key.
-    pub linked: bool,
+    /// 0: a plain task; 1: it has a parent, children, dependents or a
+    /// unique key; 2: none of those, but it counts toward its queue's
+    /// concurrency limit (flags 64).
+    pub linked: i64,
 }
 
 impl Note for ClaimNote {
@@ -126,7 +144,7 @@ impl Note for ClaimNote {
                 created_at: created.int(),
                 reclaimed: how == How::Expired,
             },
-            linked: linked.int() != 0,
+            linked: linked.int(),
         })
     }
 }
@@ -314,7 +332,7 @@ macro_rules! expired_of_queue {
 /// has a free slot.
 pub const CLAIM_GATED_ONE_SQL: &str = claim_sql!(
     gated_flags!(),
-    claim_note!("1"),
+    claim_note!(gated_linked!()),
     concat!(
         "seq = coalesce((",
         expired_of_queue!("1"),
@@ -328,10 +346,30 @@ pub const CLAIM_GATED_ONE_SQL: &str = claim_sql!(
     )
 );
 
+/// As CLAIM_GATED_ONE, when queue ?4 is known to be the only one with
+/// queued tasks (an every-queue claim's hint): guarded as CLAIM_SOLE is.
+pub const CLAIM_GATED_SOLE_SQL: &str = claim_sql!(
+    gated_flags!(),
+    claim_note!(gated_linked!()),
+    concat!(
+        "seq = coalesce((",
+        expired_of_queue!("1"),
+        "), (",
+        head_sql!("1"),
+        ")) AND ",
+        not_paused!(),
+        " AND (status = 'running' OR ",
+        free_slots!(),
+        " > 0)
+  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue < +?4)
+  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue > +?4)"
+    )
+);
+
 /// Up to ?5 tasks of gated queue ?4, no more than its free slots.
 pub const CLAIM_GATED_BATCH_SQL: &str = claim_sql!(
     gated_flags!(),
-    claim_note!("1"),
+    claim_note!(gated_linked!()),
     concat!(
         "seq IN (SELECT seq FROM (",
         expired_of_queue!("+?5"),
