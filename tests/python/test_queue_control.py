@@ -420,3 +420,15 @@ def test_a_claim_from_every_queue_keeps_claiming_a_sole_gated_queue(db):
     assert running(db, "g") == 2
     fill(db, "h", 1, now=0)
     assert claim(db, now=13)["queue"] == "h"
+
+
+def test_check_names_a_task_counted_toward_a_limit_that_is_not_running(db):
+    [a, b] = fill(db, "l", 2)
+    settings(db, "l", concurrency=2)
+    claim(db, queue="l", now=10)
+    assert one(db, "SELECT task_check()") == "ok"
+    db.execute("UPDATE task_store SET flags = flags | 64 WHERE id = ?", (b,))
+    before = snapshot(db)
+    assert one(db, "SELECT task_check()") == (
+        f"task {b}: queued, but counted toward its queue's concurrency limit (flags 64)")
+    assert snapshot(db) == before
