@@ -7,8 +7,8 @@
 //! while a sleeper sleeps: the sleeper rarely finds the lock free, and in
 //! a no-work loop one process can claim nothing for seconds. This handler
 //! retries after short sleeps with random jitter instead: every waiter
-//! looks again every few hundred microseconds, so whoever waits gets the
-//! lock within a few of the holder's transactions, and the jitter keeps two
+//! looks again within a few milliseconds, and more often the longer it has
+//! waited, so the longest waiter wins the lock; the jitter keeps two
 //! waiters from retrying in step. The measurements are in BENCHMARKS.md.
 //!
 //! No state outlives a call: the timeout travels in the handler's argument
@@ -27,11 +27,13 @@ use std::os::raw::c_int;
 use std::time::{Duration, Instant};
 
 /// The sleep between two tries, by how long this wait has lasted: (waited
-/// at least ms, shortest µs, longest µs). A new waiter looks every 1–3 ms,
-/// which leaves a busy holder its lock and costs little CPU; a waiter that
-/// has waited longer looks more and more often, so it wins the lock over
-/// newer ones: nobody waits long.
-const SLEEPS: [(u64, u64, u64); 3] = [(0, 1_000, 3_000), (4, 250, 750), (16, 50, 150)];
+/// at least ms, shortest µs, longest µs). A new waiter looks every 2–4 ms,
+/// which leaves a busy holder its lock and wakes little; one that has
+/// waited 10 ms looks every 1–2 ms, and after 30 ms every 300–600 µs, so
+/// it wins the lock over newer waiters: nobody waits long. (Shorter sleeps
+/// were as fair but cost throughput on 2 cores with 8 waiters, each
+/// wake-up taking CPU from the holder: BENCHMARKS.md, docs/concurrency.md.)
+const SLEEPS: [(u64, u64, u64); 3] = [(0, 2_000, 4_000), (10, 1_000, 2_000), (30, 300, 600)];
 
 thread_local! {
     static WAIT_START: Cell<Option<Instant>> = const { Cell::new(None) };
@@ -119,7 +121,7 @@ mod tests {
 
     #[test]
     fn sleeps_shorten_as_the_wait_lasts_and_are_spread() {
-        for (waited_ms, lo, hi) in [(0, 1_000, 3_000), (5, 250, 750), (100, 50, 150)] {
+        for (waited_ms, lo, hi) in [(0, 2_000, 4_000), (12, 1_000, 2_000), (100, 300, 600)] {
             let mut seen = std::collections::BTreeSet::new();
             for _ in 0..1000 {
                 let d = jittered_sleep(Duration::from_millis(waited_ms)).as_micros() as u64;
