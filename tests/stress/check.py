@@ -9,7 +9,8 @@ What counts as a violation (each has a category name in the summary):
   double-claim     the same attempt claimed twice, or attempt B claimed while
                    the holder of an earlier attempt A still had a valid lease
                    (B's claim time, the extension's clock, before A's lease end:
-                   its claim's lease_until or its last accepted renewal + lease)
+                   its claim's lease_until or its last accepted report + 3/4 of
+                   the lease)
                    or after A had completed or failed the task for good
   fence-breach     a refusal that does not fit (a 'stale' refusal while no later
                    attempt exists, a 'not running' one on a task that was not
@@ -58,8 +59,10 @@ What counts as a violation (each has a category name in the summary):
 
 Times: `claim_now` is exact (the extension's clock at the claim); other call
 times are read just before the call, a lower bound of the extension's clock
-for it. So an accepted renewal at t0 gives a lease until at least t0 + lease,
-and a violation reported here is certain, never an artefact of clock reading.
+for it. An accepted report at t0 renews the lease only once a quarter of it
+has passed since the last renewal, so it leaves a lease until at least
+t0 + lease - lease / 4 (`kept_lease`); and a violation reported here is
+certain, never an artefact of clock reading.
 """
 
 import bisect
@@ -78,6 +81,14 @@ MARGIN_MS = 2  # clock floors and the µs between reading t0 and starting a call
 CALL_NAMES = {"next": "task_complete_next", "progress-wb": "task_progress",
               "batch": "an enqueue batch"}
 
+
+
+def kept_lease(lease):
+    """What an accepted progress report or heartbeat guarantees of the lease,
+    in ms from the report: it renews the lease once a quarter of it has
+    passed, so at least three quarters remain (the extension's integer
+    arithmetic: lease - lease / 4)."""
+    return lease - lease // 4
 
 class Attempt:
     """One claim of one task by one worker, and what its worker did with it."""
@@ -225,7 +236,7 @@ class Analysis:
         if outcome != "running":
             a.refusals.append((op, t0, outcome))
         elif op != "progress-wb":  # a write-back report may have been held: no renewal
-            a.renew_until = max(a.renew_until, t0 + a.lease)
+            a.renew_until = max(a.renew_until, t0 + kept_lease(a.lease))
 
     def children(self, a, t0, t1, outcome, made, lat):
         """A family's children enqueued, in a transaction that began with a
@@ -235,7 +246,7 @@ class Analysis:
         if outcome != "running":
             a.refusals.append(("children", t0, outcome))
         else:
-            a.renew_until = max(a.renew_until, t0 + a.lease)
+            a.renew_until = max(a.renew_until, t0 + kept_lease(a.lease))
             a.made.extend(made)
 
     def ending(self, a, op, t0, t1, outcome, lat, ancestors=None):
