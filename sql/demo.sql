@@ -42,7 +42,7 @@ SELECT * FROM last_claim;
 SELECT * FROM board WHERE status = 'running';
 
 .print
-.print == 3. Bob reports 40% on cat.png (progress also renews his lease)
+.print == 3. Bob reports 40% on cat.png (a report renews the lease once a quarter of it has passed)
 SELECT task_progress('00000000-0000-7000-8000-000000000001', 40, '{"attempt":1,"now":3000}') AS status;
 SELECT * FROM board WHERE status = 'running';
 
