@@ -155,7 +155,7 @@ pub fn check(q: &Queue) -> Result<String> {
                 "{who}: {status}, but counted toward its queue's concurrency limit (flags 64)"
             ));
         }
-                let at_work = has(14) && unfinished && (progress > 0.0 || st.column_i64(15) > 0);
+        let at_work = has(14) && unfinished && (progress > 0.0 || st.column_i64(15) > 0);
         if at_work && bits & flags::IN_ROLLUP == 0 {
             report(format!(
                 "{who}: a child with progress or children of its own, but not read by its \
