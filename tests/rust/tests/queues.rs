@@ -1,0 +1,139 @@
+//! Queue control through rusqlite (docs/reference/queues.md,
+//! docs/reference/workers.md): a pause and a limit set on one connection
+//! hold for claims on another of the same file, a batch gets only the free
+//! slots, the fair wait is the connection's, and the bad inputs are refused
+//! with the storage unchanged. The rules in full are specified by
+//! tests/python/test_queue_control.py.
+
+use rusqlite::Connection;
+use sqlite_task_tests::{TempDir, err, file_db, memory_db, one};
+
+fn call(db: &Connection, sql: &str, p: impl rusqlite::Params) -> Option<String> {
+    db.query_row(sql, p, |r| r.get::<_, Option<String>>(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn enqueue(db: &Connection, queue: &str, n: usize) {
+    for _ in 0..n {
+        call(
+            db,
+            "SELECT task_enqueue('job', NULL, json_object('queue', ?1, 'now', 0))",
+            [queue],
+        );
+    }
+}
+
+fn claim(db: &Connection, queue: &str) -> Option<String> {
+    call(
+        db,
+        "SELECT task_claim('w', json_object('queue', ?1, 'now', 10))",
+        [queue],
+    )
+}
+
+fn storage(db: &Connection) -> String {
+    one(
+        db,
+        "SELECT (SELECT ifnull(group_concat(status || updated_at || flags), '') FROM task_store)
+             || '/' || (SELECT ifnull(group_concat(name || paused || ifnull(concurrency, '-')), '')
+                          FROM task_queue_store)",
+    )
+}
+
+#[test]
+fn a_pause_set_on_one_connection_holds_for_another_that_just_found_work() {
+    let dir = TempDir::new("pause");
+    let admin = file_db(&dir.0);
+    let worker = file_db(&dir.0);
+    enqueue(&admin, "p", 4);
+    assert!(claim(&worker, "p").is_some());
+    assert!(
+        claim(&worker, "p").is_some(),
+        "the claim hint is in use now"
+    );
+    call(&admin, "SELECT task_queue('p', '{\"paused\": true}')", []);
+    assert_eq!(claim(&worker, "p"), None);
+    assert_eq!(
+        call(&worker, "SELECT task_claim('w', '{\"now\": 10}')", []),
+        None
+    );
+    call(&admin, "SELECT task_queue('p', '{\"paused\": false}')", []);
+    assert!(claim(&worker, "p").is_some());
+}
+
+#[test]
+fn a_limit_gives_a_batch_only_the_free_slots_across_connections() {
+    let dir = TempDir::new("limit");
+    let a = file_db(&dir.0);
+    let b = file_db(&dir.0);
+    enqueue(&a, "l", 10);
+    call(&a, "SELECT task_queue('l', '{\"concurrency\": 3}')", []);
+    assert!(claim(&a, "l").is_some());
+    let batch = call(
+        &b,
+        "SELECT task_claim_batch('w', 10, '{\"queue\": \"l\", \"now\": 10}')",
+        [],
+    )
+    .unwrap_or_default();
+    assert_eq!(
+        one::<i64>(&b, &format!("SELECT json_array_length('{batch}')")),
+        2
+    );
+    assert_eq!(claim(&a, "l"), None);
+    assert_eq!(
+        one::<String>(
+            &a,
+            "SELECT name || concurrency || queued || running FROM task_queues"
+        ),
+        "l373"
+    );
+    assert_eq!(one::<String>(&a, "SELECT task_check()"), "ok");
+}
+
+#[test]
+fn the_fair_wait_is_set_per_connection_and_returns_its_timeout() {
+    let db = memory_db();
+    assert_eq!(one::<i64>(&db, "SELECT task_busy_timeout(1234)"), 1234);
+    assert_eq!(one::<i64>(&db, "SELECT task_busy_timeout(0)"), 0);
+}
+
+#[test]
+fn bad_queue_settings_are_refused_and_change_nothing() {
+    let db = memory_db();
+    enqueue(&db, "q", 2);
+    call(&db, "SELECT task_queue('q', '{\"concurrency\": 2}')", []);
+    let before = storage(&db);
+    for (sql, want) in [
+        (
+            "SELECT task_queue(NULL)",
+            "task_queue: name must be text, got NULL",
+        ),
+        (
+            "SELECT task_queue('')",
+            "task_queue: name must not be empty",
+        ),
+        (
+            "SELECT task_queue('q', '{\"concurrency\": 0}')",
+            "task_queue: concurrency must be between 1 and 1000000, got 0",
+        ),
+        (
+            "SELECT task_queue('q', '{\"paused\": \"no\"}')",
+            "task_queue: option \"paused\" must be true or false, got a string",
+        ),
+        (
+            "SELECT task_queue('q', '{\"rate\": 5}')",
+            "task_queue: unknown option \"rate\" (expected one of: paused, concurrency, now)",
+        ),
+        (
+            "SELECT task_busy_timeout(-5)",
+            "task_busy_timeout: ms must be between 0 and 2147483647, got -5",
+        ),
+        (
+            "SELECT task_busy_timeout(2.5)",
+            "task_busy_timeout: ms must be an integer, got a real",
+        ),
+    ] {
+        assert_eq!(err(&db, sql), want, "{sql}");
+        assert_eq!(storage(&db), before, "{sql} changed the storage");
+    }
+}
