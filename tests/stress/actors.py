@@ -86,7 +86,7 @@ import apsw
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shared as S  # noqa: E402
 
-QUEUES = ("default", "bulk")
+QUEUES = ("default", "bulk", *S.LIMITS)
 NOT_RUNNING = re.compile(r" is (\w+), not running")
 # A task's ancestors and their statuses, nearest first.
 ANCESTORS_SQL = """WITH RECURSIVE up(id, parent_id, status) AS (
@@ -460,8 +460,11 @@ class Producer:
                 opts["delay"] = delay
             else:
                 opts["run_at"] = S.now_ms() + delay
-        if self.rng.random() < 0.2:
+        r = self.rng.random()
+        if r < 0.2:
             opts["queue"] = "bulk"
+        elif r < 0.3:
+            opts["queue"] = self.rng.choice(list(S.LIMITS))  # a queue with a concurrency limit
         if kind == "family":
             details["kids"] = self.children(1)
             if self.rng.random() < 0.4:

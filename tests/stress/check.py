@@ -72,6 +72,8 @@ import re
 import statistics
 from collections import Counter, defaultdict
 
+import shared as S
+
 OK_END = ("completed", "queued", "failed", "waiting")
 FINISHED = ("completed", "failed", "cancelled")
 CASCADE = re.compile(r"^(dependency|parent) task (\S+) (failed|was cancelled)$")
@@ -172,6 +174,7 @@ def analyse(worker_logs, producer_records, tasks, *, killed=(), producer_kills=(
     a.check_tasks(tasks)
     a.check_workflows(tasks, producer_records, unique_snapshots)
     a.check_batches(tasks, producer_records, target)
+    a.check_limits(tasks)
     a.check_fairness()
     for name, value in (("integrity_check", integrity), ("task_check()", task_check)):
         if value != "ok":
@@ -193,6 +196,7 @@ class Analysis:
         self.finished_at = []               # t1 of every completion or final failure
         self.stalls = 0
         self.n = Counter()                  # counted events, for the figures
+        self.limit_figures = {}             # queue -> (most surely running, limit, attempts)
 
     # --- Logs -------------------------------------------------------------
 
@@ -615,6 +619,40 @@ class Analysis:
 
     # --- Batches ----------------------------------------------------------
 
+    def check_limits(self, tasks, limits=None):
+        """No queue with a concurrency limit (S.LIMITS) ever had more of its
+        tasks surely running at once than its limit. An attempt is surely
+        running from its claim's commit (at the latest claim_now + the call's
+        latency, plus 1 ms for the clock's rounding) until its accepted
+        ending call began (its t0: the end committed after it). Attempts
+        without an accepted end (killed, fenced off) are left out, so
+        a violation reported here is certain."""
+        for queue, limit in (S.LIMITS if limits is None else limits).items():
+            events = []
+            for t in tasks:
+                if t["queue"] != queue:
+                    continue
+                for a in self.claims_of.get(t["id"], ()):
+                    if a.end is None:
+                        continue
+                    start, end = a.now + a.lat + 1, a.end[1]
+                    if end > start:
+                        events += [(start, 1, a), (end, -1, a)]
+            events.sort(key=lambda e: (e[0], e[1]))  # an end before a start at the same time
+            running, most, over = set(), 0, None
+            for at, step, a in events:
+                if step > 0:
+                    running.add(a)
+                else:
+                    running.discard(a)
+                most = max(most, len(running))
+                if len(running) > limit and over is None:
+                    over = (at, sorted(f"{x.task} ({x.worker})" for x in running))
+            self.limit_figures[queue] = (most, limit, len(events) // 2)
+            if over:
+                self.r.bad("concurrency", f"queue {queue!r} (limit {limit}): {len(over[1])} tasks "
+                                          f"surely running at {over[0]:.0f}: {', '.join(over[1])}")
+
     def check_batches(self, tasks, producer_records, target):
         """Each batch all or nothing; every committed one present; a batch
         killed with its transaction open absent."""
@@ -702,6 +740,7 @@ class Analysis:
                 steady = (len(done) * 8 // 10) / ((hi - lo) / 1000)
         n = self.n
         self.r.figures = {
+            "limits": dict(self.limit_figures),
             "tasks": len(tasks),
             "completed": status["completed"],
             "failed": status["failed"],
@@ -905,6 +944,17 @@ def selftest():
         lg["w2"][2][3] = 1200
         lg["w2"][2][4] = 1500
 
+    def over_limit(lg, pr, ts):
+        """more tasks of a limited queue running at once than its limit"""
+        queue, limit = next(iter(S.LIMITS.items()))
+        for i in range(limit + 1):
+            tid = f"0000000{i}-0000-7000-8000-00000000000a"
+            lg["w1"].append(["C", tid, 1, 3000 + i, 3300 + i, 0, 0, 0, "plain", 1.0, "ok", 3, 1])
+            lg["w1"].append(["E", tid, 1, "complete", 3100, 3101, "completed", 1.0])
+            ts.append({"id": tid, "type": "ok", "status": "completed", "attempts": 1,
+                       "max_attempts": 3, "worker": "w1", "error": None, "queue": queue,
+                       "details": json.dumps({"b": 1, "n": 4, "i": 0})})
+
     def renewed(lg, pr, ts):
         """attempt 2 claimed although attempt 1 had renewed its lease"""
         lg["w1"].insert(3, ["P", lg["w1"][2][1], 1, "heartbeat", 1250, "running", 1.0])
@@ -1035,6 +1085,7 @@ def selftest():
 
     cases = (
         ("double-claim", dup, {}), ("double-claim", early, {}), ("double-claim", renewed, {}),
+        ("concurrency", over_limit, {}),
         ("double-claim", after_done, {}), ("fence-breach", false_stale, {}),
         ("not-terminal", stuck, {}), ("double-claim", twice, {}),
         ("batch", partial, {"target": MEMBERS - 1}),

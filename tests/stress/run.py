@@ -338,6 +338,8 @@ class Run:
         sc = self.sc
         db = S.connect(self.db_path, self.ext, sc.sync)
         db.execute("SELECT task_init()").fetchall()
+        for queue, limit in S.LIMITS.items():
+            db.execute("SELECT task_queue(?, json_object('concurrency', ?))", (queue, limit)).fetchall()
         started = time.monotonic()
         self.kill_marks = kill_marks = [(i + 1) / (sc.worker_kills + 1) * 0.9
                                         for i in range(sc.worker_kills)]
@@ -543,6 +545,9 @@ def print_run(i, total, sc, rep):
                             + ", ".join(f"{k} {v}" for k, v in f["workflow_violations"].items())),
         ("claims", f"{f['claims']} ({f['reclaims']} after an expired lease, {f['stalls']} "
                    f"deliberate stalls)"),
+        ("limited queues", "; ".join(
+            f"{q}: at most {most} surely running, limit {limit} ({n} attempts checked)"
+            for q, (most, limit, n) in f["limits"].items()) or "none"),
         ("fenced holders", f"{f['overlaps_fenced']} still working when re-claimed; "
                            f"{f['fenced_stale']} completions refused as stale"),
         ("double claims", str(f["double_claims"])),

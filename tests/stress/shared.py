@@ -25,6 +25,11 @@ import apsw
 
 BUSY_TIMEOUT_MS = 30000  # docs/concurrency.md's advice (run.py --busy-timeout changes it)
 
+# Queues with a concurrency limit (task_queue), set by the runner before the
+# workers start; the producer sends some tasks there and the checker proves
+# the limit held.
+LIMITS = {"lim": 2}
+
 # Phases a worker publishes before each call (and IDLE after it).
 (IDLE, CLAIM, CLAIM_TXN, CLAIM_BATCH, PROGRESS, HEARTBEAT, COMPLETE, COMPLETE_NEXT, FAIL, STALL,
  POLL, CHILDREN) = range(12)
