@@ -243,18 +243,27 @@ pub const CLAIM_ONE_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
     ungated!("task_store.queue")
 ));
 
+/// The guard of a claim that assumes queue ?4 is the only one with queued
+/// tasks: it re-checks that inside the statement, with two seeks.
+macro_rules! sole_guard {
+    () => {
+        "
+  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue < +?4)
+  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue > +?4)"
+    };
+}
+
 /// Every-queue claim when queue ?4 is known to be the only one with queued
-/// tasks: the guard re-checks that inside the statement (two seeks), so a
-/// busy worker claims with one write statement and no reads first.
+/// tasks: the guard re-checks that inside the statement, so a busy worker
+/// claims with one write statement and no reads first.
 pub const CLAIM_SOLE_SQL: &str = claim_sql!(concat!(
     "seq = coalesce((",
     expired_sql!("", "1"),
     "), (",
     head_sql!("1"),
-    "))
-  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue < +?4)
-  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue > +?4)
-  AND ",
+    "))",
+    sole_guard!(),
+    " AND ",
     ungated!("task_store.queue")
 ));
 
@@ -295,13 +304,29 @@ macro_rules! not_paused {
     };
 }
 
+/// How many tasks of queue `$queue` count toward its limit now: its running
+/// tasks with flags 64, a range of `task_store_unique` (partial on 96).
+macro_rules! counted_running {
+    ($queue:literal) => {
+        concat!(
+            "(SELECT count(*) FROM main.task_store AS r
+              WHERE r.queue = ",
+            $queue,
+            " AND r.flags & 96 AND r.flags & 64 AND r.status = 'running')"
+        )
+    };
+}
+
 /// Free slots of queue ?4: its limit (or, with none, more than any batch)
-/// minus its tasks running with flags 64.
+/// minus its tasks that count toward it.
 macro_rules! free_slots {
     () => {
-        "(coalesce((SELECT concurrency FROM main.task_queue_store WHERE name = +?4), 1 << 40)
-          - (SELECT count(*) FROM main.task_store AS r
-              WHERE r.queue = +?4 AND r.flags & 96 AND r.flags & 64 AND r.status = 'running'))"
+        concat!(
+            "(coalesce((SELECT concurrency FROM main.task_queue_store WHERE name = +?4), 1 << 40)
+          - ",
+            counted_running!("+?4"),
+            ")"
+        )
     };
 }
 
@@ -315,15 +340,38 @@ macro_rules! gated_flags {
     };
 }
 
+/// The expired leases of queue `$queue` (bound as `+?N`) that a gated
+/// claim takes (or reaps), oldest first.
 macro_rules! expired_of_queue {
-    ($limit:literal) => {
+    ($queue:literal, $limit:literal) => {
         concat!(
             "SELECT seq FROM main.task_store
-      WHERE status = 'running' AND lease_until <= +?1 AND queue = +?4
+      WHERE status = 'running' AND lease_until <= +?1 AND queue = ",
+            $queue,
+            "
         AND (attempts < max_attempts OR (",
             plain_task!(),
             ")) ORDER BY lease_until LIMIT ",
             $limit
+        )
+    };
+}
+
+/// The WHERE of a single gated claim: queue ?4's oldest expired lease or
+/// its head, if the queue is not paused and (for a queued task) has a free
+/// slot.
+macro_rules! gated_one_where {
+    () => {
+        concat!(
+            "seq = coalesce((",
+            expired_of_queue!("+?4", "1"),
+            "), (",
+            head_sql!("1"),
+            ")) AND ",
+            not_paused!(),
+            " AND (status = 'running' OR ",
+            free_slots!(),
+            " > 0)"
         )
     };
 }
@@ -333,17 +381,7 @@ macro_rules! expired_of_queue {
 pub const CLAIM_GATED_ONE_SQL: &str = claim_sql!(
     gated_flags!(),
     claim_note!(gated_linked!()),
-    concat!(
-        "seq = coalesce((",
-        expired_of_queue!("1"),
-        "), (",
-        head_sql!("1"),
-        ")) AND ",
-        not_paused!(),
-        " AND (status = 'running' OR ",
-        free_slots!(),
-        " > 0)"
-    )
+    gated_one_where!()
 );
 
 /// As CLAIM_GATED_ONE, when queue ?4 is known to be the only one with
@@ -351,19 +389,7 @@ pub const CLAIM_GATED_ONE_SQL: &str = claim_sql!(
 pub const CLAIM_GATED_SOLE_SQL: &str = claim_sql!(
     gated_flags!(),
     claim_note!(gated_linked!()),
-    concat!(
-        "seq = coalesce((",
-        expired_of_queue!("1"),
-        "), (",
-        head_sql!("1"),
-        ")) AND ",
-        not_paused!(),
-        " AND (status = 'running' OR ",
-        free_slots!(),
-        " > 0)
-  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue < +?4)
-  AND NOT EXISTS (SELECT 1 FROM main.task_store WHERE status = 'queued' AND queue > +?4)"
-    )
+    concat!(gated_one_where!(), sole_guard!())
 );
 
 /// Up to ?5 tasks of gated queue ?4, no more than its free slots.
@@ -372,7 +398,7 @@ pub const CLAIM_GATED_BATCH_SQL: &str = claim_sql!(
     claim_note!(gated_linked!()),
     concat!(
         "seq IN (SELECT seq FROM (",
-        expired_of_queue!("+?5"),
+        expired_of_queue!("+?4", "+?5"),
         ") UNION ALL SELECT seq FROM (",
         head_sql!("+?5"),
         ") LIMIT max(0, min(+?5, ",
@@ -459,22 +485,17 @@ pub const OLDEST_EXPIRED_QUEUE_SQL: &str = concat!(
 );
 
 /// An expired lease of queue ?2 that a gated claim may take (or reap).
-pub const EXPIRED_OF_QUEUE_SQL: &str = concat!(
-    "SELECT 1 FROM main.task_store
- WHERE status = 'running' AND lease_until <= +?1 AND queue = +?2
-   AND (attempts < max_attempts OR (",
-    plain_task!(),
-    ")) LIMIT 1"
-);
+pub const EXPIRED_OF_QUEUE_SQL: &str = expired_of_queue!("+?2", "1");
 
 /// Queue ?1's gate, if it has one: paused, its limit, and how many of its
 /// tasks count toward the limit now.
-pub const GATE_SQL: &str = "\
-SELECT paused, concurrency,
-       (SELECT count(*) FROM main.task_store AS r
-         WHERE r.queue = +?1 AND r.flags & 96 AND r.flags & 64 AND r.status = 'running')
+pub const GATE_SQL: &str = concat!(
+    "SELECT paused, concurrency, ",
+    counted_running!("+?1"),
+    "
   FROM main.task_queue_store
- WHERE name = +?1 AND (paused OR concurrency IS NOT NULL)";
+ WHERE name = +?1 AND (paused OR concurrency IS NOT NULL)"
+);
 
 #[cfg(test)]
 mod tests {
