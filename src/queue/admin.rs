@@ -16,9 +16,9 @@ use crate::error::{Error, Result, code};
 const CANCEL_SQL: &str = concat!(
     "UPDATE main.task_store
    SET status = 'cancelled', lease_until = NULL, completed_at = ?2, updated_at = ?2
- WHERE id = +?1
-   AND (status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')
-   AND ",
+ WHERE id = +?1 AND ",
+    unfinished!(),
+    " AND ",
     plain_task!()
 );
 
@@ -31,8 +31,8 @@ const CANCEL_LINKED_SQL: &str = concat!(
        updated_at = task__note(?2, ",
     finished_note!("'cancelled'"),
     ")
- WHERE id = +?1
-   AND (status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')"
+ WHERE id = +?1 AND ",
+    unfinished!()
 );
 
 /// Cancels a task that has not finished. A running task's worker learns
@@ -193,7 +193,9 @@ const SUBTREE_SQL: &str = concat!(subtree!(), "SELECT seq, status, parent_id FRO
 const BLOCKER_SQL: &str = concat!(
     subtree!(),
     "SELECT id, status, seq = ?1 FROM sub
- WHERE status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting'
+ WHERE ",
+    unfinished!(),
+    "
  ORDER BY seq = ?1 DESC LIMIT 1"
 );
 

@@ -108,29 +108,36 @@ UPDATE main.task_store
        updated_at = ?2
  WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'";
 
-const CANCEL_DEPENDENTS_SQL: &str = concat!(
-    "UPDATE main.task_store
-   SET status = 'cancelled', error = ?3, completed_at = ?2, lease_until = NULL,
+/// Ends the tasks `$where` selects as `$status` with error ?3 at ?2, as a
+/// consequence of another task's end: out of every workflow index (flags)
+/// and noted for settling in turn.
+macro_rules! ended_by_another {
+    ($status:literal, $where:expr) => {
+        concat!(
+            "UPDATE main.task_store
+   SET status = ",
+            $status,
+            ", error = ?3, completed_at = ?2, lease_until = NULL,
        flags = ",
-    flags_ended!(),
-    ",
+            flags_ended!(),
+            ",
        updated_at = task__note(?2, ",
-    finished_note!("'cancelled'"),
-    ")
- WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'"
+            finished_note!($status),
+            ")
+ WHERE ",
+            $where
+        )
+    };
+}
+
+const CANCEL_DEPENDENTS_SQL: &str = ended_by_another!(
+    "'cancelled'",
+    "seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'"
 );
 
-const CANCEL_CHILDREN_SQL: &str = concat!(
-    "UPDATE main.task_store
-   SET status = 'cancelled', error = ?3, completed_at = ?2, lease_until = NULL,
-       flags = ",
-    flags_ended!(),
-    ",
-       updated_at = task__note(?2, ",
-    finished_note!("'cancelled'"),
-    ")
- WHERE parent_id = +?1
-   AND (status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')"
+const CANCEL_CHILDREN_SQL: &str = ended_by_another!(
+    "'cancelled'",
+    concat!("parent_id = +?1 AND ", unfinished!())
 );
 
 const CHILD_DONE_SQL: &str = "\
@@ -139,18 +146,8 @@ UPDATE main.task_store
        updated_at = task__note(?2, status, seq, children, children_done + 1, flags)
  WHERE id = +?1";
 
-const FAIL_PARENT_SQL: &str = concat!(
-    "UPDATE main.task_store
-   SET status = 'failed', error = ?3, completed_at = ?2, lease_until = NULL,
-       flags = ",
-    flags_ended!(),
-    ",
-       updated_at = task__note(?2, ",
-    finished_note!("'failed'"),
-    ")
- WHERE seq = +?1
-   AND (status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')"
-);
+const FAIL_PARENT_SQL: &str =
+    ended_by_another!("'failed'", concat!("seq = +?1 AND ", unfinished!()));
 
 const COMPLETE_PARENT_SQL: &str = concat!(
     "UPDATE main.task_store

@@ -44,6 +44,14 @@ macro_rules! plain_task {
     };
 }
 
+/// The condition, in SQL, for a task that has not finished: every status
+/// but completed, failed and cancelled.
+macro_rules! unfinished {
+    () => {
+        "(status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')"
+    };
+}
+
 /// `flags` for a task that has just failed or been cancelled: it leaves its
 /// parent's rollup index (16), gives up its unique key (32) and stops
 /// counting toward its queue's limit (64).

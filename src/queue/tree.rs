@@ -19,10 +19,11 @@ use crate::error::{Error, Result};
 // SQLite reads it; the index may hold a child that has finished since
 // (the bit is cleared on the workflow path, and a stale one is harmless),
 // so the status is checked on the row.
-const BUSY_CHILDREN_SQL: &str = "\
-SELECT id, seq, progress, children, children_done FROM main.task_store
- WHERE parent_id = +?1 AND flags & 16
-   AND (status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')";
+const BUSY_CHILDREN_SQL: &str = concat!(
+    "SELECT id, seq, progress, children, children_done FROM main.task_store
+ WHERE parent_id = +?1 AND flags & 16 AND ",
+    unfinished!()
+);
 
 /// Deepest tree a rollup descends (a parent cycle made by hand must not
 /// recurse forever).
