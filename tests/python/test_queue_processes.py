@@ -15,10 +15,8 @@ import json
 import sys
 import time
 
-import apsw
-
-from conftest import EXT, one, rows
-from test_workflow_processes import immediate, open_db, run_together
+from conftest import one, rows
+from test_workflow_processes import immediate, main, run_together, setup_db
 
 LOG_SCHEMA = """CREATE TABLE log (
   seq INTEGER PRIMARY KEY,      -- commit order
@@ -142,33 +140,9 @@ def controller(db, name):
     return {}
 
 
-def main(argv):
-    role, path, ext, name, *args = argv
-    db = open_db(path, ext)
-    print("ready", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        return 1
-    roles = {"limited": limited_worker, "monitor": monitor, "paused": paused_worker,
-             "controller": controller}
-    try:
-        summary = roles[role](db, name, *args)
-    except apsw.BusyError as e:
-        summary = {"busy": f"{type(e).__name__}: {e}"}
-    db.close()
-    print(json.dumps(summary), flush=True)
-    return 0
-
-
-def setup_db(path):
-    db = open_db(path, EXT)
-    assert one(db, "SELECT task_init()") == 4
-    db.execute(LOG_SCHEMA)
-    return db
-
-
 def test_a_concurrency_limit_of_2_never_has_3_running_across_processes(tmp_path):
     path = tmp_path / "limit.db"
-    db = setup_db(path)
+    db = setup_db(path, LOG_SCHEMA)
     one(db, "SELECT task_queue('lim', '{\"concurrency\": 2}')")
     with db:
         for _ in range(300):
@@ -195,7 +169,7 @@ def test_a_concurrency_limit_of_2_never_has_3_running_across_processes(tmp_path)
 
 def test_a_pause_set_by_one_process_stops_claims_in_the_others_at_once(tmp_path):
     path = tmp_path / "pause.db"
-    db = setup_db(path)
+    db = setup_db(path, LOG_SCHEMA)
     with db:
         for _ in range(5000):
             one(db, "SELECT task_enqueue('job', NULL, '{\"queue\": \"p\"}')")
@@ -218,5 +192,8 @@ def test_a_pause_set_by_one_process_stops_claims_in_the_others_at_once(tmp_path)
     db.close()
 
 
+ROLES = {"limited": limited_worker, "monitor": monitor, "paused": paused_worker,
+         "controller": controller}
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], ROLES))

@@ -258,14 +258,15 @@ ROLES = {"dag": dag_worker, "unique": unique_worker, "child": child_worker,
 UNIQUE_KEYS = [f"account-{i:03}" for i in range(500)]
 
 
-def main(argv):
+def main(argv, roles=ROLES):
+    """A process of a test: `roles[ROLE](db, NAME, *ARGS)` once released."""
     role, path, ext, name, *args = argv
     db = open_db(path, ext)
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         return 1
     try:
-        summary = ROLES[role](db, name, *args)
+        summary = roles[role](db, name, *args)
     except apsw.BusyError as e:
         summary = {"busy": f"{type(e).__name__}: {e}"}
     db.close()
@@ -275,10 +276,10 @@ def main(argv):
 
 # --- The tests ---------------------------------------------------------------
 
-def setup_db(path):
+def setup_db(path, log_schema=LOG_SCHEMA):
     db = open_db(path, EXT)
     assert one(db, "SELECT task_init()") == 4
-    db.execute(LOG_SCHEMA)
+    db.execute(log_schema)
     return db
 
 
