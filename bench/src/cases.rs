@@ -186,18 +186,24 @@ fn cycle(
         let mut q = Q::open(&env.libs, sys, p, sync)?;
         q.queue_filter = queue_filter;
         backlog(&q, waiting)?;
-        let clock = Clock::start(cap);
-        let mut done = 0;
-        while done < cycles {
-            let id = q.claim()?.ok_or("the queue ran dry")?;
-            q.complete(&id)?;
-            done += 1;
-            if clock.over(done) {
-                break;
-            }
-        }
-        Ok(clock.m(done))
+        claim_complete(&q, cycles, cap)
     })
+}
+
+/// Claims and completes `cycles` tasks, one call each in its own transaction (or until the
+/// cap), and rates the cycles done.
+pub fn claim_complete(q: &Q, cycles: u64, cap: Duration) -> Res<M> {
+    let clock = Clock::start(cap);
+    let mut done = 0;
+    while done < cycles {
+        let id = q.claim()?.ok_or("the queue ran dry")?;
+        q.complete(&id)?;
+        done += 1;
+        if clock.over(done) {
+            break;
+        }
+    }
+    Ok(clock.m(done))
 }
 
 /// The cycle on a queue with a concurrency limit (of 4: one worker never reaches it, so this
@@ -211,17 +217,7 @@ fn limited_cycle(env: &Env, waiting: u64, cycles: u64, cap: Duration) -> Res<M> 
             [QUEUE],
             |r| r.get(0),
         )?;
-        let clock = Clock::start(cap);
-        let mut done = 0;
-        while done < cycles {
-            let id = q.claim()?.ok_or("the queue ran dry")?;
-            q.complete(&id)?;
-            done += 1;
-            if clock.over(done) {
-                break;
-            }
-        }
-        Ok(clock.m(done))
+        claim_complete(&q, cycles, cap)
     })
 }
 

@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use serde_json::json;
 
 use crate::Env;
-use crate::cases::{Clock, M, with_db};
+use crate::cases::{Clock, M, claim_complete, with_db};
 use crate::queue::{Q, Res, Sync, Sys};
 
 /// The tasks of one diamond between its root and its join: 1 + 98 + 1 = 100 tasks a diamond.
@@ -200,19 +200,9 @@ pub fn child_cycle(env: &Env, children: u64, cap: Duration) -> Res<M> {
         let q = open(env, p)?;
         let parent = parent_of(&q, children)?;
         q.checkpoint()?;
-        let clock = Clock::start(cap);
-        let mut done = 0;
-        while done < children {
-            let id = q.claim()?.ok_or("the queue ran dry")?;
-            q.complete(&id)?;
-            done += 1;
-            if clock.over(done) {
-                break;
-            }
-        }
-        let m = clock.m(done);
+        let m = claim_complete(&q, children, cap)?;
         let status: String = scalar(&q, "SELECT status FROM tasks WHERE id = ?1", &parent)?;
-        if done == children && status != "completed" {
+        if m.ops as u64 == children && status != "completed" {
             return Err(format!("the parent is {status} after its last child").into());
         }
         Ok(m)
