@@ -227,14 +227,14 @@ UPDATE main.task_store
 /// Deletes a finished task (by storage rowid) and its finished descendants,
 /// and the links to them (its parent's count of children, its
 /// dependencies' count of dependents). A task already gone (deleted with
-/// its parent) is not an error.
-pub fn delete(q: &Queue, seq: i64) -> Result<()> {
+/// its parent) is not an error. Returns how many tasks went.
+pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
     let mut st = q.prepare(DELETE_PLAIN_SQL)?;
     st.bind_i64(1, seq)?;
     st.finish()?;
     drop(st);
     if q.conn().changes() == 1 {
-        return Ok(());
+        return Ok(1);
     }
     let mut st = q.prepare(BLOCKER_SQL)?;
     st.bind_i64(1, seq)?;
@@ -262,7 +262,7 @@ pub fn delete(q: &Queue, seq: i64) -> Result<()> {
     }
     drop(st);
     if doomed.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     atomically(q, || {
         let seqs: Vec<i64> = doomed.iter().map(|(s, _, _)| *s).collect();
@@ -299,6 +299,6 @@ pub fn delete(q: &Queue, seq: i64) -> Result<()> {
             st.bind_i64(1, s)?;
             st.finish()?;
         }
-        Ok(())
+        Ok(doomed.len())
     })
 }

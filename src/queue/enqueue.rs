@@ -66,7 +66,11 @@ enum OnConflict {
 }
 
 /// One of `allowed`, or an error naming the option and the choices.
-fn choice<T: Copy>(what: &str, given: Option<&str>, allowed: &[(&str, T)]) -> Result<Option<T>> {
+pub(crate) fn choice<T: Copy>(
+    what: &str,
+    given: Option<&str>,
+    allowed: &[(&str, T)],
+) -> Result<Option<T>> {
     let Some(given) = given else {
         return Ok(None);
     };

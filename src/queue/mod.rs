@@ -81,6 +81,7 @@ pub mod admin;
 pub mod bulk;
 pub mod check;
 pub mod claim;
+pub mod cron;
 pub mod deps;
 pub mod enqueue;
 pub mod flow;
@@ -88,8 +89,11 @@ pub mod ids;
 pub mod json;
 pub mod model;
 pub mod notes;
+pub mod prune;
 pub mod refusal;
+pub mod schedule;
 pub mod settings;
+pub mod stats;
 pub mod tree;
 pub mod txn;
 pub mod worker;
@@ -177,10 +181,14 @@ impl Queue {
         Ok(())
     }
 
-    /// `task_init()`: creates or migrates the storage.
-    pub fn init(&self) -> Result<i64> {
+    /// `task_init()`: creates or migrates the storage, and adds or drops
+    /// the optional index of completed tasks (`index_completed`).
+    pub fn init(&self, index_completed: Option<bool>) -> Result<i64> {
         let version = storage::init(&self.conn)?;
         self.ready.set(true);
+        if let Some(on) = index_completed {
+            storage::index_completed(&self.conn, on)?;
+        }
         Ok(version)
     }
 

@@ -12,21 +12,37 @@ use crate::error::{Error, Result};
 /// The largest concurrency limit accepted.
 pub const MAX_CONCURRENCY: i64 = 1_000_000;
 
+/// How long a queue keeps its finished tasks, per status, in ms (`None`:
+/// for ever). `task_tick` prunes what is older (`prune.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Retain {
+    pub completed: Option<i64>,
+    pub failed: Option<i64>,
+    pub cancelled: Option<i64>,
+}
+
 /// What `task_queue` changes; `None`: left as it is.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Change {
     pub paused: Option<bool>,
     /// `Some(None)` removes the limit.
     pub concurrency: Option<Option<i64>>,
+    /// `Some(Retain::default())` removes the retention.
+    pub retention: Option<Retain>,
     pub now: Option<i64>,
 }
 
 const UPSERT_SQL: &str = "\
-INSERT INTO main.task_queue_store (name, paused, concurrency, created_at, updated_at)
-VALUES (?1, coalesce(?2, 0), ?3, ?4, ?4)
+INSERT INTO main.task_queue_store
+  (name, paused, concurrency, retain_completed, retain_failed, retain_cancelled,
+   created_at, updated_at)
+VALUES (?1, coalesce(?2, 0), ?3, ?7, ?8, ?9, ?4, ?4)
 ON CONFLICT (name) DO UPDATE
    SET paused = coalesce(?2, paused),
        concurrency = CASE WHEN ?5 THEN ?3 ELSE concurrency END,
+       retain_completed = CASE WHEN ?6 THEN ?7 ELSE retain_completed END,
+       retain_failed = CASE WHEN ?6 THEN ?8 ELSE retain_failed END,
+       retain_cancelled = CASE WHEN ?6 THEN ?9 ELSE retain_cancelled END,
        updated_at = ?4";
 
 // A limit counts the queue's tasks already running when it is set: they
@@ -37,7 +53,8 @@ UPDATE main.task_store SET flags = flags | 64
  WHERE status = 'running' AND queue = +?1 AND NOT flags & 64";
 
 const READ_SQL: &str = "\
-SELECT paused, concurrency, created_at, updated_at
+SELECT paused, concurrency, created_at, updated_at,
+       retain_completed, retain_failed, retain_cancelled
   FROM main.task_queue_store WHERE name = +?1";
 
 /// Applies `change` to queue `name` (creating its settings row if needed)
@@ -51,7 +68,7 @@ pub fn queue(q: &Queue, name: &str, change: &Change) -> Result<String> {
         other => other,
     };
     let now = clock(change.now)?;
-    if change.paused.is_some() || limit.is_some() {
+    if change.paused.is_some() || limit.is_some() || change.retention.is_some() {
         atomically(q, || {
             let mut st = q.prepare(UPSERT_SQL)?;
             st.bind_text(1, name)?;
@@ -62,6 +79,11 @@ pub fn queue(q: &Queue, name: &str, change: &Change) -> Result<String> {
             st.bind_opt_i64(3, limit.flatten())?;
             st.bind_i64(4, now)?;
             st.bind_i64(5, i64::from(limit.is_some()))?;
+            let keep = change.retention.unwrap_or_default();
+            st.bind_i64(6, i64::from(change.retention.is_some()))?;
+            st.bind_opt_i64(7, keep.completed)?;
+            st.bind_opt_i64(8, keep.failed)?;
+            st.bind_opt_i64(9, keep.cancelled)?;
             st.finish()?;
             drop(st);
             if let Some(Some(_)) = limit {
@@ -86,12 +108,18 @@ fn read(q: &Queue, name: &str) -> Result<String> {
             st.column_opt_i64(1),
             st.column_opt_i64(2),
             st.column_opt_i64(3),
+            Retain {
+                completed: st.column_opt_i64(4),
+                failed: st.column_opt_i64(5),
+                cancelled: st.column_opt_i64(6),
+            },
         ))
     } else {
         None
     };
     drop(st);
-    let (paused, concurrency, created, updated) = row.unwrap_or((false, None, None, None));
+    let (paused, concurrency, created, updated, keep) =
+        row.unwrap_or((false, None, None, None, Retain::default()));
     let mut out = String::with_capacity(96 + name.len());
     out.push_str("{\"name\":");
     push_str(&mut out, name);
@@ -109,6 +137,32 @@ fn read(q: &Queue, name: &str) -> Result<String> {
             Some(n) => push_int(&mut out, n),
             None => out.push_str("null"),
         }
+    }
+    out.push_str(",\"retention\":");
+    if keep == Retain::default() {
+        out.push_str("null");
+    } else {
+        out.push('{');
+        for (i, (key, v)) in [
+            ("completed", keep.completed),
+            ("failed", keep.failed),
+            ("cancelled", keep.cancelled),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":");
+            match v {
+                Some(n) => push_int(&mut out, n),
+                None => out.push_str("null"),
+            }
+        }
+        out.push('}');
     }
     out.push('}');
     Ok(out)

@@ -46,7 +46,7 @@ const FUNCTIONS: &[Function] = &[
     function("task_version", &[0], PURE, version),
     function("task_debug", &[0], Flags::UTF8.innocuous(), debug),
     // Schema changes belong in top-level SQL, not in a trigger or view.
-    function("task_init", &[0], Flags::UTF8.direct_only(), init),
+    function("task_init", &[0, 1], Flags::UTF8.direct_only(), init),
     function("task_check", &[0], Flags::UTF8, check),
     function("task_enqueue", &[1, 2, 3], WRITES, enqueue),
     function("task_claim", &[1, 2], WRITES, claim),
@@ -61,6 +61,13 @@ const FUNCTIONS: &[Function] = &[
     function("task_cancel", &[1, 2], WRITES, cancel),
     function("task_retry", &[1, 2], WRITES, retry),
     function("task_queue", &[1, 2], WRITES, queue_settings),
+    function("task_schedule", &[3, 4, 5], WRITES, schedule),
+    function("task_schedule_pause", &[1, 2], WRITES, schedule_pause),
+    function("task_schedule_resume", &[1, 2], WRITES, schedule_resume),
+    function("task_unschedule", &[1], WRITES, unschedule),
+    function("task_tick", &[0, 1], WRITES, tick),
+    function("task_prune", &[1], WRITES, prune),
+    function("task_stats", &[0, 1], Flags::UTF8, stats),
     // Changes the connection, not the data: no trigger or view may call it.
     function(
         "task_busy_timeout",
@@ -118,6 +125,7 @@ fn queue_settings(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let change = queue::settings::Change {
         paused: o.paused,
         concurrency: o.concurrency,
+        retention: o.retention,
         now: o.now,
     };
     q.ensure_ready()?;
@@ -138,8 +146,108 @@ fn check(q: &Rc<Queue>, _: &[Value<'_>]) -> Result<Out> {
     check::check(q).map(Out::Text)
 }
 
-fn init(q: &Rc<Queue>, _: &[Value<'_>]) -> Result<Out> {
-    q.init().map(Out::Int)
+fn init(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    let o = options::Init::parse(options_at(args, 0)?)?;
+    q.init(o.index_completed).map(Out::Int)
+}
+
+fn schedule(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    let name = arg(args, 0, "name").nonempty()?;
+    let spec = arg(args, 1, "cron").text()?;
+    let kind = arg(args, 2, "type").nonempty()?;
+    let details = arg(args, 3, "details").text_or_null()?;
+    let o = options::Schedule::parse(options_at(args, 4)?)?;
+    let s = queue::schedule::NewSchedule {
+        name,
+        spec,
+        kind,
+        details,
+        queue: o.queue.as_deref(),
+        priority: o.priority,
+        max_attempts: o.max_attempts,
+        unique_key: o.unique_key.as_deref(),
+        on_conflict: o.on_conflict.as_deref(),
+        unique_scope: o.unique_scope.as_deref(),
+        catch_up: o.catch_up.as_deref(),
+        catch_up_window: o.catch_up_window,
+        paused: o.paused,
+        if_exists: o.if_exists.as_deref(),
+        now: o.now,
+    };
+    q.ensure_ready()?;
+    queue::schedule::schedule(q, &s).map(Out::Text)
+}
+
+fn schedule_pause(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    pause_or_resume(q, args, true)
+}
+
+fn schedule_resume(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    pause_or_resume(q, args, false)
+}
+
+fn pause_or_resume(q: &Rc<Queue>, args: &[Value<'_>], paused: bool) -> Result<Out> {
+    let name = arg(args, 0, "name").nonempty()?;
+    let o = options::Clock::parse(options_at(args, 1)?)?;
+    q.ensure_ready()?;
+    queue::schedule::pause(q, name, paused, o.now).map(Out::Text)
+}
+
+fn unschedule(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    let name = arg(args, 0, "name").nonempty()?;
+    q.ensure_ready()?;
+    queue::schedule::unschedule(q, name).map(|()| Out::Int(1))
+}
+
+fn tick(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    let o = options::Clock::parse(options_at(args, 0)?)?;
+    let now = model::clock(o.now)?;
+    q.ensure_ready()?;
+    let enqueued = queue::schedule::tick(q, now, queue::schedule::TICK)?;
+    let pruned = queue::prune::retention(q, now)?;
+    Ok(Out::Text(format!(
+        "{{\"enqueued\":{enqueued},\"pruned\":{pruned}}}"
+    )))
+}
+
+fn prune(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    let o = options::Prune::parse(options_at(args, 0)?)?;
+    let now = model::clock(o.now)?;
+    let cutoff = match (o.older_than, o.before) {
+        (Some(_), Some(_)) => return Err(Error::new("give older_than or before, not both")),
+        (Some(age), None) => now - model::check_range("older_than", age, 0, model::MAX_TIME_MS)?,
+        (None, Some(at)) => model::check_range("before", at, 0, model::MAX_TIME_MS)?,
+        (None, None) => {
+            return Err(Error::new(
+                "give older_than (ms) or before (a time in ms): which finished tasks to delete",
+            ));
+        }
+    };
+    let step = model::check_range(
+        "step",
+        o.step.unwrap_or(queue::prune::DEFAULT_STEP),
+        1,
+        queue::prune::MAX_STEP,
+    )?;
+    let (completed, failed, cancelled) = o.status;
+    let c = queue::prune::Cutoffs {
+        completed: completed.then_some(cutoff),
+        failed: failed.then_some(cutoff),
+        cancelled: cancelled.then_some(cutoff),
+        queue: o.queue.as_deref(),
+    };
+    q.ensure_ready()?;
+    let p = queue::prune::prune(q, &c, step)?;
+    Ok(Out::Text(format!(
+        "{{\"deleted\":{},\"steps\":{},\"longest_step_ms\":{:.3}}}",
+        p.deleted, p.steps, p.longest_step_ms
+    )))
+}
+
+fn stats(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    let o = options::Stats::parse(options_at(args, 0)?)?;
+    q.ensure_ready()?;
+    queue::stats::stats(q, o.queue.as_deref(), o.now).map(Out::Text)
 }
 
 fn enqueue(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {

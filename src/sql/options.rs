@@ -13,6 +13,7 @@
 use super::args::exact_whole;
 use crate::error::{Error, Result};
 use crate::queue::Queues;
+use crate::queue::settings::Retain;
 use serde_json::{Map, Value as J};
 
 /// How an option's JSON value is read. `null` counts as absent.
@@ -316,7 +317,131 @@ options! {
     pub struct QueueSettings {
         paused: Flag,
         concurrency: IntOrNull,
+        retention: Retention,
         now: Int,
+    }
+
+    /// `task_init`.
+    pub struct Init {
+        index_completed: Flag,
+    }
+
+    /// `task_schedule`: what each occurrence's task gets, then the
+    /// schedule's own settings.
+    pub struct Schedule {
+        queue: Text,
+        priority: Int,
+        max_attempts: Int,
+        unique_key: Text,
+        on_conflict: Text,
+        unique_scope: Text,
+        catch_up: Text,
+        catch_up_window: Int,
+        paused: Flag,
+        if_exists: Text,
+        now: Int,
+    }
+
+    /// `task_prune`.
+    pub struct Prune {
+        older_than: Int,
+        before: Int,
+        status: Statuses,
+        queue: Text,
+        step: Int,
+        now: Int,
+    }
+
+    /// `task_stats`.
+    pub struct Stats {
+        queue: Text,
+        now: Int,
+    }
+}
+
+/// A retention in ms for every finished status (a number), per status (an
+/// object of `completed`, `failed`, `cancelled`, each ms or null), or
+/// `null` for none. `None`: the key is absent (left as it is).
+pub struct Retention;
+
+impl Kind for Retention {
+    type Out = Option<Retain>;
+    fn read(key: &str, v: Option<J>) -> Result<Option<Retain>> {
+        let ms = |k: &str, v: Option<J>| -> Result<Option<i64>> {
+            match Int::read(k, v)? {
+                Some(n) if n < 1 => Err(Error::new(format!(
+                    "option \"{k}\" must be at least 1 ms, got {n}"
+                ))),
+                other => Ok(other),
+            }
+        };
+        match v {
+            None => Ok(None),
+            Some(J::Null) => Ok(Some(Retain::default())),
+            Some(n @ J::Number(_)) => {
+                let all = ms(key, Some(n))?;
+                Ok(Some(Retain {
+                    completed: all,
+                    failed: all,
+                    cancelled: all,
+                }))
+            }
+            Some(J::Object(mut map)) => {
+                const KEYS: &[&str] = &["cancelled", "completed", "failed"];
+                if let Some(bad) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+                    return Err(Error::new(format!(
+                        "unknown status \"{bad}\" in option \"{key}\" (expected one of: {})",
+                        KEYS.join(", ")
+                    )));
+                }
+                Ok(Some(Retain {
+                    completed: ms("retention.completed", map.remove("completed"))?,
+                    failed: ms("retention.failed", map.remove("failed"))?,
+                    cancelled: ms("retention.cancelled", map.remove("cancelled"))?,
+                }))
+            }
+            Some(other) => Err(wrong_type(
+                key,
+                "a number of ms, an object of them by status, or null",
+                &other,
+            )),
+        }
+    }
+}
+
+/// Finished statuses: one name or a non-empty array of them; absent: all
+/// three. Out: (completed, failed, cancelled).
+pub struct Statuses;
+
+impl Kind for Statuses {
+    type Out = (bool, bool, bool);
+    fn read(key: &str, v: Option<J>) -> Result<(bool, bool, bool)> {
+        let names: Vec<J> = match v {
+            None | Some(J::Null) => return Ok((true, true, true)),
+            Some(J::Array(items)) if !items.is_empty() => items,
+            Some(s @ J::String(_)) => vec![s],
+            Some(_) => {
+                return Err(Error::new(format!(
+                    "option \"{key}\" must be 'completed', 'failed' or 'cancelled', or a \
+                     non-empty array of them"
+                )));
+            }
+        };
+        let mut out = (false, false, false);
+        for n in names {
+            match n.as_str() {
+                Some("completed") => out.0 = true,
+                Some("failed") => out.1 = true,
+                Some("cancelled") => out.2 = true,
+                _ => {
+                    return Err(Error::new(format!(
+                        "option \"{key}\" names finished statuses ('completed', 'failed', \
+                         'cancelled'), got {n}"
+                    )));
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -148,7 +148,7 @@ impl ffi::Table for Tasks {
         q.ensure_ready()?;
         let values: Vec<Value<'_>> = args.iter().map(|v| v.get()).collect();
         match values.as_slice() {
-            [Value::Integer(seq)] => queue::delete(q, *seq).map(|()| None),
+            [Value::Integer(seq)] => queue::delete(q, *seq).map(|_| None),
             [Value::Null, new_rowid, cols @ ..] => insert(q, *new_rowid, cols).map(Some),
             [Value::Integer(old), new_rowid, cols @ ..] => {
                 // The columns the UPDATE sets (SQLite marks the others).

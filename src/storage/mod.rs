@@ -81,6 +81,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("004_queues.sql"),
         rebuilds: false,
     },
+    Migration {
+        sql: include_str!("005_operations.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this build writes and expects.
@@ -125,6 +129,19 @@ fn newer(v: i64) -> Error {
         "the task storage is at schema version {v}, newer than this extension \
          (version {SCHEMA_VERSION}); load a newer sqlite-task"
     ))
+}
+
+// The optional index of completed tasks by queue and completion time, for
+// the throughput and run-time figures of task_stats (queue/stats.rs says
+// what it costs). Not part of the schema version: a database has it or not.
+const DONE_INDEX_ON: &str = "CREATE INDEX IF NOT EXISTS main.task_store_done \
+     ON task_store(queue, completed_at) WHERE status = 'completed'";
+const DONE_INDEX_OFF: &str = "DROP INDEX IF EXISTS main.task_store_done";
+
+/// Adds (`on`) or drops the index of completed tasks.
+pub fn index_completed(conn: &Rc<Conn>, on: bool) -> Result<()> {
+    let mut st = conn.prepare_once(if on { DONE_INDEX_ON } else { DONE_INDEX_OFF })?;
+    st.finish()
 }
 
 /// Creates or migrates the storage. Idempotent; returns the schema version.
@@ -244,6 +261,6 @@ mod tests {
                 assert!(stmt.contains(" main.task_"), "{stmt}");
             }
         }
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
     }
 }

@@ -375,7 +375,10 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
     one(db, "SELECT task_init()")
     ids = fill(db, "q", 3)
     claim(db, queue="q", now=10)
-    # Version 3 is version 4 without its additions.
+    # Version 3 is version 5 without the additions of 4 and 5.
+    db.execute("DROP VIEW task_schedules")
+    db.execute("DROP TABLE task_schedule_runs")
+    db.execute("DROP TABLE task_schedule_store")
     db.execute("DROP VIEW task_queues")
     db.execute("DROP TABLE task_queue_store")
     db.execute("DROP INDEX task_store_unique")
@@ -385,7 +388,7 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
     db.close()
     db = connect(path)
     try:
-        assert one(db, "SELECT task_init()") == 4
+        assert one(db, "SELECT task_init()") == 5
         assert rows(db, "SELECT * FROM task_store ORDER BY seq") == before
         assert rows(db, "SELECT name, queued, running FROM task_queues") == [("q", 2, 1)]
         assert one(db, "SELECT sql FROM sqlite_master WHERE name = 'task_store_unique'").endswith("flags & 96")

@@ -30,6 +30,7 @@ use super::sql;
 use crate::error::Result;
 use crate::queue::Queue;
 use crate::queue::flow::{self, Finished};
+use crate::queue::schedule;
 use crate::queue::txn::atomically;
 use std::cmp::Reverse;
 
@@ -130,6 +131,9 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
     let usable = hint.usable(now);
     if !usable {
         reap_linked(q, now)?;
+        // Occurrences of schedules that are due become tasks first, so this
+        // claim can take them (one indexed read when nothing is due).
+        schedule::tick(q, now, schedule::CLAIM)?;
     }
     Ok(match queues {
         Queues::One(name) if usable && matches!(hint, Hint::One(h, _) if h == name) => {

@@ -49,8 +49,16 @@ fn cases() -> Vec<(String, &'static str)> {
             "wrong number of arguments to function task_fail()",
         ),
         c(
-            "SELECT task_init(1)",
+            "SELECT task_init(1, 2)",
             "wrong number of arguments to function task_init()",
+        ),
+        c(
+            "SELECT task_init(1)",
+            "task_init: options must be text or NULL, got an integer",
+        ),
+        c(
+            r#"SELECT task_init('{"index": true}')"#,
+            "task_init: unknown option \"index\" (expected one of: index_completed)",
         ),
         // types
         c(

@@ -86,7 +86,9 @@ fn snapshot(db: &Connection) -> String {
 /// The SQL types a function's result may have.
 fn result_types(name: &str) -> &'static [&'static str] {
     match name {
-        "task_init" | "task_complete_batch" | "task_busy_timeout" => &["integer"],
+        "task_init" | "task_complete_batch" | "task_busy_timeout" | "task_unschedule" => {
+            &["integer"]
+        }
         "task_claim" | "task_complete_next" => &["text", "null"],
         "task__note" => &["integer", "text", "null"],
         _ => &["text"],
