@@ -91,7 +91,7 @@ def test_debug_reports_version_host_schema_and_build(db, raw_db):
     sqlite_version = one(db, "SELECT sqlite_version()")
     assert lines[0] == "sqlite-task " + one(db, "SELECT task_version()")
     assert lines[1] == f"sqlite {sqlite_version} (floor 3.35.4)"
-    assert lines[2] == "schema 4 (this build: 4)"
+    assert lines[2] == "schema 5 (this build: 5)"
     assert lines[3] in ("build release", "build debug")
     assert len(lines) == 4
     raw = one(raw_db, "SELECT task_debug()").split("\n")
@@ -108,6 +108,10 @@ def test_init_creates_the_storage_and_is_idempotent(raw_db):
         "task_meta",
         "task_queue_store",
         "task_queues",
+        "task_schedule_due",
+        "task_schedule_runs",
+        "task_schedule_store",
+        "task_schedules",
         "task_store",
         "task_store_busy",
         "task_store_id",
@@ -290,8 +294,8 @@ def test_a_version_2_storage_is_rebuilt_by_task_init_keeping_rows_triggers_and_v
 
 
 def test_a_storage_from_a_newer_release_is_refused(db, tmp_path):
-    db.execute("UPDATE task_meta SET value = 5 WHERE key = 'schema_version'")
-    newer = "the task storage is at schema version 5, newer than this extension (version 4); load a newer sqlite-task"
+    db.execute("UPDATE task_meta SET value = 6 WHERE key = 'schema_version'")
+    newer = "the task storage is at schema version 6, newer than this extension (version 5); load a newer sqlite-task"
     other = connect(tmp_path / "task.db")
     try:
         msg = fails(other, "SELECT task_init()", match=newer)
@@ -333,7 +337,7 @@ def test_verbs_before_init_say_to_run_task_init(raw_db, name, sql):
 ARITIES = {
     "task_version": [0],
     "task_debug": [0],
-    "task_init": [0],
+    "task_init": [0, 1],
     "task_check": [0],
     "task_enqueue": [1, 2, 3],
     "task_claim": [1, 2],
@@ -347,6 +351,13 @@ ARITIES = {
     "task_fail": [2, 3],
     "task_cancel": [1, 2],
     "task_retry": [1, 2],
+    "task_schedule": [3, 4, 5],
+    "task_schedule_pause": [1, 2],
+    "task_schedule_resume": [1, 2],
+    "task_unschedule": [1],
+    "task_tick": [0, 1],
+    "task_prune": [1],
+    "task_stats": [0, 1],
 }
 WRONG_ARITIES = [
     (name, n) for name, ok in ARITIES.items() for n in range(5) if n not in ok

@@ -40,12 +40,26 @@ EXPECTED_FUNCTIONS = [
     ("task_heartbeat", 1, 0),
     ("task_heartbeat", 2, 0),
     ("task_init", 0, DIRECTONLY),
+    ("task_init", 1, DIRECTONLY),
     ("task_progress", 2, 0),
     ("task_progress", 3, 0),
+    ("task_prune", 1, 0),
     ("task_queue", 1, 0),
     ("task_queue", 2, 0),
     ("task_retry", 1, 0),
     ("task_retry", 2, 0),
+    ("task_schedule", 3, 0),
+    ("task_schedule", 4, 0),
+    ("task_schedule", 5, 0),
+    ("task_schedule_pause", 1, 0),
+    ("task_schedule_pause", 2, 0),
+    ("task_schedule_resume", 1, 0),
+    ("task_schedule_resume", 2, 0),
+    ("task_stats", 0, 0),
+    ("task_stats", 1, 0),
+    ("task_tick", 0, 0),
+    ("task_tick", 1, 0),
+    ("task_unschedule", 1, 0),
     ("task_version", 0, INNOCUOUS | DETERMINISTIC),
 ]
 
@@ -54,11 +68,13 @@ SIDE_EFFECTS = {
     "task_init", "task_enqueue", "task_claim", "task_claim_batch", "task_progress",
     "task_heartbeat", "task_complete", "task_complete_next", "task_complete_batch",
     "task_fail", "task_fail_batch", "task_cancel", "task_retry", "task_busy_timeout", "task_queue",
+    "task_schedule", "task_schedule_pause", "task_schedule_resume", "task_unschedule", "task_tick",
+    "task_prune",
 }
 
 # Public and read-only, but reading the whole storage: not innocuous (a
 # view over it is refused with trusted_schema = OFF), never deterministic.
-READS = {"task_check"}
+READS = {"task_check", "task_stats"}
 
 # Not part of the API (the docs do not list them): the extension's own
 # statements call them. Never deterministic or innocuous, and DIRECTONLY so
@@ -99,8 +115,8 @@ def test_flags_match_what_each_function_does(raw_db):
     # Of the public functions only task_init (schema changes) and
     # task_busy_timeout (it changes the connection) are DIRECTONLY: triggers
     # and views may call the others (docs/concurrency.md, "Triggers, ...").
-    public_direct_only = [name for name, _, flags in functions(raw_db) if flags & DIRECTONLY and name not in INTERNAL]
-    assert public_direct_only == ["task_busy_timeout", "task_init"]
+    public_direct_only = {name for name, _, flags in functions(raw_db) if flags & DIRECTONLY and name not in INTERNAL}
+    assert public_direct_only == {"task_busy_timeout", "task_init"}
 
 
 def test_every_function_is_classified(raw_db):
