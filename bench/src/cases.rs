@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 
+use crate::operations::Setup;
 use crate::queue::{Q, QUEUE, Res, Sync, Sys};
-use crate::{Env, Plan, workflows};
+use crate::{Env, Plan, operations, workflows};
 
 /// One timed measurement: `ops` operations (or tasks) in `secs` seconds.
 #[derive(Clone, Copy, Debug)]
@@ -143,17 +144,22 @@ pub(crate) fn with_db<T>(env: &Env, tag: &str, f: impl FnOnce(&Path) -> Res<T>) 
 fn enqueue_single(env: &Env, sys: Sys, sync: Sync, n: u64, cap: Duration) -> Res<M> {
     with_db(env, "enqueue", |p| {
         let q = Q::open(&env.libs, sys, p, sync)?;
-        let clock = Clock::start(cap);
-        let mut done = 0;
-        for i in 0..n {
-            q.enqueue(i)?;
-            done += 1;
-            if clock.over(done) {
-                break;
-            }
-        }
-        Ok(clock.m(done))
+        enqueue_each(&q, n, cap)
     })
+}
+
+/// Enqueues `n` tasks, one call each in its own transaction (or until the cap), and rates them.
+pub(crate) fn enqueue_each(q: &Q, n: u64, cap: Duration) -> Res<M> {
+    let clock = Clock::start(cap);
+    let mut done = 0;
+    for i in 0..n {
+        q.enqueue(i)?;
+        done += 1;
+        if clock.over(done) {
+            break;
+        }
+    }
+    Ok(clock.m(done))
 }
 
 fn enqueue_bulk(env: &Env, sys: Sys, n: u64) -> Res<M> {
@@ -165,7 +171,7 @@ fn enqueue_bulk(env: &Env, sys: Sys, n: u64) -> Res<M> {
     })
 }
 
-fn backlog(q: &Q, n: u64) -> Res<Vec<Value>> {
+pub(crate) fn backlog(q: &Q, n: u64) -> Res<Vec<Value>> {
     let ids = q.enqueue_bulk(n)?;
     q.checkpoint()?;
     Ok(ids)
@@ -621,6 +627,19 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
         n,
         jobs,
     );
+    let jobs: Vec<Job> = vec![(
+        s("sqlite-task"),
+        Box::new(move || operations::enqueue(env, Setup::IndexCompleted, n, plan.cap_own)),
+    )];
+    b.row(
+        "enqueue_indexed",
+        "enqueue, one per transaction, index_completed on",
+        Sync::Normal,
+        Unit::Rate,
+        Some("enqueue_single_normal"),
+        n,
+        jobs,
+    );
 
     let n = plan.bulk;
     let mut jobs: Vec<Job> = all
@@ -750,6 +769,32 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
                 children,
                 jobs,
             );
+            for (key, title, setup) in [
+                (
+                    "cycle_ops",
+                    "cycle with a schedule and a queue retention",
+                    Setup::ScheduleAndRetention,
+                ),
+                (
+                    "cycle_indexed",
+                    "cycle with index_completed on",
+                    Setup::IndexCompleted,
+                ),
+            ] {
+                let jobs: Vec<Job> = vec![(
+                    s("sqlite-task"),
+                    Box::new(move || operations::cycle(env, setup, waiting, cycles, plan.cap_own)),
+                )];
+                b.row(
+                    key,
+                    title,
+                    sync,
+                    Unit::Rate,
+                    Some("cycle_normal"),
+                    cycles,
+                    jobs,
+                );
+            }
         }
     }
 
@@ -918,6 +963,46 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
         Unit::Micros,
         Some("lookup"),
         n,
+        jobs,
+    );
+
+    let (finished, n) = (plan.finished, plan.stats_reads);
+    for (key, title, indexed) in [
+        ("stats", "", false),
+        ("stats_indexed", ", index_completed", true),
+    ] {
+        let jobs: Vec<Job> = vec![(
+            s("sqlite-task"),
+            Box::new(move || operations::stats(env, finished, n, indexed, plan.cap_own)),
+        )];
+        let title = format!(
+            "read: task_stats(), {} finished{title} (µs)",
+            short(finished)
+        );
+        b.row(key, &title, Sync::Normal, Unit::Micros, None, 1, jobs);
+    }
+    let steps = operations::LongestSteps::default();
+    let jobs: Vec<Job> = vec![(
+        s("sqlite-task"),
+        Box::new(|| operations::prune(env, finished, &steps)),
+    )];
+    b.row(
+        "prune",
+        &format!("task_prune: {} finished tasks (rows/s)", short(finished)),
+        Sync::Normal,
+        Unit::Rate,
+        None,
+        finished,
+        jobs,
+    );
+    let jobs: Vec<Job> = vec![(s("sqlite-task"), Box::new(|| steps.next()))];
+    b.row(
+        "prune_step",
+        "task_prune: its longest step, those runs (µs)",
+        Sync::Normal,
+        Unit::Micros,
+        None,
+        1,
         jobs,
     );
 

@@ -7,6 +7,7 @@
 //! `bench worker <system> <db> <cap_ms>` is the worker process of the multi-process case.
 
 mod cases;
+mod operations;
 mod queue;
 mod report;
 mod workflows;
@@ -47,6 +48,9 @@ pub struct Plan {
     /// Children of the parent whose children are cycled: as many as the plain cycle does, so
     /// that the two compare like for like (a smaller table cycles faster).
     pub child_cycle: u64,
+    /// Finished tasks of the stats and prune databases, and the stats reads (operations.rs).
+    pub finished: u64,
+    pub stats_reads: u64,
     /// `BENCH_ONLY`: run only the rows whose key starts with one of these (all when empty).
     pub only: Vec<String>,
     /// `BENCH_SYSTEMS`: run only these systems (all when empty).
@@ -85,6 +89,8 @@ impl Plan {
                 rollup_children: 1_000,
                 rollup_reads: 2_000,
                 child_cycle: 10_000,
+                finished: 100_000,
+                stats_reads: 100,
                 only: Vec::new(),
                 systems: Vec::new(),
             }
@@ -112,6 +118,8 @@ impl Plan {
                 rollup_children: 10_000,
                 rollup_reads: 20_000,
                 child_cycle: 100_000,
+                finished: 1_000_000,
+                stats_reads: 200,
                 only: Vec::new(),
                 systems: Vec::new(),
             }

@@ -342,6 +342,36 @@ fn headline(rows: &[Row], plan: &Plan) -> Vec<(&'static str, Option<f64>, &'stat
             key_ratio(rows, ("limited_cycle", US), ("cycle_normal", US)),
             "≥ 0.8",
         ),
+        // Operations (sqlite-task only): stats and prune on 1M finished tasks, and the plain
+        // cycle and enqueue beside a schedule, a retention or the index of completed tasks.
+        ("stats_1m_us", us("stats", US), "≤ 5000 µs"),
+        ("stats_1m_indexed_us", us("stats_indexed", US), ""),
+        ("prune_rows_per_s", key_rate(rows, "prune", US), ""),
+        (
+            "prune_longest_step_ms",
+            key_rate(rows, "prune_step", US).map(|r| 1e3 / r),
+            "",
+        ),
+        (
+            "cycle_ops_vs_cycle",
+            key_ratio(rows, ("cycle_ops", US), ("cycle_normal", US)),
+            "",
+        ),
+        (
+            "cycle_ops_vs_raw",
+            key_ratio(rows, ("cycle_ops", US), ("cycle_normal", "raw")),
+            "≥ 1.0",
+        ),
+        (
+            "cycle_indexed_vs_cycle",
+            key_ratio(rows, ("cycle_indexed", US), ("cycle_normal", US)),
+            "",
+        ),
+        (
+            "enqueue_indexed_vs_enqueue",
+            key_ratio(rows, ("enqueue_indexed", US), ("enqueue_single_normal", US)),
+            "",
+        ),
     ]
 }
 
