@@ -33,7 +33,7 @@ use super::model::{
     DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT, MAX_TIME_MS, PRIORITY_RANGE, check_range, clock, quoted,
 };
 use super::txn::atomically;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, code};
 
 /// Most occurrences one schedule enqueues in one tick (catch-up `all`).
 pub const MAX_CATCH_UP: usize = 1_000;
@@ -78,13 +78,13 @@ const INSERT_SQL: &str = "\
 INSERT INTO main.task_schedule_store
   (name, spec, type, details, queue, priority, max_attempts, unique_key, on_conflict,
    unique_scope, catch_up, catch_up_window, paused, next_at, created_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)";
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, coalesce(?13, 0), ?14, ?15, ?15)";
 
 const REPLACE_SQL: &str = "\
 UPDATE main.task_schedule_store
    SET spec = ?2, type = ?3, details = ?4, queue = ?5, priority = ?6, max_attempts = ?7,
        unique_key = ?8, on_conflict = ?9, unique_scope = ?10, catch_up = ?11,
-       catch_up_window = ?12, paused = ?13, next_at = ?14, updated_at = ?15
+       catch_up_window = ?12, paused = coalesce(?13, paused), next_at = ?14, updated_at = ?15
  WHERE name = +?1";
 
 const READ_SQL: &str = "\
@@ -185,10 +185,13 @@ pub fn schedule(q: &Queue, s: &NewSchedule<'_>) -> Result<String> {
                     quoted(s.name)
                 )));
             }
-            // The same expression and catch-up keep the next occurrence, so
+            // The same expression (by meaning: `@daily` is `0 0 * * *`) and
+            // catch-up keep the next occurrence, so
             // that registering at every start-up loses nothing that was due.
             Some((old_spec, old_catch_up, old_window, next, _))
-                if old_spec == s.spec && old_catch_up == catch_up && *old_window == window =>
+                if Spec::parse(old_spec).is_ok_and(|old| old == spec)
+                    && old_catch_up == catch_up
+                    && *old_window == window =>
             {
                 *next
             }
@@ -214,7 +217,8 @@ pub fn schedule(q: &Queue, s: &NewSchedule<'_>) -> Result<String> {
         st.bind_opt_text(10, s.unique_scope)?;
         st.bind_text(11, catch_up)?;
         st.bind_opt_i64(12, window)?;
-        st.bind_i64(13, i64::from(s.paused == Some(true)))?;
+        // Absent: a new schedule runs, a replaced one keeps its state.
+        st.bind_opt_i64(13, s.paused.map(i64::from))?;
         st.bind_opt_i64(14, next_at)?;
         st.bind_i64(15, now)?;
         st.finish()
@@ -340,6 +344,8 @@ ON CONFLICT DO NOTHING";
 
 const RUN_TASK_SQL: &str = "\
 UPDATE main.task_schedule_runs SET task = ?3 WHERE schedule = +?1 AND at = +?2";
+
+const UNRUN_SQL: &str = "DELETE FROM main.task_schedule_runs WHERE schedule = +?1 AND at = +?2";
 
 const LAST_TASK_SQL: &str = "\
 UPDATE main.task_schedule_store SET last_task = ?2 WHERE name = +?1";
@@ -479,7 +485,7 @@ pub fn tick(q: &Queue, now: i64, budget: Budget) -> Result<i64> {
                 if q.conn().changes() == 0 {
                     continue;
                 }
-                let task = enqueue(
+                let task = match enqueue(
                     q,
                     &NewTask {
                         kind: &d.kind,
@@ -495,10 +501,25 @@ pub fn tick(q: &Queue, now: i64, budget: Budget) -> Result<i64> {
                         unique_scope: d.unique_scope.as_deref(),
                         ..NewTask::default()
                     },
-                )
-                .map_err(|e| {
-                    Error::with_code(e.code, format!("schedule {}: {}", quoted(&d.name), e.msg))
-                })?;
+                ) {
+                    Ok(t) => t,
+                    // A unique key held with on_conflict 'error': this
+                    // occurrence is skipped, not the tick (nor every claim
+                    // that ticks) failed while the holder runs.
+                    Err(e) if e.code == code::CONSTRAINT_UNIQUE => {
+                        let mut st = q.prepare(UNRUN_SQL)?;
+                        st.bind_text(1, &d.name)?;
+                        st.bind_i64(2, at)?;
+                        st.finish()?;
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(Error::with_code(
+                            e.code,
+                            format!("schedule {}: {}", quoted(&d.name), e.msg),
+                        ));
+                    }
+                };
                 if task.id != id {
                     // A unique key held by an earlier occurrence's task.
                     let mut st = q.prepare(RUN_TASK_SQL)?;

@@ -133,7 +133,14 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
         reap_linked(q, now)?;
         // Occurrences of schedules that are due become tasks first, so this
         // claim can take them (one indexed read when nothing is due).
-        schedule::tick(q, now, schedule::CLAIM)?;
+        // A schedule's usage error (a bad row written by hand) is
+        // task_tick's to report; it must not stop claims.
+        match schedule::tick(q, now, schedule::CLAIM) {
+            Err(e) if e.code == crate::error::code::ERROR => {}
+            other => {
+                other?;
+            }
+        }
     }
     Ok(match queues {
         Queues::One(name) if usable && matches!(hint, Hint::One(h, _) if h == name) => {
