@@ -64,15 +64,52 @@ SELECT queue, count(*), sum(lease_until <= ?1)
  WHERE status = 'running' AND (?2 IS NULL OR +queue = +?2)
  GROUP BY queue";
 
-// Grouped in the index's own order (status, type, queue): one pass over
-// it, no temporary b-tree (measured on 69k parked tasks: 9 ms against 28 ms
-// grouped by queue first). The types of a queue are added up in Rust.
-const PARKED_SQL: &str = "\
-SELECT queue, status, count(*), sum(completed_at >= ?1 - 60000), sum(completed_at >= ?1 - 3600000)
-  FROM main.task_store
- WHERE NOT (status = 'running' OR status = 'queued' OR status = 'completed')
-   AND (?2 IS NULL OR queue = +?2)
- GROUP BY status, type, queue";
+// The parked tasks (failed, cancelled, blocked, waiting) are counted group
+// by group of `task_store_parked` (status, type, queue): a seek finds each
+// group, a count reads its entries and nothing else, and the failures of
+// the last minute and hour are two range counts on completed_at. Measured
+// on 69k parked tasks in 20 groups: ~2 ms, where one GROUP BY over the
+// index took 9 ms (in the index's order) or 28 ms (by queue first, through
+// a temporary b-tree). Every statement names the index's condition so that
+// SQLite uses it.
+macro_rules! parked {
+    () => {
+        "NOT (status = 'running' OR status = 'queued' OR status = 'completed')"
+    };
+}
+
+// The next group after (?1, ?2, ?3): the next queue of the same status and
+// type, else the next type of the status, else the next status. Three
+// seeks, as a row-value `(status, type, queue) > (?, ?, ?)` seeks on
+// status alone and reads the group's entries to get past it (measured:
+// 0.9 ms past a group of 5,800).
+const NEXT_QUEUE_SQL: &str = concat!(
+    "SELECT status, type, queue FROM main.task_store WHERE ",
+    parked!(),
+    " AND status = ?1 AND type = ?2 AND queue > ?3 ORDER BY queue LIMIT 1"
+);
+const NEXT_TYPE_SQL: &str = concat!(
+    "SELECT status, type, queue FROM main.task_store WHERE ",
+    parked!(),
+    " AND status = ?1 AND type > ?2 ORDER BY type, queue LIMIT 1"
+);
+const NEXT_STATUS_SQL: &str = concat!(
+    "SELECT status, type, queue FROM main.task_store WHERE ",
+    parked!(),
+    " AND status > ?1 ORDER BY status, type, queue LIMIT 1"
+);
+
+const PARKED_COUNT_SQL: &str = concat!(
+    "SELECT count(*) FROM main.task_store WHERE ",
+    parked!(),
+    " AND status = ?1 AND type = ?2 AND queue = ?3"
+);
+
+const PARKED_SINCE_SQL: &str = concat!(
+    "SELECT count(*) FROM main.task_store WHERE ",
+    parked!(),
+    " AND status = ?1 AND type = ?2 AND queue = ?3 AND completed_at >= ?4"
+);
 
 const SETTINGS_SQL: &str = "\
 SELECT name, paused, concurrency FROM main.task_queue_store WHERE (?2 IS NULL OR name = +?2)
@@ -142,25 +179,64 @@ pub fn stats(q: &Queue, queue: Option<&str>, now: Option<i64>) -> Result<String>
         s.expired = st.column_i64(2);
     }
     drop(st);
-    let mut st = bind(PARKED_SQL)?;
-    while st.step()? {
-        let s = queues
-            .entry(st.column_text(0).unwrap_or_default())
-            .or_default();
-        let n = st.column_i64(2);
-        match st.column_text(1).as_deref() {
-            Some("failed") => {
-                s.failed += n;
-                s.failed_last_minute += st.column_i64(3);
-                s.failed_last_hour += st.column_i64(4);
+    // The entries of a group, or (`since`) those that ended since then.
+    let count = |group: &(String, String, String), since: Option<i64>| -> Result<i64> {
+        let mut st = q.prepare(match since {
+            None => PARKED_COUNT_SQL,
+            Some(_) => PARKED_SINCE_SQL,
+        })?;
+        st.bind_text(1, &group.0)?;
+        st.bind_text(2, &group.1)?;
+        st.bind_text(3, &group.2)?;
+        if let Some(t) = since {
+            st.bind_i64(4, t)?;
+        }
+        Ok(if st.step()? { st.column_i64(0) } else { 0 })
+    };
+    let next = |g: &(String, String, String)| -> Result<Option<(String, String, String)>> {
+        for (sql, n) in [
+            (NEXT_QUEUE_SQL, 3),
+            (NEXT_TYPE_SQL, 2),
+            (NEXT_STATUS_SQL, 1),
+        ] {
+            let mut st = q.prepare(sql)?;
+            st.bind_text(1, &g.0)?;
+            if n >= 2 {
+                st.bind_text(2, &g.1)?;
             }
-            Some("cancelled") => s.cancelled += n,
-            Some("blocked") => s.blocked += n,
-            Some("waiting") => s.waiting += n,
+            if n == 3 {
+                st.bind_text(3, &g.2)?;
+            }
+            if st.step()? {
+                return Ok(Some((
+                    st.column_text(0).unwrap_or_default(),
+                    st.column_text(1).unwrap_or_default(),
+                    st.column_text(2).unwrap_or_default(),
+                )));
+            }
+        }
+        Ok(None)
+    };
+    let mut group = (String::new(), String::new(), String::new());
+    while let Some(g) = next(&group)? {
+        group = g;
+        if queue.is_some_and(|name| name != group.2) {
+            continue;
+        }
+        let n = count(&group, None)?;
+        let s = queues.entry(group.2.clone()).or_default();
+        match group.0.as_str() {
+            "failed" => {
+                s.failed += n;
+                s.failed_last_minute += count(&group, Some(now - 60_000))?;
+                s.failed_last_hour += count(&group, Some(now - 3_600_000))?;
+            }
+            "cancelled" => s.cancelled += n,
+            "blocked" => s.blocked += n,
+            "waiting" => s.waiting += n,
             _ => {}
         }
     }
-    drop(st);
     let mut st = q.prepare(DONE_INDEX_SQL)?;
     let indexed = st.step()?;
     drop(st);
