@@ -232,6 +232,23 @@ impl Conn {
         unsafe { sys::sqlite3_get_autocommit(self.db) != 0 }
     }
 
+    /// True when a read or write transaction is open on the main database
+    /// (a statement reading it, or BEGIN …): a wait for other connections'
+    /// commits would then watch a snapshot that cannot change.
+    pub fn txn_open(&self) -> bool {
+        // SAFETY: db is live; "main" is a NUL-terminated schema name.
+        unsafe { sys::sqlite3_txn_state(self.db, c"main".as_ptr()) != sys::SQLITE_TXN_NONE }
+    }
+
+    /// The files a commit of another connection writes: the database file
+    /// and its `-wal` (empty for an in-memory database).
+    pub fn commit_paths(&self) -> Vec<String> {
+        if self.in_memory() {
+            return Vec::new();
+        }
+        vec![format!("{}-wal", self.key), self.key.clone()]
+    }
+
     /// Rowid of the most recent successful INSERT on this connection.
     pub fn last_insert_rowid(&self) -> i64 {
         // SAFETY: db is live.

@@ -10,6 +10,7 @@
 //! - `function.rs`: registering scalar functions; the dispatcher that turns
 //!   panics into errors and keeps error codes
 //! - `vtab.rs`: virtual-table glue over a safe `Table`/`Cursor` pair
+//! - `watch.rs`: waiting for a change to the database's files (inotify)
 //!
 //! Inside, the raw bindings are `sys` (rusqlite's `ffi` module), so that
 //! `ffi::` in the rest of the crate always means this safe layer.
@@ -24,6 +25,7 @@ mod stmt;
 mod testing;
 mod value;
 mod vtab;
+mod watch;
 
 pub use conn::{Conn, libversion, randomness};
 pub use entry::sqlite3_task_init;
@@ -32,6 +34,7 @@ pub use host::{MIN_SQLITE_VERSION, MIN_SQLITE_VERSION_TEXT};
 pub use stmt::Stmt;
 pub use value::{Owned, Value, ValueRef};
 pub use vtab::{ColumnResult, Constraint, Cursor, IndexInfo, Table, register as register_table};
+pub use watch::Watch;
 
 #[cfg(test)]
 mod tests {

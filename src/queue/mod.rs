@@ -96,6 +96,7 @@ pub mod settings;
 pub mod stats;
 pub mod tree;
 pub mod txn;
+pub mod wait;
 pub mod worker;
 pub mod writeback;
 

@@ -68,6 +68,9 @@ const FUNCTIONS: &[Function] = &[
     function("task_tick", &[0, 1], WRITES, tick),
     function("task_prune", &[1], WRITES, prune),
     function("task_stats", &[0, 1], Flags::UTF8, stats),
+    // Blocks its caller until another connection commits: for top-level
+    // calls only (in a trigger or view it would wait inside a statement).
+    function("task_wait", &[1], Flags::UTF8.direct_only(), wait),
     // Changes the connection, not the data: no trigger or view may call it.
     function(
         "task_busy_timeout",
@@ -244,6 +247,13 @@ fn prune(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     )))
 }
 
+fn wait(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    let ms = arg(args, 0, "timeout_ms").integer()?;
+    let ms = model::check_range("timeout_ms", ms, 0, queue::wait::MAX_WAIT_MS)?;
+    q.ensure_ready()?;
+    queue::wait::wait(q, ms).map(|changed| Out::Int(i64::from(changed)))
+}
+
 fn stats(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let o = options::Stats::parse(options_at(args, 0)?)?;
     q.ensure_ready()?;
@@ -282,6 +292,7 @@ fn claim_args(worker: &str, o: options::Claim) -> ClaimArgs<'_> {
         queues: o.queue,
         lease_ms: o.lease.unwrap_or(model::DEFAULT_LEASE_MS),
         now: o.now,
+        wait_ms: o.wait,
     }
 }
 
@@ -402,6 +413,7 @@ fn complete_next(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         queues: o.queue,
         lease_ms: o.lease.unwrap_or(model::DEFAULT_LEASE_MS),
         now: o.now,
+        wait_ms: None,
     };
     q.ensure_ready()?;
     Ok(match bulk::complete_next(q, id, result, &w, &next)? {

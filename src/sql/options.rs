@@ -262,6 +262,7 @@ options! {
         queue: QueueNames,
         lease: Int,
         now: Int,
+        wait: Int,
     }
 
     /// `task_progress`.

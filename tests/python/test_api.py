@@ -358,6 +358,7 @@ ARITIES = {
     "task_tick": [0, 1],
     "task_prune": [1],
     "task_stats": [0, 1],
+    "task_wait": [1],
 }
 WRONG_ARITIES = [
     (name, n) for name, ok in ARITIES.items() for n in range(5) if n not in ok
@@ -793,7 +794,7 @@ CLAIM_BAD = [
     (("w1", '{"now": '), "options are not valid JSON: EOF while parsing a value at line 1 column 8"),
     (("w1", "[]"), not_an_object("an array")),
     (("w1", '"w1"'), not_an_object("a string")),
-    (("w1", '{"priority": 1}'), 'unknown option "priority" (expected one of: queue, lease, now)'),
+    (("w1", '{"priority": 1}'), 'unknown option "priority" (expected one of: queue, lease, now, wait)'),
     (("w1", '{"queue": ""}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
     (("w1", '{"queue": []}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
     (("w1", '{"queue": [1]}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
@@ -1133,7 +1134,7 @@ CLAIM_BATCH_BAD = [
     (("w1", 1, 5), "options must be text or NULL, got an integer"),
     (("w1", 1, "[]"), not_an_object("an array")),
     (("w1", 1, '{"now": '), "options are not valid JSON: EOF while parsing a value at line 1 column 8"),
-    (("w1", 1, '{"limit": 1}'), 'unknown option "limit" (expected one of: queue, lease, now)'),
+    (("w1", 1, '{"limit": 1}'), 'unknown option "limit" (expected one of: queue, lease, now, wait)'),
     (("w1", 1, '{"queue": []}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
     (("w1", 1, '{"queue": ["a", 1]}'), 'option "queue" must be a queue name or a non-empty array of queue names'),
     (("w1", 1, '{"lease": 0}'), f"lease must be between 1 and {MAX_LEASE}, got 0"),

@@ -61,6 +61,7 @@ EXPECTED_FUNCTIONS = [
     ("task_tick", 1, 0),
     ("task_unschedule", 1, 0),
     ("task_version", 0, INNOCUOUS | DETERMINISTIC),
+    ("task_wait", 1, DIRECTONLY),
 ]
 
 # Functions that write (or create the storage): never deterministic, never innocuous.
@@ -71,6 +72,10 @@ SIDE_EFFECTS = {
     "task_schedule", "task_schedule_pause", "task_schedule_resume", "task_unschedule", "task_tick",
     "task_prune",
 }
+
+# Blocks its caller until another connection commits: never deterministic or
+# innocuous, and DIRECTONLY (a trigger or view would wait inside a statement).
+WAITS = {"task_wait"}
 
 # Public and read-only, but reading the whole storage: not innocuous (a
 # view over it is refused with trusted_schema = OFF), never deterministic.
@@ -102,7 +107,7 @@ def test_function_list(raw_db):
 @needs_flags
 def test_flags_match_what_each_function_does(raw_db):
     for name, _, flags in functions(raw_db):
-        if name in SIDE_EFFECTS | READS:
+        if name in SIDE_EFFECTS | READS | WAITS:
             assert not flags & DETERMINISTIC, name
             assert not flags & INNOCUOUS, name
     assert {flags for name, _, flags in functions(raw_db) if name == "task_init"} == {DIRECTONLY}
@@ -112,16 +117,18 @@ def test_flags_match_what_each_function_does(raw_db):
         assert flags & DIRECTONLY, name
         assert not flags & DETERMINISTIC, name
         assert not flags & INNOCUOUS, name
-    # Of the public functions only task_init (schema changes) and
-    # task_busy_timeout (it changes the connection) are DIRECTONLY: triggers
-    # and views may call the others (docs/concurrency.md, "Triggers, ...").
+
+    # Of the public functions only task_init (schema changes),
+    # task_busy_timeout (it changes the connection) and task_wait (it blocks)
+    # are DIRECTONLY: triggers and views may call the others
+    # (docs/concurrency.md, "Triggers, ...").
     public_direct_only = {name for name, _, flags in functions(raw_db) if flags & DIRECTONLY and name not in INTERNAL}
-    assert public_direct_only == {"task_busy_timeout", "task_init"}
+    assert public_direct_only == {"task_busy_timeout", "task_init", "task_wait"}
 
 
 def test_every_function_is_classified(raw_db):
     assert sorted({name for name, _, _ in EXPECTED_FUNCTIONS}) == sorted(
-        SIDE_EFFECTS | READS | INTERNAL | {"task_version", "task_debug"}
+        SIDE_EFFECTS | READS | WAITS | INTERNAL | {"task_version", "task_debug"}
     )
     assert not SIDE_EFFECTS & INTERNAL and not READS & (SIDE_EFFECTS | INTERNAL)
 

@@ -11,12 +11,13 @@ pub use claimed::{Claimed, list_json};
 pub use plan::Hint;
 
 use super::Queue;
-use super::model::{MAX_BATCH, MAX_LEASE_MS, check_range, clock};
-use super::writeback;
+use super::model::{self, MAX_BATCH, MAX_LEASE_MS, check_range, clock};
+use super::{wait, writeback};
 use crate::error::{Error, Result};
 use plan::Plan;
 use sql::{ClaimNote, How};
 use std::cmp::Reverse;
+use std::time::{Duration, Instant};
 
 /// Which queues a claim takes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,17 +34,92 @@ pub struct ClaimArgs<'a> {
     pub queues: Queues,
     pub lease_ms: i64,
     pub now: Option<i64>,
+    /// A long poll: with nothing ready, wait up to this many ms for a task
+    /// (`wait.rs`).
+    pub wait_ms: Option<i64>,
 }
 
 /// Claims up to `limit` ready tasks for `worker` (all from one queue), in
-/// claim order.
+/// claim order; with `wait_ms`, waits for one when none is ready.
 pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
     if a.worker.is_empty() {
         return Err(Error::new("worker must not be empty"));
     }
     let limit = check_range("limit", limit, 1, MAX_BATCH)?;
     let lease = check_range("lease", a.lease_ms, 1, MAX_LEASE_MS)?;
-    let now = clock(a.now)?;
+    let wait = a
+        .wait_ms
+        .map(|w| check_range("wait", w, 0, wait::MAX_WAIT_MS))
+        .transpose()?
+        .unwrap_or(0);
+    if wait > 0 {
+        wait::check_waitable(q, "task_claim with wait")?;
+    }
+    let claimed = claim_at(q, a, limit, lease, clock(a.now)?)?;
+    if !claimed.is_empty() || wait == 0 {
+        return Ok(claimed);
+    }
+    // The long poll: sleep until another connection commits, or until a
+    // delayed task, an expired lease or a schedule falls due (with the
+    // system clock), then claim again; until the wait is over.
+    let deadline = Instant::now() + Duration::from_millis(wait as u64);
+    let mut waiter = wait::Waiter::new(q)?;
+    loop {
+        let mut wake = deadline;
+        if a.now.is_none() {
+            let now = model::now_ms();
+            if let Some(due) = next_due(q, &a.queues, now)? {
+                let ms = due.saturating_sub(now).clamp(0, wait);
+                wake = wake.min(Instant::now() + Duration::from_millis(ms as u64));
+            }
+        }
+        waiter.wait_until(q, wake)?;
+        let claimed = claim_at(q, a, limit, lease, clock(a.now)?)?;
+        if !claimed.is_empty() || Instant::now() >= deadline {
+            return Ok(claimed);
+        }
+    }
+}
+
+// When something may become claimable without a commit: the earliest
+// run_at of a delayed task (of the queue, when one is named), lease expiry
+// and schedule occurrence after now.
+const NEXT_DUE_SQL: &str = "\
+SELECT (SELECT min(run_at) FROM main.task_store
+         WHERE status = 'queued' AND run_at > ?1 AND (?2 IS NULL OR +queue = ?2)),
+       (SELECT min(lease_until) FROM main.task_store WHERE status = 'running'),
+       (SELECT min(next_at) FROM main.task_schedule_store
+         WHERE paused = 0 AND next_at IS NOT NULL)";
+
+fn next_due(q: &Queue, queues: &Queues, now: i64) -> Result<Option<i64>> {
+    let mut st = q.prepare(NEXT_DUE_SQL)?;
+    st.bind_i64(1, now)?;
+    match queues {
+        Queues::One(name) => st.bind_text(2, name)?,
+        _ => st.bind_null(2)?,
+    }
+    if !st.step()? {
+        return Ok(None);
+    }
+    Ok([
+        st.column_opt_i64(0),
+        st.column_opt_i64(1),
+        st.column_opt_i64(2),
+    ]
+    .into_iter()
+    .flatten()
+    .min())
+}
+
+/// One claim at `now`: the plan, the UPDATE, and again after a reap or a
+/// stale hint.
+fn claim_at(
+    q: &Queue,
+    a: &ClaimArgs<'_>,
+    limit: i64,
+    lease: i64,
+    now: i64,
+) -> Result<Vec<Claimed>> {
     // Reaping an exhausted expired task consumes a round; bound the rounds
     // so a pathological storage cannot spin forever.
     for _ in 0..1_000 {

@@ -1,0 +1,127 @@
+//! Waiting without polling: `task_wait(timeout_ms)` and the long-poll claim
+//! (`task_claim(worker, '{"wait": ms}')`).
+//!
+//! A wait sleeps until another connection or process commits, or until its
+//! deadline. What wakes it is a file-change notification on the database's
+//! `-wal` and main files (`ffi/watch.rs`, inotify on Linux); what confirms a
+//! commit is `PRAGMA data_version`, which changes when a connection other
+//! than this one has committed since the last read. Between notifications
+//! the waiter sleeps in the kernel; it looks again at least every
+//! [`SAFETY_NET_MS`] in case a notification was missed (a `-wal` file
+//! created or replaced after the watch was made). Where no watch can be
+//! made (not Linux, an in-memory database) it polls `data_version` every
+//! [`POLL_MS`].
+//!
+//! Refused inside a transaction (or a statement that reads the database):
+//! a read transaction is a snapshot, in which `data_version` never changes
+//! and which keeps the WAL from being checkpointed while it lasts; a write
+//! transaction would hold the write lock others need to commit. A wait at
+//! the top level holds nothing: each `data_version` read is a statement of
+//! its own.
+
+use super::Queue;
+use crate::error::{Error, Result};
+use crate::ffi::Watch;
+use std::time::{Duration, Instant};
+
+/// The longest sleep between two looks at `data_version` with a watch.
+pub const SAFETY_NET_MS: u64 = 250;
+/// The sleep between two looks without a watch.
+pub const POLL_MS: u64 = 5;
+/// The longest wait accepted: an hour.
+pub const MAX_WAIT_MS: i64 = 3_600_000;
+
+const DATA_VERSION_SQL: &str = "PRAGMA main.data_version";
+
+fn data_version(q: &Queue) -> Result<i64> {
+    let mut st = q.prepare(DATA_VERSION_SQL)?;
+    Ok(if st.step()? { st.column_i64(0) } else { 0 })
+}
+
+/// Refuses a wait where it could not see other connections' commits, or
+/// would keep them from committing.
+pub fn check_waitable(q: &Queue, what: &str) -> Result<()> {
+    if q.conn().txn_open() || !q.conn().autocommit() {
+        return Err(Error::new(format!(
+            "{what} cannot wait inside a transaction or a statement that reads the database: \
+             it would wait on a snapshot that cannot change; call it on its own"
+        )));
+    }
+    Ok(())
+}
+
+/// A wait in progress: the data_version it started from, and the watch.
+pub struct Waiter {
+    version: i64,
+    watch: Option<Watch>,
+}
+
+impl Waiter {
+    pub fn new(q: &Queue) -> Result<Waiter> {
+        Ok(Waiter {
+            version: data_version(q)?,
+            watch: Watch::new(&q.conn().commit_paths()),
+        })
+    }
+
+    /// Sleeps until another connection commits (true) or `until` (false).
+    pub fn wait_until(&mut self, q: &Queue, until: Instant) -> Result<bool> {
+        loop {
+            let v = data_version(q)?;
+            if v != self.version {
+                self.version = v;
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Ok(false);
+            }
+            let left = until - now;
+            match &self.watch {
+                Some(w) => {
+                    if w.wait(left.min(Duration::from_millis(SAFETY_NET_MS))) {
+                        // A write to the files: a commit is under way, and
+                        // becomes visible when its writer updates the WAL
+                        // index (shared memory, which raises no event), a
+                        // few µs after its last write. Let the writes end,
+                        // then look again shortly.
+                        w.quiet(Duration::from_micros(QUIET_US), Duration::from_millis(5));
+                        self.settle(q, until)?;
+                    }
+                }
+                None => std::thread::sleep(left.min(Duration::from_millis(POLL_MS))),
+            }
+        }
+    }
+}
+
+impl Waiter {
+    /// After a write was seen: looks at `data_version` every
+    /// [`SETTLE_STEP_US`] for up to [`SETTLE_US`] (or until `until`), and
+    /// returns as soon as it changed (the caller's next look sees it).
+    fn settle(&self, q: &Queue, until: Instant) -> Result<()> {
+        let end = (Instant::now() + Duration::from_micros(SETTLE_US)).min(until);
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_micros(SETTLE_STEP_US));
+            if data_version(q)? != self.version {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long after a write a waiter keeps looking for its commit, and how
+/// often: a commit's frames and its WAL-index update are microseconds
+/// apart (longer with synchronous=FULL, whose fsync comes between them).
+pub const SETTLE_US: u64 = 20_000;
+pub const SETTLE_STEP_US: u64 = 100;
+/// Writes this far apart belong to one commit still being written.
+pub const QUIET_US: u64 = 150;
+
+/// `task_wait`: true when another connection committed within `timeout_ms`.
+pub fn wait(q: &Queue, timeout_ms: i64) -> Result<bool> {
+    check_waitable(q, "task_wait")?;
+    let until = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
+    Waiter::new(q)?.wait_until(q, until)
+}
