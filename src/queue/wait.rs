@@ -40,12 +40,12 @@ fn data_version(q: &Queue) -> Result<i64> {
 
 /// Refuses a wait where it could not see other connections' commits, or
 /// would keep them from committing.
-pub fn check_waitable(q: &Queue, what: &str) -> Result<()> {
+pub fn check_waitable(q: &Queue) -> Result<()> {
     if q.conn().txn_open() || !q.conn().autocommit() {
-        return Err(Error::new(format!(
-            "{what} cannot wait inside a transaction or a statement that reads the database: \
-             it would wait on a snapshot that cannot change; call it on its own"
-        )));
+        return Err(Error::new(
+            "cannot wait inside a transaction or a statement that reads the database: \
+             it would wait on a snapshot that cannot change; call it on its own",
+        ));
     }
     Ok(())
 }
@@ -121,7 +121,7 @@ pub const QUIET_US: u64 = 150;
 
 /// `task_wait`: true when another connection committed within `timeout_ms`.
 pub fn wait(q: &Queue, timeout_ms: i64) -> Result<bool> {
-    check_waitable(q, "task_wait")?;
+    check_waitable(q)?;
     let until = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
     Waiter::new(q)?.wait_until(q, until)
 }

@@ -53,7 +53,7 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
         .transpose()?
         .unwrap_or(0);
     if wait > 0 {
-        wait::check_waitable(q, "task_claim with wait")?;
+        wait::check_waitable(q)?;
     }
     let claimed = claim_at(q, a, limit, lease, clock(a.now)?)?;
     if !claimed.is_empty() || wait == 0 {
