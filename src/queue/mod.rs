@@ -125,6 +125,9 @@ pub struct Queue {
     /// whether only a concurrency limit links them (flags 64, no workflow):
     /// their completion or failure skips the plain statement.
     linked: RefCell<Vec<(String, bool)>>,
+    /// The file watch of this connection's waits, made by the first one
+    /// (`wait.rs`).
+    watch: RefCell<Option<crate::ffi::Watch>>,
 }
 
 /// How many claimed workflow tasks a connection remembers.
@@ -138,6 +141,7 @@ impl Queue {
             hint: RefCell::new(claim::Hint::None),
             ready: Cell::new(false),
             linked: RefCell::new(Vec::new()),
+            watch: RefCell::new(None),
         })
     }
 

@@ -22,6 +22,7 @@
 use super::Queue;
 use crate::error::{Error, Result};
 use crate::ffi::Watch;
+
 use std::time::{Duration, Instant};
 
 /// The longest sleep between two looks at `data_version` with a watch.
@@ -50,18 +51,31 @@ pub fn check_waitable(q: &Queue) -> Result<()> {
     Ok(())
 }
 
-/// A wait in progress: the data_version it started from, and the watch.
+/// A wait in progress: the data_version it started from.
 pub struct Waiter {
     version: i64,
-    watch: Option<Watch>,
 }
 
 impl Waiter {
+    /// Starts a wait: reads data_version, and makes (once per connection)
+    /// or readies the watch.
     pub fn new(q: &Queue) -> Result<Waiter> {
-        Ok(Waiter {
-            version: data_version(q)?,
-            watch: Watch::new(&q.conn().commit_paths()),
-        })
+        let version = data_version(q)?;
+        let paths = q.conn().commit_paths();
+        let mut watch = q.watch.borrow_mut();
+        // Made again if a file it could not watch (the -wal, before the
+        // first write in WAL mode) has appeared since.
+        let existing = paths
+            .iter()
+            .filter(|p| std::path::Path::new(p).exists())
+            .count();
+        if watch.as_ref().is_none_or(|w| w.watching() < existing) {
+            *watch = Watch::new(&paths);
+        }
+        if let Some(w) = watch.as_ref() {
+            w.drain();
+        }
+        Ok(Waiter { version })
     }
 
     /// Sleeps until another connection commits (true) or `until` (false).
@@ -77,19 +91,29 @@ impl Waiter {
                 return Ok(false);
             }
             let left = until - now;
-            match &self.watch {
-                Some(w) => {
-                    if w.wait(left.min(Duration::from_millis(SAFETY_NET_MS))) {
-                        // A write to the files: a commit is under way, and
-                        // becomes visible when its writer updates the WAL
-                        // index (shared memory, which raises no event), a
-                        // few µs after its last write. Let the writes end,
-                        // then look again shortly.
-                        w.quiet(Duration::from_micros(QUIET_US), Duration::from_millis(5));
-                        self.settle(q, until)?;
+            let seen = {
+                let watch = q.watch.borrow();
+                match watch.as_ref() {
+                    Some(w) => {
+                        let seen = w.wait(left.min(Duration::from_millis(SAFETY_NET_MS)));
+                        if seen {
+                            // A write to the files: a commit is under way,
+                            // and becomes visible when its writer updates
+                            // the WAL index (shared memory, which raises no
+                            // event), a few µs after its last write. Let the
+                            // writes end, then look again shortly.
+                            w.quiet(Duration::from_micros(QUIET_US), Duration::from_millis(5));
+                        }
+                        seen
+                    }
+                    None => {
+                        std::thread::sleep(left.min(Duration::from_millis(POLL_MS)));
+                        false
                     }
                 }
-                None => std::thread::sleep(left.min(Duration::from_millis(POLL_MS))),
+            };
+            if seen {
+                self.settle(q, until)?;
             }
         }
     }

@@ -64,6 +64,8 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
     // system clock), then claim again; until the wait is over.
     let deadline = Instant::now() + Duration::from_millis(wait as u64);
     let mut waiter = wait::Waiter::new(q)?;
+    // A pass that claimed nothing and woke at once must not loop at once.
+    let mut last_pass = Instant::now();
     loop {
         let mut wake = deadline;
         if a.now.is_none() {
@@ -73,7 +75,12 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
                 wake = wake.min(Instant::now() + Duration::from_millis(ms as u64));
             }
         }
+        // Wake no sooner than a millisecond after the last pass: a due
+        // time that the claim cannot act on (a lease of a paused queue)
+        // costs a look a millisecond, not a spin.
+        wake = wake.max(last_pass + Duration::from_millis(1)).min(deadline);
         waiter.wait_until(q, wake)?;
+        last_pass = Instant::now();
         let claimed = claim_at(q, a, limit, lease, clock(a.now)?)?;
         if !claimed.is_empty() || Instant::now() >= deadline {
             return Ok(claimed);
@@ -82,14 +89,17 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
 }
 
 // When something may become claimable without a commit: the earliest
-// run_at of a delayed task (of the queue, when one is named), lease expiry
-// and schedule occurrence after now.
+// run_at of a delayed task, lease expiry (of the queue, when one is named)
+// and schedule occurrence after now. Strictly after: what is due already
+// and was not claimed (a paused queue's, another queue's) must not make
+// the wait spin.
 const NEXT_DUE_SQL: &str = "\
 SELECT (SELECT min(run_at) FROM main.task_store
          WHERE status = 'queued' AND run_at > ?1 AND (?2 IS NULL OR +queue = ?2)),
-       (SELECT min(lease_until) FROM main.task_store WHERE status = 'running'),
+       (SELECT min(lease_until) FROM main.task_store
+         WHERE status = 'running' AND lease_until > ?1 AND (?2 IS NULL OR +queue = ?2)),
        (SELECT min(next_at) FROM main.task_schedule_store
-         WHERE paused = 0 AND next_at IS NOT NULL)";
+         WHERE paused = 0 AND next_at IS NOT NULL AND next_at > ?1)";
 
 fn next_due(q: &Queue, queues: &Queues, now: i64) -> Result<Option<i64>> {
     let mut st = q.prepare(NEXT_DUE_SQL)?;
