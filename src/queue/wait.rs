@@ -26,7 +26,7 @@ use crate::ffi::Watch;
 use std::time::{Duration, Instant};
 
 /// The longest sleep between two looks at `data_version` with a watch.
-pub const SAFETY_NET_MS: u64 = 250;
+pub const SAFETY_NET_MS: u64 = 1_000;
 /// The sleep between two looks without a watch.
 pub const POLL_MS: u64 = 5;
 /// The longest wait accepted: an hour.

@@ -188,7 +188,7 @@ def timed(db, sql, *args):
 
 def checkpoint_truncate(db):
     """PRAGMA wal_checkpoint(TRUNCATE) without a busy handler. A waiter
-    reads data_version for a few µs every 250 ms; a checkpoint that lands
+    reads data_version for a few µs at least once a second; a checkpoint that lands
     in one is retried, up to 5 times, so only a lock held on and on fails."""
     for _ in range(5):
         result = rows(db, "PRAGMA wal_checkpoint(TRUNCATE)")[0]
