@@ -7,8 +7,9 @@
 #   effectum  effectum 0.7.0 in bench/peers/effectum, a separate cargo project (another rusqlite)
 #   chart     matplotlib in a venv under bench/target
 #
-# A full run writes bench/results.json, bench/results-detail.json, bench/results.txt and
-# bench/chart.png; a quick run writes the same files under bench/target/quick instead.
+# A full run writes bench/results.json, bench/results-detail.json, bench/results.txt,
+# bench/chart.png, then bench/fairness.{json,txt} (bench/fairness.py) and bench/wake.{json,txt}
+# (bench/wake.py); a quick run writes the same files under bench/target/quick instead.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -74,4 +75,13 @@ else
 fi
 TASK_EXT=$ROOT/dist/task0 "$T/venv/bin/python" bench/fairness.py "${FAIR_ARGS[@]}" \
   --out "$OUT/fairness.json" | tee "$OUT/fairness.txt"
+
+step "waits for a commit (bench/wake.py)"
+if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
+  WAKE_ARGS=(--samples 100 --longpoll 60 --idle-secs 2)
+else
+  WAKE_ARGS=(--samples 400 --longpoll 300 --idle-secs 5)
+fi
+TASK_EXT=$ROOT/dist/task0 "$T/venv/bin/python" bench/wake.py "${WAKE_ARGS[@]}" \
+  --out "$OUT/wake.json" | tee "$OUT/wake.txt"
 echo "bench: wrote ${OUT#"$ROOT"/}/results.json and ${OUT#"$ROOT"/}/chart.png" >&2
