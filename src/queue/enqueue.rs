@@ -56,7 +56,7 @@ pub struct Enqueued {
 
 /// What enqueueing a unique key that another task holds does.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum OnConflict {
+pub(crate) enum OnConflict {
     /// Return the holder's id; change nothing.
     Keep,
     /// Give a queued holder the new details and run_at; return its id.
@@ -103,6 +103,60 @@ struct Row<'a> {
     flags: i64,
 }
 
+/// Checks where a task goes: its queue (default `default`), priority
+/// (default 0) and `max_attempts` (`None`: the default). Shared with
+/// schedules, which check the tasks they will enqueue when registered.
+pub(crate) fn placement(
+    queue: Option<&str>,
+    priority: Option<i64>,
+    max_attempts: Option<i64>,
+) -> Result<(&str, i64, Option<i64>)> {
+    let queue = queue.unwrap_or(DEFAULT_QUEUE);
+    if queue.is_empty() {
+        return Err(Error::new("queue must not be empty"));
+    }
+    let (lo, hi) = PRIORITY_RANGE;
+    let priority = check_range("priority", priority.unwrap_or(0), lo, hi)?;
+    let max_attempts = max_attempts
+        .map(|m| check_range("max_attempts", m, 1, MAX_ATTEMPTS_LIMIT))
+        .transpose()?;
+    Ok((queue, priority, max_attempts))
+}
+
+/// Checks a unique key and its options: what a conflict does and whether a
+/// completed task still holds the key. `owner` names what has the key in
+/// the message ("a task", "a schedule"). Shared with schedules.
+pub(crate) fn unique_options(
+    unique_key: Option<&str>,
+    on_conflict: Option<&str>,
+    unique_scope: Option<&str>,
+    owner: &str,
+) -> Result<(Option<OnConflict>, Option<bool>)> {
+    if unique_key == Some("") {
+        return Err(Error::new("unique_key must not be empty"));
+    }
+    let conflict = choice(
+        "on_conflict",
+        on_conflict,
+        &[
+            ("keep", OnConflict::Keep),
+            ("replace", OnConflict::Replace),
+            ("error", OnConflict::Error),
+        ],
+    )?;
+    let through_completed = choice(
+        "unique_scope",
+        unique_scope,
+        &[("active", false), ("completed", true)],
+    )?;
+    if unique_key.is_none() && (conflict.is_some() || through_completed.is_some()) {
+        return Err(Error::new(format!(
+            "on_conflict and unique_scope apply to {owner} with a unique_key"
+        )));
+    }
+    Ok((conflict, through_completed))
+}
+
 /// Adds a task.
 pub fn enqueue(q: &Queue, t: &NewTask<'_>) -> Result<Enqueued> {
     if t.kind.is_empty() {
@@ -111,18 +165,8 @@ pub fn enqueue(q: &Queue, t: &NewTask<'_>) -> Result<Enqueued> {
     if let Some(d) = t.details {
         check_json("details", d)?;
     }
-    let queue = t.queue.unwrap_or(DEFAULT_QUEUE);
-    if queue.is_empty() {
-        return Err(Error::new("queue must not be empty"));
-    }
-    let (lo, hi) = PRIORITY_RANGE;
-    let priority = check_range("priority", t.priority.unwrap_or(0), lo, hi)?;
-    let max_attempts = check_range(
-        "max_attempts",
-        t.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
-        1,
-        MAX_ATTEMPTS_LIMIT,
-    )?;
+    let (queue, priority, max_attempts) = placement(t.queue, t.priority, t.max_attempts)?;
+    let max_attempts = max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     let now = clock(t.now)?;
     let run_at = match (t.run_at, t.delay) {
         (Some(_), Some(_)) => return Err(Error::new("give run_at or delay, not both")),
@@ -136,28 +180,8 @@ pub fn enqueue(q: &Queue, t: &NewTask<'_>) -> Result<Enqueued> {
     };
     let parent = t.parent_id.map(|p| parse_id("parent_id", p)).transpose()?;
     let deps = dependencies(&t.depends_on, &id)?;
-    if t.unique_key == Some("") {
-        return Err(Error::new("unique_key must not be empty"));
-    }
-    let conflict = choice(
-        "on_conflict",
-        t.on_conflict,
-        &[
-            ("keep", OnConflict::Keep),
-            ("replace", OnConflict::Replace),
-            ("error", OnConflict::Error),
-        ],
-    )?;
-    let through_completed = choice(
-        "unique_scope",
-        t.unique_scope,
-        &[("active", false), ("completed", true)],
-    )?;
-    if t.unique_key.is_none() && (conflict.is_some() || through_completed.is_some()) {
-        return Err(Error::new(
-            "on_conflict and unique_scope apply to a task with a unique_key",
-        ));
-    }
+    let (conflict, through_completed) =
+        unique_options(t.unique_key, t.on_conflict, t.unique_scope, "a task")?;
     let tolerant = choice(
         "on_child_failure",
         t.on_child_failure,

@@ -26,12 +26,10 @@
 
 use super::Queue;
 use super::cron::Spec;
-use super::enqueue::{NewTask, choice, enqueue};
+use super::enqueue::{NewTask, choice, enqueue, placement, unique_options};
 use super::ids::new_id;
 use super::json::{check_json, push_int, push_opt_str};
-use super::model::{
-    DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT, MAX_TIME_MS, PRIORITY_RANGE, check_range, clock, quoted,
-};
+use super::model::{MAX_TIME_MS, check_range, clock, quoted};
 use super::txn::atomically;
 use crate::error::{Error, Result, code};
 
@@ -110,34 +108,8 @@ pub fn schedule(q: &Queue, s: &NewSchedule<'_>) -> Result<String> {
     if let Some(d) = s.details {
         check_json("details", d)?;
     }
-    let queue = s.queue.unwrap_or(DEFAULT_QUEUE);
-    if queue.is_empty() {
-        return Err(Error::new("queue must not be empty"));
-    }
-    let (lo, hi) = PRIORITY_RANGE;
-    let priority = check_range("priority", s.priority.unwrap_or(0), lo, hi)?;
-    let max_attempts = s
-        .max_attempts
-        .map(|m| check_range("max_attempts", m, 1, MAX_ATTEMPTS_LIMIT))
-        .transpose()?;
-    if s.unique_key == Some("") {
-        return Err(Error::new("unique_key must not be empty"));
-    }
-    choice(
-        "on_conflict",
-        s.on_conflict,
-        &[("keep", ()), ("replace", ()), ("error", ())],
-    )?;
-    choice(
-        "unique_scope",
-        s.unique_scope,
-        &[("active", ()), ("completed", ())],
-    )?;
-    if s.unique_key.is_none() && (s.on_conflict.is_some() || s.unique_scope.is_some()) {
-        return Err(Error::new(
-            "on_conflict and unique_scope apply to a schedule with a unique_key",
-        ));
-    }
+    let (queue, priority, max_attempts) = placement(s.queue, s.priority, s.max_attempts)?;
+    unique_options(s.unique_key, s.on_conflict, s.unique_scope, "a schedule")?;
     let catch_up = choice(
         "catch_up",
         s.catch_up,
