@@ -96,6 +96,14 @@ pub fn push_opt_str(out: &mut String, s: Option<&str>) {
     }
 }
 
+/// Appends `v` in decimal, or `null`.
+pub fn push_opt_int(out: &mut String, v: Option<i64>) {
+    match v {
+        Some(n) => push_int(out, n),
+        None => out.push_str("null"),
+    }
+}
+
 /// Appends `v` in decimal, without going through `fmt`.
 pub fn push_int(out: &mut String, v: i64) {
     let mut buf = [0u8; 20];

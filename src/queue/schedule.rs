@@ -28,7 +28,7 @@ use super::Queue;
 use super::cron::Spec;
 use super::enqueue::{NewTask, choice, enqueue, placement, unique_options};
 use super::ids::new_id;
-use super::json::{check_json, push_int, push_opt_str};
+use super::json::{check_json, push_opt_int, push_opt_str};
 use super::model::{MAX_TIME_MS, check_range, clock, quoted};
 use super::txn::atomically;
 use crate::error::{Error, Result, code};
@@ -256,10 +256,7 @@ pub fn read(q: &Queue, name: &str) -> Result<String> {
         out.push('"');
         out.push_str(key);
         out.push_str("\":");
-        match v {
-            Some(n) => push_int(out, n),
-            None => out.push_str("null"),
-        }
+        push_opt_int(out, v);
         out.push(',');
     };
     text(&mut out, "name", st.column_text(0));

@@ -4,7 +4,7 @@
 //! holds for the next claim on every connection and in every process.
 
 use super::Queue;
-use super::json::{push_int, push_str};
+use super::json::{push_opt_int, push_str};
 use super::model::{check_range, clock};
 use super::txn::atomically;
 use crate::error::{Error, Result};
@@ -133,10 +133,7 @@ fn read(q: &Queue, name: &str) -> Result<String> {
         out.push_str(",\"");
         out.push_str(key);
         out.push_str("\":");
-        match v {
-            Some(n) => push_int(&mut out, n),
-            None => out.push_str("null"),
-        }
+        push_opt_int(&mut out, v);
     }
     out.push_str(",\"retention\":");
     if keep == Retain::default() {
@@ -157,10 +154,7 @@ fn read(q: &Queue, name: &str) -> Result<String> {
             out.push('"');
             out.push_str(key);
             out.push_str("\":");
-            match v {
-                Some(n) => push_int(&mut out, n),
-                None => out.push_str("null"),
-            }
+            push_opt_int(&mut out, v);
         }
         out.push('}');
     }

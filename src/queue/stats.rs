@@ -19,7 +19,7 @@
 //! choice is the user's: stats for ~8% of the cycle.
 
 use super::Queue;
-use super::json::{push_int, push_str};
+use super::json::{push_int, push_opt_int, push_str};
 use super::model::clock;
 use crate::error::Result;
 use std::collections::BTreeMap;
@@ -301,10 +301,6 @@ fn write(
     schedules: (i64, i64, Option<i64>),
 ) -> String {
     let mut out = String::with_capacity(128 + 512 * queues.len());
-    let opt = |out: &mut String, v: Option<i64>| match v {
-        Some(n) => push_int(out, n),
-        None => out.push_str("null"),
-    };
     out.push_str("{\"now\":");
     push_int(&mut out, now);
     out.push_str(",\"index_completed\":");
@@ -319,7 +315,7 @@ fn write(
         out.push_str(",\"paused\":");
         out.push_str(if s.paused { "true" } else { "false" });
         out.push_str(",\"concurrency\":");
-        opt(&mut out, s.concurrency);
+        push_opt_int(&mut out, s.concurrency);
         for (key, v) in [
             ("queued", s.queued),
             ("ready", s.ready),
@@ -338,18 +334,18 @@ fn write(
             push_int(&mut out, v);
         }
         out.push_str(",\"oldest_ready_age_ms\":");
-        opt(&mut out, s.oldest_ready_at.map(|at| (now - at).max(0)));
+        push_opt_int(&mut out, s.oldest_ready_at.map(|at| (now - at).max(0)));
         out.push_str(",\"completed_last_minute\":");
-        opt(&mut out, s.completed_last_minute);
+        push_opt_int(&mut out, s.completed_last_minute);
         out.push_str(",\"completed_last_hour\":");
-        opt(&mut out, s.completed_last_hour);
+        push_opt_int(&mut out, s.completed_last_hour);
         out.push_str(",\"run_ms_avg\":");
         match s.run_ms_avg {
             Some(v) if v.is_finite() => out.push_str(&format!("{v:.1}")),
             _ => out.push_str("null"),
         }
         out.push_str(",\"run_ms_p95\":");
-        opt(&mut out, s.run_ms_p95);
+        push_opt_int(&mut out, s.run_ms_p95);
         out.push_str(",\"run_sample\":");
         push_int(&mut out, s.run_sample);
         out.push('}');
@@ -359,7 +355,7 @@ fn write(
     out.push_str(",\"paused\":");
     push_int(&mut out, schedules.1);
     out.push_str(",\"next_at\":");
-    opt(&mut out, schedules.2);
+    push_opt_int(&mut out, schedules.2);
     out.push_str("}}");
     out
 }
