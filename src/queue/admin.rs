@@ -3,6 +3,7 @@
 
 use super::Queue;
 use super::enqueue::unique_refusal;
+use super::events;
 use super::flow::{self, Finished, finished_note};
 use super::ids::parse_id;
 use super::model::{
@@ -13,9 +14,18 @@ use super::txn::atomically;
 use super::writeback;
 use crate::error::{Error, Result, code};
 
+/// The event of a cancel (by an operator: no error).
+macro_rules! cancelled_event {
+    ($returns:expr) => {
+        event!($returns, "queue", kind!(cancelled), "'cancelled'", "attempts", "worker", "NULL", "NULL")
+    };
+}
+
 const CANCEL_SQL: &str = concat!(
     "UPDATE main.task_store
-   SET status = 'cancelled', lease_until = NULL, completed_at = ?2, updated_at = ?2
+   SET status = 'cancelled', lease_until = NULL, completed_at = ?2, updated_at = ",
+    cancelled_event!("?2"),
+    "
  WHERE id = +?1 AND ",
     unfinished!(),
     " AND ",
@@ -28,9 +38,13 @@ const CANCEL_LINKED_SQL: &str = concat!(
        flags = ",
     flags_ended!(),
     ",
-       updated_at = task__note(?2, ",
-    finished_note!("'cancelled'"),
-    ")
+       updated_at = ",
+    cancelled_event!(concat!(
+        "task__note(?2, ",
+        finished_note!("'cancelled'"),
+        ")"
+    )),
+    "
  WHERE id = +?1 AND ",
     unfinished!()
 );
@@ -73,12 +87,15 @@ pub fn cancel(q: &Queue, id: &str, now: Option<i64>) -> Result<()> {
     })
 }
 
-const RETRY_SQL: &str = "\
-UPDATE main.task_store
+const RETRY_SQL: &str = concat!(
+    "UPDATE main.task_store
    SET status = 'queued', attempts = 0, progress = 0, run_at = ?2, worker = NULL,
-       lease_until = NULL, started_at = NULL, completed_at = NULL, updated_at = ?2
+       lease_until = NULL, started_at = NULL, completed_at = NULL, updated_at = ",
+    event!("?2", "queue", kind!(retried), "'queued'", "0", "NULL", "NULL", "0"),
+    "
  WHERE id = +?1 AND (status = 'failed' OR status = 'cancelled')
-   AND parent_id IS NULL AND children = 0 AND unique_key IS NULL AND flags & 9 = 0";
+   AND parent_id IS NULL AND children = 0 AND unique_key IS NULL AND flags & 9 = 0"
+);
 
 /// Puts a failed or cancelled task back in its queue with a fresh budget of
 /// attempts. Its last error is kept until it runs again. A task with
@@ -118,12 +135,25 @@ pub struct Reschedule {
     pub now: Option<i64>,
 }
 
-const RESCHEDULE_SQL: &str = "\
-UPDATE main.task_store
+// The event is kept by the rule of the queue the task moves to.
+const RESCHEDULE_SQL: &str = concat!(
+    "UPDATE main.task_store
    SET queue = coalesce(?2, queue), priority = coalesce(?3, priority),
        run_at = coalesce(?4, run_at), max_attempts = coalesce(?5, max_attempts),
-       updated_at = ?6
- WHERE id = +?1 AND (status = 'queued' OR status = 'blocked') AND (?5 IS NULL OR ?5 > attempts)";
+       updated_at = ",
+    event!(
+        "?6",
+        "coalesce(?2, queue)",
+        kind!(updated),
+        "status",
+        "attempts",
+        "NULL",
+        "NULL",
+        "NULL"
+    ),
+    "
+ WHERE id = +?1 AND (status = 'queued' OR status = 'blocked') AND (?5 IS NULL OR ?5 > attempts)"
+);
 
 /// Changes the queue, priority, run_at or max_attempts of a task that has
 /// not started: queued, or blocked by its dependencies.
@@ -188,7 +218,7 @@ macro_rules! subtree {
     };
 }
 
-const SUBTREE_SQL: &str = concat!(subtree!(), "SELECT seq, status, parent_id FROM sub");
+const SUBTREE_SQL: &str = concat!(subtree!(), "SELECT seq, status, parent_id, id FROM sub");
 
 const BLOCKER_SQL: &str = concat!(
     subtree!(),
@@ -217,24 +247,34 @@ const UNCOUNT_DEPENDENT_SQL: &str =
 const UNLINK_SQL: &str = "DELETE FROM main.task_deps WHERE task = +?1 OR dep = +?1";
 // A failed or cancelled dependency that goes no longer holds its blocked
 // dependents (a completed one was already counted done). DELETE takes no
-// clock, so their updated_at stays.
-const RELEASE_DEPENDENTS_SQL: &str = "\
-UPDATE main.task_store
+// clock, so their updated_at stays, and a released one's event is at its
+// updated_at.
+const RELEASE_DEPENDENTS_SQL: &str = concat!(
+    "UPDATE main.task_store
    SET waiting_for = max(waiting_for - 1, 0),
-       status = CASE WHEN waiting_for <= 1 THEN 'queued' ELSE 'blocked' END
- WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'";
+       status = CASE WHEN waiting_for <= 1 THEN 'queued' ELSE 'blocked' END,
+       updated_at = ",
+    released_event!("updated_at"),
+    "
+ WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'"
+);
 
 /// Deletes a finished task (by storage rowid) and its finished descendants,
 /// and the links to them (its parent's count of children, its
 /// dependencies' count of dependents). A task already gone (deleted with
 /// its parent) is not an error. Returns how many tasks went.
 pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
-    let mut st = q.prepare(DELETE_PLAIN_SQL)?;
-    st.bind_i64(1, seq)?;
-    st.finish()?;
-    drop(st);
-    if q.conn().changes() == 1 {
-        return Ok(1);
+    // With the log's index by task, the task's events go with it, in the
+    // same transaction: the path below.
+    let with_events = events::indexed(q)?;
+    if !with_events {
+        let mut st = q.prepare(DELETE_PLAIN_SQL)?;
+        st.bind_i64(1, seq)?;
+        st.finish()?;
+        drop(st);
+        if q.conn().changes() == 1 {
+            return Ok(1);
+        }
     }
     let mut st = q.prepare(BLOCKER_SQL)?;
     st.bind_i64(1, seq)?;
@@ -254,11 +294,13 @@ pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
     }
     drop(st);
     let mut doomed: Vec<(i64, Option<String>, bool)> = Vec::new();
+    let mut ids = Vec::new();
     let mut st = q.prepare(SUBTREE_SQL)?;
     st.bind_i64(1, seq)?;
     while st.step()? {
         let completed = st.column_text(1).as_deref() == Some(Status::Completed.as_str());
         doomed.push((st.column_i64(0), st.column_text(2), completed));
+        ids.push(st.column_text(3).unwrap_or_default());
     }
     drop(st);
     if doomed.is_empty() {
@@ -273,7 +315,7 @@ pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
             st.bind_text(1, parent)?;
             st.finish()?;
         }
-        for &(s, _, completed) in &doomed {
+        for (&(s, _, completed), id) in doomed.iter().zip(&ids) {
             if !completed {
                 let mut st = q.prepare(RELEASE_DEPENDENTS_SQL)?;
                 st.bind_i64(1, s)?;
@@ -298,6 +340,10 @@ pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
             let mut st = q.prepare(DELETE_ONE_SQL)?;
             st.bind_i64(1, s)?;
             st.finish()?;
+            drop(st);
+            if with_events {
+                events::forget(q, id)?;
+            }
         }
         Ok(doomed.len())
     })

@@ -13,6 +13,7 @@ use super::model::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_TIME_MS,
     PRIORITY_RANGE, Status, check_range, clock, flags, quoted,
 };
+use super::events;
 use super::txn::atomically;
 use crate::error::{Error, Result, code};
 
@@ -256,10 +257,24 @@ fn dependencies(given: &[String], id: &str) -> Result<Vec<String>> {
     Ok(deps)
 }
 
-const ENQUEUE_SQL: &str = "\
-INSERT INTO main.task_store
+// updated_at gets ?7 from the call that also writes the enqueued event.
+const ENQUEUE_SQL: &str = concat!(
+    "INSERT INTO main.task_store
   (id, queue, type, status, priority, max_attempts, run_at, created_at, updated_at, details)
-VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?7, ?8)";
+VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ",
+    event!(
+        "?7",
+        "?2",
+        kind!(enqueued),
+        "?1",
+        "'queued'",
+        "0",
+        "NULL",
+        "NULL",
+        "NULL"
+    ),
+    ", ?8)"
+);
 
 /// A task with neither parent, dependencies nor unique key: one INSERT.
 fn insert_plain(q: &Queue, r: &Row<'_>) -> Result<Enqueued> {
@@ -382,6 +397,7 @@ fn insert(
     drop(st);
     let Some(key) = r.unique_key else {
         finish_insert(outcome, &r.id)?;
+        events::enqueued(q, &r.id, r.queue, status, r.now)?;
         return Ok((
             Enqueued {
                 id: r.id.clone(),
@@ -405,6 +421,7 @@ fn insert(
         other => {
             finish_insert(other, &r.id)?;
             if conflict != OnConflict::Replace && conn.changes() == 1 {
+                events::enqueued(q, &r.id, r.queue, status, r.now)?;
                 return Ok((
                     Enqueued {
                         id: r.id.clone(),
@@ -419,6 +436,9 @@ fn insert(
                 Error::with_code(code::BUSY, "unique key changed concurrently; retry")
             })?;
             let fresh = conflict == OnConflict::Replace && id == r.id && !existed;
+            if fresh {
+                events::enqueued(q, &r.id, r.queue, status, r.now)?;
+            }
             Ok((Enqueued { id, seq }, fresh))
         }
     }

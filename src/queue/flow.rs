@@ -101,12 +101,15 @@ impl Note for ParentNote {
 // plainly, the status test matches `task_store_parked`, and SQLite 3.53
 // scans that index over every parked task instead (measured: 366 µs
 // against 8 µs to release one dependent among 9,900 blocked tasks).
-const RELEASE_SQL: &str = "\
-UPDATE main.task_store
+const RELEASE_SQL: &str = concat!(
+    "UPDATE main.task_store
    SET waiting_for = max(waiting_for - 1, 0),
        status = CASE WHEN waiting_for <= 1 THEN 'queued' ELSE 'blocked' END,
-       updated_at = ?2
- WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'";
+       updated_at = ",
+    released_event!("?2"),
+    "
+ WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'"
+);
 
 /// Ends the tasks `$where` selects as `$status` with error ?3 at ?2, as a
 /// consequence of another task's end: out of every workflow index (flags)
@@ -121,9 +124,26 @@ macro_rules! ended_by_another {
        flags = ",
             flags_ended!(),
             ",
-       updated_at = task__note(?2, ",
-            finished_note!($status),
-            ")
+       updated_at = ",
+            event!(
+                concat!("task__note(?2, ", finished_note!($status), ")"),
+                "queue",
+                concat!(
+                    "CASE ",
+                    $status,
+                    " WHEN 'failed' THEN ",
+                    kind!(failed),
+                    " ELSE ",
+                    kind!(cancelled),
+                    " END"
+                ),
+                $status,
+                "attempts",
+                "worker",
+                "?3",
+                "NULL"
+            ),
+            "
  WHERE ",
             $where
         )
@@ -155,9 +175,18 @@ const COMPLETE_PARENT_SQL: &str = concat!(
        flags = ",
     flags_completed!(),
     ",
-       updated_at = task__note(?2, ",
-    finished_note!("'completed'"),
-    ")
+       updated_at = ",
+    event!(
+        concat!("task__note(?2, ", finished_note!("'completed'"), ")"),
+        "queue",
+        kind!(completed),
+        "'completed'",
+        "attempts",
+        "worker",
+        "NULL",
+        "100"
+    ),
+    "
  WHERE seq = +?1 AND status = 'waiting' AND children_done >= children"
 );
 

@@ -52,6 +52,89 @@ macro_rules! unfinished {
     };
 }
 
+/// The event a write statement records for each row it changes (see
+/// `events.rs`): `task__event(<returns>, <level>, kind, id, status,
+/// attempt, worker, error, progress)` returns its first argument, so it
+/// wraps the value a column gets anyway (`updated_at`, or the
+/// `task__note(…)` that gives it), and the statement writes the event in
+/// the same statement as the transition. `$queue` names the task's queue:
+/// its `events` setting decides what is kept. The other arguments are SQL
+/// for the row's values *after* the write (an UPDATE's SET sees the old
+/// row, so a changed status is spelled as the statement's CASE).
+macro_rules! event {
+    ($returns:expr, $queue:expr, $kind:expr, $status:expr, $attempt:expr, $worker:expr,
+     $error:expr, $progress:expr) => {
+        event!($returns, $queue, $kind, "id", $status, $attempt, $worker, $error, $progress)
+    };
+    ($returns:expr, $queue:expr, $kind:expr, $id:expr, $status:expr, $attempt:expr,
+     $worker:expr, $error:expr, $progress:expr) => {
+        concat!(
+            "task__event(",
+            $returns,
+            ", (SELECT ev.events FROM main.task_queue_store AS ev WHERE ev.name = ",
+            $queue,
+            "), ",
+            $kind,
+            ", ",
+            $id,
+            ", ",
+            $status,
+            ", ",
+            $attempt,
+            ", ",
+            $worker,
+            ", ",
+            $error,
+            ", ",
+            $progress,
+            ")"
+        )
+    };
+}
+
+/// An event kind's code, as SQL (`events::Kind` has the same codes; a
+/// unit test compares them). 0: no event (a statement's CASE for a row
+/// that makes no transition); `reclaimed` is two events, the lease that
+/// expired and the new claim.
+macro_rules! kind {
+    (none) => { "0" };
+    (enqueued) => { "1" };
+    (claimed) => { "2" };
+    (progress) => { "3" };
+    (completed) => { "4" };
+    (failed) => { "5" };
+    (cancelled) => { "6" };
+    (retried) => { "7" };
+    (expired) => { "8" };
+    (released) => { "9" };
+    (waiting) => { "10" };
+    (updated) => { "11" };
+    (reclaimed) => { "12" };
+}
+
+/// The event of a blocked task that one of its dependencies no longer
+/// holds: released (queued) when it was the last, none otherwise.
+macro_rules! released_event {
+    ($returns:expr) => {
+        event!(
+            $returns,
+            "queue",
+            concat!(
+                "CASE WHEN waiting_for <= 1 THEN ",
+                kind!(released),
+                " ELSE ",
+                kind!(none),
+                " END"
+            ),
+            "'queued'",
+            "attempts",
+            "NULL",
+            "NULL",
+            "NULL"
+        )
+    };
+}
+
 /// `flags` for a task that has just failed or been cancelled: it leaves its
 /// parent's rollup index (16), gives up its unique key (32) and stops
 /// counting toward its queue's limit (64).
@@ -84,6 +167,7 @@ pub mod claim;
 pub mod cron;
 pub mod deps;
 pub mod enqueue;
+pub mod events;
 pub mod flow;
 pub mod ids;
 pub mod json;
@@ -187,12 +271,16 @@ impl Queue {
     }
 
     /// `task_init()`: creates or migrates the storage, and adds or drops
-    /// the optional index of completed tasks (`index_completed`).
-    pub fn init(&self, index_completed: Option<bool>) -> Result<i64> {
+    /// the optional indexes of completed tasks (`index_completed`) and of
+    /// the event log by task (`index_events`).
+    pub fn init(&self, index_completed: Option<bool>, index_events: Option<bool>) -> Result<i64> {
         let version = storage::init(&self.conn)?;
         self.ready.set(true);
         if let Some(on) = index_completed {
             storage::index_completed(&self.conn, on)?;
+        }
+        if let Some(on) = index_events {
+            storage::index_events(&self.conn, on)?;
         }
         Ok(version)
     }

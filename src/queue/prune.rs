@@ -20,6 +20,7 @@
 
 use super::Queue;
 use super::admin::delete;
+use super::events;
 use super::txn::atomically;
 use crate::error::Result;
 use std::time::Instant;
@@ -47,6 +48,8 @@ pub struct Pruned {
     pub longest_step_ms: f64,
     /// Where the last step ended (a seq).
     pub cursor: i64,
+    /// Events deleted by age (`events::prune_older`).
+    pub events: i64,
 }
 
 // The status and age test of every statement below; ?3, ?4, ?5 the
@@ -70,6 +73,17 @@ const DELETE_PLAIN_SQL: &str = concat!(
     prunable!(),
     " AND flags & 1 = 0 AND ",
     plain_task!()
+);
+
+// With the event log's index by task (`events::indexed`), the events of
+// the tasks DELETE_PLAIN_SQL is about to delete, first.
+const FORGET_PLAIN_SQL: &str = concat!(
+    "DELETE FROM main.task_event_store
+ WHERE task_id IN (SELECT id FROM main.task_store WHERE ",
+    prunable!(),
+    " AND flags & 1 = 0 AND ",
+    plain_task!(),
+    ")"
 );
 
 // The rest: roots of finished trees and tasks with links, deleted one at a
@@ -109,7 +123,13 @@ pub fn step(q: &Queue, c: &Cutoffs<'_>, from: i64, step: i64) -> Result<i64> {
         st.bind_opt_i64(5, c.cancelled)?;
         st.bind_opt_text(6, c.queue)
     };
+    let with_events = events::indexed(q)?;
     atomically(q, || {
+        if with_events {
+            let mut st = q.prepare(FORGET_PLAIN_SQL)?;
+            bind(&mut st)?;
+            st.finish()?;
+        }
         let mut st = q.prepare(DELETE_PLAIN_SQL)?;
         bind(&mut st)?;
         st.finish()?;
@@ -146,8 +166,10 @@ pub fn step(q: &Queue, c: &Cutoffs<'_>, from: i64, step: i64) -> Result<i64> {
     })
 }
 
-/// Walks the whole table once, a step at a time.
-pub fn prune(q: &Queue, c: &Cutoffs<'_>, step_rows: i64) -> Result<Pruned> {
+/// Walks the whole table once, a step at a time; then, with `events`, the
+/// event log from its oldest, deleting the events older than the oldest
+/// cutoff.
+pub fn prune(q: &Queue, c: &Cutoffs<'_>, step_rows: i64, events: bool) -> Result<Pruned> {
     let end = max_seq(q)?;
     let mut out = Pruned::default();
     let mut from = 0;
@@ -161,6 +183,21 @@ pub fn prune(q: &Queue, c: &Cutoffs<'_>, step_rows: i64) -> Result<Pruned> {
         out.steps += 1;
         from = from.saturating_add(step_rows);
         out.cursor = from.min(end);
+    }
+    // The event log by age: what is older than every cutoff given.
+    let oldest = [c.completed, c.failed, c.cancelled]
+        .into_iter()
+        .flatten()
+        .min();
+    if let (true, Some(oldest)) = (events, oldest) {
+        let t = Instant::now();
+        let (n, steps) = events::prune_older(q, oldest, step_rows)?;
+        out.events = n;
+        out.steps += steps;
+        let ms = t.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64;
+        if ms > out.longest_step_ms {
+            out.longest_step_ms = ms;
+        }
     }
     Ok(out)
 }

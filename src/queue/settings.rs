@@ -4,6 +4,7 @@
 //! holds for the next claim on every connection and in every process.
 
 use super::Queue;
+use super::events::Level;
 use super::json::{push_opt_int, push_str};
 use super::model::{check_range, clock};
 use super::txn::atomically;
@@ -29,16 +30,18 @@ pub struct Change {
     pub concurrency: Option<Option<i64>>,
     /// `Some(Retain::default())` removes the retention.
     pub retention: Option<Retain>,
+    /// Which events the queue's tasks record (`events.rs`).
+    pub events: Option<Level>,
     pub now: Option<i64>,
 }
 
 const UPSERT_SQL: &str = "\
 INSERT INTO main.task_queue_store
   (name, paused, concurrency, retain_completed, retain_failed, retain_cancelled,
-   created_at, updated_at)
-VALUES (?1, coalesce(?2, 0), ?3, ?7, ?8, ?9, ?4, ?4)
+   created_at, updated_at, events)
+VALUES (?1, coalesce(?2, 0), ?3, ?7, ?8, ?9, ?4, ?4, coalesce(?10, 0))
 ON CONFLICT (name) DO UPDATE
-   SET paused = coalesce(?2, paused),
+   SET paused = coalesce(?2, paused), events = coalesce(?10, events),
        concurrency = CASE WHEN ?5 THEN ?3 ELSE concurrency END,
        retain_completed = CASE WHEN ?6 THEN ?7 ELSE retain_completed END,
        retain_failed = CASE WHEN ?6 THEN ?8 ELSE retain_failed END,
@@ -54,7 +57,7 @@ UPDATE main.task_store SET flags = flags | 64
 
 const READ_SQL: &str = "\
 SELECT paused, concurrency, created_at, updated_at,
-       retain_completed, retain_failed, retain_cancelled
+       retain_completed, retain_failed, retain_cancelled, events
   FROM main.task_queue_store WHERE name = +?1";
 
 /// Applies `change` to queue `name` (creating its settings row if needed)
@@ -68,7 +71,11 @@ pub fn queue(q: &Queue, name: &str, change: &Change) -> Result<String> {
         other => other,
     };
     let now = clock(change.now)?;
-    if change.paused.is_some() || limit.is_some() || change.retention.is_some() {
+    let changes = change.paused.is_some()
+        || limit.is_some()
+        || change.retention.is_some()
+        || change.events.is_some();
+    if changes {
         atomically(q, || {
             let mut st = q.prepare(UPSERT_SQL)?;
             st.bind_text(1, name)?;
@@ -84,6 +91,7 @@ pub fn queue(q: &Queue, name: &str, change: &Change) -> Result<String> {
             st.bind_opt_i64(7, keep.completed)?;
             st.bind_opt_i64(8, keep.failed)?;
             st.bind_opt_i64(9, keep.cancelled)?;
+            st.bind_opt_i64(10, change.events.map(|l| l as i64))?;
             st.finish()?;
             drop(st);
             if let Some(Some(_)) = limit {
@@ -98,7 +106,8 @@ pub fn queue(q: &Queue, name: &str, change: &Change) -> Result<String> {
 }
 
 /// Queue `name`'s settings as JSON: `name`, `paused`, `concurrency` (null:
-/// no limit), `created_at` and `updated_at` (null: never set).
+/// no limit), `created_at` and `updated_at` (null: never set), `retention`,
+/// `events`.
 fn read(q: &Queue, name: &str) -> Result<String> {
     let mut st = q.prepare(READ_SQL)?;
     st.bind_text(1, name)?;
@@ -113,13 +122,14 @@ fn read(q: &Queue, name: &str) -> Result<String> {
                 failed: st.column_opt_i64(5),
                 cancelled: st.column_opt_i64(6),
             },
+            Level::from_code(st.column_i64(7)),
         ))
     } else {
         None
     };
     drop(st);
-    let (paused, concurrency, created, updated, keep) =
-        row.unwrap_or((false, None, None, None, Retain::default()));
+    let (paused, concurrency, created, updated, keep, events) =
+        row.unwrap_or((false, None, None, None, Retain::default(), Level::All));
     let mut out = String::with_capacity(96 + name.len());
     out.push_str("{\"name\":");
     push_str(&mut out, name);
@@ -158,6 +168,8 @@ fn read(q: &Queue, name: &str) -> Result<String> {
         }
         out.push('}');
     }
+    out.push_str(",\"events\":");
+    push_str(&mut out, events.as_str());
     out.push('}');
     Ok(out)
 }

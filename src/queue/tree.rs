@@ -73,21 +73,42 @@ fn rollup_at(q: &Queue, id: &str, seq: i64, children: i64, done: i64, depth: usi
 // A failed or cancelled task back to its queue: waiting if its own work
 // was done (a parent that failed with a child), blocked while a dependency
 // has not completed, queued otherwise.
-const RETRY_ONE_SQL: &str = "\
-UPDATE main.task_store
-   SET status = CASE
+macro_rules! retried_to {
+    () => {
+        "CASE
          WHEN flags & 8 THEN 'waiting'
          WHEN (SELECT count(*) FROM main.task_deps AS x JOIN main.task_store AS d ON d.seq = x.dep
                 WHERE x.task = task_store.seq AND d.status <> 'completed') > 0 THEN 'blocked'
-         ELSE 'queued' END,
+         ELSE 'queued' END"
+    };
+}
+
+const RETRY_ONE_SQL: &str = concat!(
+    "UPDATE main.task_store
+   SET status = ",
+    retried_to!(),
+    ",
        waiting_for = (SELECT count(*) FROM main.task_deps AS x
                         JOIN main.task_store AS d ON d.seq = x.dep
                        WHERE x.task = task_store.seq AND d.status <> 'completed'),
        attempts = 0, progress = 0, run_at = ?2, worker = NULL, lease_until = NULL,
-       started_at = NULL, completed_at = NULL, updated_at = ?2,
+       started_at = NULL, completed_at = NULL,
        flags = flags | CASE WHEN unique_key IS NOT NULL THEN 32 ELSE 0 END
-                     | CASE WHEN parent_id IS NOT NULL AND children > 0 THEN 16 ELSE 0 END
- WHERE seq = +?1 AND (status = 'failed' OR status = 'cancelled')";
+                     | CASE WHEN parent_id IS NOT NULL AND children > 0 THEN 16 ELSE 0 END,
+       updated_at = ",
+    event!(
+        "?2",
+        "queue",
+        kind!(retried),
+        retried_to!(),
+        "0",
+        "NULL",
+        "NULL",
+        "0"
+    ),
+    "
+ WHERE seq = +?1 AND (status = 'failed' OR status = 'cancelled')"
+);
 
 const ENDED_CHILDREN_SQL: &str = "\
 SELECT seq, id FROM main.task_store

@@ -50,10 +50,21 @@ macro_rules! progress_sql {
             $lease,
             $flags,
             "
-       updated_at = task__note(?2, attempts, coalesce(?5, lease_ms),
+       updated_at = ",
+            event!(
+                "task__note(?2, attempts, coalesce(?5, lease_ms),
                                CASE WHEN parent_id IS NULL THEN 0 ELSE
                                  (SELECT p.seq FROM main.task_store AS p
-                                   WHERE p.id = task_store.parent_id) END)
+                                   WHERE p.id = task_store.parent_id) END)",
+                "queue",
+                concat!("CASE WHEN ?3 IS NULL THEN ", kind!(none), " ELSE ", kind!(progress), " END"),
+                "'running'",
+                "attempts",
+                "worker",
+                "NULL",
+                "?3"
+            ),
+            "
  WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",
             $where
         )
@@ -202,10 +213,22 @@ pub fn progress(q: &Queue, id: &str, percent: Option<f64>, w: &WorkerArgs) -> Re
 
 // A plain task (no parent, children or dependents) completes in this one
 // statement. Any other comes to `complete_linked`.
+/// The event of a completion by the worker (`$status`: what it leaves).
+macro_rules! completed_event {
+    ($returns:expr) => {
+        completed_event!($returns, kind!(completed), "'completed'")
+    };
+    ($returns:expr, $kind:expr, $status:expr) => {
+        event!($returns, "queue", $kind, $status, "attempts", "worker", "NULL", "100")
+    };
+}
+
 const COMPLETE_SQL: &str = concat!(
     "UPDATE main.task_store
    SET status = 'completed', result = ?3, progress = 100, lease_until = NULL,
-       completed_at = ?2, updated_at = ?2
+       completed_at = ?2, updated_at = ",
+    completed_event!("?2"),
+    "
  WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4) AND ",
     plain_task!()
 );
@@ -213,11 +236,15 @@ const COMPLETE_SQL: &str = concat!(
 // A task with no workflow links that counts toward its queue's limit
 // (flags 64; claimed from a limited queue by this connection): completed in
 // one statement too, which gives the flag up.
-const COMPLETE_LIMITED_SQL: &str = "UPDATE main.task_store
+const COMPLETE_LIMITED_SQL: &str = concat!(
+    "UPDATE main.task_store
    SET status = 'completed', result = ?3, progress = 100, lease_until = NULL,
-       completed_at = ?2, updated_at = ?2, flags = flags & ~64
+       completed_at = ?2, flags = flags & ~64, updated_at = ",
+    completed_event!("?2"),
+    "
  WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)
-   AND parent_id IS NULL AND children = 0 AND dependents = 0 AND unique_key IS NULL";
+   AND parent_id IS NULL AND children = 0 AND dependents = 0 AND unique_key IS NULL"
+);
 
 // A task with unfinished children is not completed: its own work is done,
 // and it waits for them (`flow.rs` completes it with the last one).
@@ -238,9 +265,19 @@ const COMPLETE_LINKED_SQL: &str = concat!(
                     ELSE (",
     flags_completed!(),
     ") | 8 END,
-       updated_at = task__note(?2, ",
-    finished_note!(completes_to!()),
-    ")
+       updated_at = ",
+    completed_event!(
+        concat!("task__note(?2, ", finished_note!(completes_to!()), ")"),
+        concat!(
+            "CASE WHEN children_done < children THEN ",
+            kind!(waiting),
+            " ELSE ",
+            kind!(completed),
+            " END"
+        ),
+        completes_to!()
+    ),
+    "
  WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)"
 );
 
@@ -312,9 +349,18 @@ macro_rules! fail_sql {
        error = ?3, lease_until = NULL, progress = coalesce(?10, progress),",
             $flags,
             "
-       updated_at = task__note(?2, ",
-            $note,
-            ")
+       updated_at = ",
+            event!(
+                concat!("task__note(?2, ", $note, ")"),
+                "queue",
+                kind!(failed),
+                fails_to!(),
+                "attempts",
+                "worker",
+                "?3",
+                "coalesce(?10, progress)"
+            ),
+            "
  WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",
             $where
         )

@@ -83,6 +83,10 @@ const FUNCTIONS: &[Function] = &[
     // connection and returns the first. DIRECTONLY keeps it out of triggers
     // and views; calling it directly only fills a buffer nobody reads.
     function("task__note", &[-1], Flags::UTF8.direct_only(), note),
+    // Internal: the extension's write statements call it for each row they
+    // change, to write that row's event in the same statement
+    // (queue/events.rs). It returns its first argument.
+    function("task__event", &[9], Flags::UTF8.direct_only(), event),
 ];
 
 /// Registers every function on `conn`'s database, sharing `q`.
@@ -129,6 +133,7 @@ fn queue_settings(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         paused: o.paused,
         concurrency: o.concurrency,
         retention: o.retention,
+        events: o.events,
         now: o.now,
     };
     q.ensure_ready()?;
@@ -151,7 +156,7 @@ fn check(q: &Rc<Queue>, _: &[Value<'_>]) -> Result<Out> {
 
 fn init(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let o = options::Init::parse(options_at(args, 0)?)?;
-    q.init(o.index_completed).map(Out::Int)
+    q.init(o.index_completed, o.index_events).map(Out::Int)
 }
 
 fn schedule(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
@@ -239,11 +244,23 @@ fn prune(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         cancelled: cancelled.then_some(cutoff),
         queue: o.queue.as_deref(),
     };
+    // The event log is one for every queue: pruned by age with a prune of
+    // every queue and status, unless told otherwise.
+    let every = o.queue.is_none() && o.status == (true, true, true);
+    let events = match o.events {
+        Some(true) if o.queue.is_some() => {
+            return Err(Error::new(
+                "events are pruned for every queue at once; give events or queue, not both",
+            ));
+        }
+        Some(on) => on,
+        None => every,
+    };
     q.ensure_ready()?;
-    let p = queue::prune::prune(q, &c, step)?;
+    let p = queue::prune::prune(q, &c, step, events)?;
     Ok(Out::Text(format!(
-        "{{\"deleted\":{},\"steps\":{},\"longest_step_ms\":{:.3}}}",
-        p.deleted, p.steps, p.longest_step_ms
+        "{{\"deleted\":{},\"events\":{},\"steps\":{},\"longest_step_ms\":{:.3}}}",
+        p.deleted, p.events, p.steps, p.longest_step_ms
     )))
 }
 
@@ -451,6 +468,10 @@ fn retry(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let o = options::Clock::parse(options_at(args, 1)?)?;
     q.ensure_ready()?;
     queue::retry(q, id, o.now).map(|()| Out::Static(queue::Status::Queued.as_str()))
+}
+
+fn event(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
+    queue::events::from_sql(q, args).map(Out::Int)
 }
 
 fn note(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {

@@ -13,6 +13,7 @@
 use super::args::exact_whole;
 use crate::error::{Error, Result};
 use crate::queue::Queues;
+use crate::queue::events::Level;
 use crate::queue::settings::Retain;
 use serde_json::{Map, Value as J};
 
@@ -319,12 +320,14 @@ options! {
         paused: Flag,
         concurrency: IntOrNull,
         retention: Retention,
+        events: EventLevel,
         now: Int,
     }
 
     /// `task_init`.
     pub struct Init {
         index_completed: Flag,
+        index_events: Flag,
     }
 
     /// `task_schedule`: what each occurrence's task gets, then the
@@ -350,6 +353,7 @@ options! {
         status: Statuses,
         queue: Text,
         step: Int,
+        events: Flag,
         now: Int,
     }
 
@@ -406,6 +410,25 @@ impl Kind for Retention {
                 "a number of ms, an object of them by status, or null",
                 &other,
             )),
+        }
+    }
+}
+
+/// Which events a queue keeps: 'all', 'transitions' or 'off'.
+pub struct EventLevel;
+
+impl Kind for EventLevel {
+    type Out = Option<Level>;
+    fn read(key: &str, v: Option<J>) -> Result<Option<Level>> {
+        match v {
+            None | Some(J::Null) => Ok(None),
+            Some(J::String(s)) => Level::parse(&s).map(Some).ok_or_else(|| {
+                Error::new(format!(
+                    "option \"{key}\" must be 'all', 'transitions' or 'off', got {}",
+                    J::String(s)
+                ))
+            }),
+            Some(other) => Err(wrong_type(key, "'all', 'transitions' or 'off'", &other)),
         }
     }
 }

@@ -85,6 +85,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("005_operations.sql"),
         rebuilds: false,
     },
+    Migration {
+        sql: include_str!("006_events.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this build writes and expects.
@@ -141,6 +145,22 @@ const DONE_INDEX_OFF: &str = "DROP INDEX IF EXISTS main.task_store_done";
 /// Adds (`on`) or drops the index of completed tasks.
 pub fn index_completed(conn: &Rc<Conn>, on: bool) -> Result<()> {
     let mut st = conn.prepare_once(if on { DONE_INDEX_ON } else { DONE_INDEX_OFF })?;
+    st.finish()
+}
+
+// An index of the event log by task (`task_init('{"index_events": true}')`):
+// `SELECT … FROM task_events WHERE task_id = ?` reads a task's events
+// through it instead of scanning the log, and deleting a task deletes its
+// events with it (without the index they are left for task_prune's age
+// cutoff, and the task_events view no longer shows them). It costs every
+// event an index entry, in a page of its own: opt-in (BENCHMARKS.md).
+const EVENTS_INDEX_ON: &str = "CREATE INDEX IF NOT EXISTS main.task_event_store_task \
+     ON task_event_store(task_id)";
+const EVENTS_INDEX_OFF: &str = "DROP INDEX IF EXISTS main.task_event_store_task";
+
+/// Adds (`on`) or drops the index of the event log by task.
+pub fn index_events(conn: &Rc<Conn>, on: bool) -> Result<()> {
+    let mut st = conn.prepare_once(if on { EVENTS_INDEX_ON } else { EVENTS_INDEX_OFF })?;
     st.finish()
 }
 
@@ -261,6 +281,6 @@ mod tests {
                 assert!(stmt.contains(" main.task_"), "{stmt}");
             }
         }
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(SCHEMA_VERSION, 6);
     }
 }

@@ -179,7 +179,29 @@ macro_rules! claim_sql {
   attempts     = CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN attempts ELSE attempts + 1 END,
   updated_at   = ",
-            $note,
+            event!(
+                $note,
+                "queue",
+                concat!(
+                    "CASE WHEN status = 'queued' THEN ",
+                    kind!(claimed),
+                    " WHEN attempts >= max_attempts THEN ",
+                    kind!(expired),
+                    " ELSE ",
+                    kind!(reclaimed),
+                    " END"
+                ),
+                "CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN 'failed' ELSE 'running' END",
+                "CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN attempts ELSE attempts + 1 END",
+                "CASE WHEN status = 'running' AND attempts >= max_attempts
+                      THEN worker ELSE ?2 END",
+                "CASE WHEN status = 'running'
+                      THEN 'lease expired on attempt ' || attempts
+                           || ' (worker ' || ifnull(worker, '?') || ')' END",
+                "NULL"
+            ),
             "
 WHERE ",
             $where
@@ -469,9 +491,22 @@ pub const REAP_LINKED_SQL: &str = concat!(
        completed_at = ?1, lease_until = NULL, flags = ",
     flags_ended!(),
     ",
-       updated_at = task__note(?1, ",
-    crate::queue::flow::finished_note!("'failed'"),
-    ")
+       updated_at = ",
+    event!(
+        concat!(
+            "task__note(?1, ",
+            crate::queue::flow::finished_note!("'failed'"),
+            ")"
+        ),
+        "queue",
+        kind!(expired),
+        "'failed'",
+        "attempts",
+        "worker",
+        "'lease expired on attempt ' || attempts || ' (worker ' || ifnull(worker, '?') || ')'",
+        "NULL"
+    ),
+    "
  WHERE seq = +?2 AND status = 'running' AND lease_until <= +?1 AND attempts >= max_attempts"
 );
 
