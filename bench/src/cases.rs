@@ -780,6 +780,16 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
                     "cycle with index_completed on",
                     Setup::IndexCompleted,
                 ),
+                (
+                    "cycle_events_off",
+                    "cycle with the queue's events off",
+                    Setup::EventsOff,
+                ),
+                (
+                    "cycle_events_indexed",
+                    "cycle with index_events on",
+                    Setup::EventsIndexed,
+                ),
             ] {
                 let jobs: Vec<Job> = vec![(
                     s("sqlite-task"),

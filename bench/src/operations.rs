@@ -103,6 +103,11 @@ pub enum Setup {
     ScheduleAndRetention,
     /// `task_init('{"index_completed": true}')`: completions add an index entry.
     IndexCompleted,
+    /// `task_queue('default', '{"events": "off"}')`: the queue's tasks write no events.
+    EventsOff,
+    /// `task_init('{"index_events": true}')`: every event adds an entry to the log's index by
+    /// task.
+    EventsIndexed,
 }
 
 impl Setup {
@@ -142,6 +147,32 @@ impl Setup {
                 )?;
                 if n != 1 {
                     return Err("task_init made no task_store_done index".into());
+                }
+            }
+            Setup::EventsOff => {
+                let queue: String = q.c.query_row(
+                    r#"SELECT task_queue('default', '{"events": "off"}')"#,
+                    [],
+                    |r| r.get(0),
+                )?;
+                let queue: Json = serde_json::from_str(&queue)?;
+                if queue["events"] != json!("off") {
+                    return Err(format!("task_queue did not turn events off: {queue}").into());
+                }
+            }
+            Setup::EventsIndexed => {
+                q.c.query_row(
+                    r#"SELECT task_init('{"index_events": true}')"#,
+                    [],
+                    |_| Ok(()),
+                )?;
+                let n: i64 = q.c.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'task_event_store_task'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if n != 1 {
+                    return Err("task_init made no task_event_store_task index".into());
                 }
             }
         }

@@ -362,6 +362,23 @@ fn headline(rows: &[Row], plan: &Plan) -> Vec<(&'static str, Option<f64>, &'stat
             key_ratio(rows, ("cycle_ops", US), ("cycle_normal", "raw")),
             "≥ 1.0",
         ),
+        // The event log: the plain cycle writes two events (claimed, completed); the same cycle
+        // on a queue whose events are off, and with the log's index by task.
+        (
+            "cycle_events_off_vs_on",
+            key_ratio(rows, ("cycle_events_off", US), ("cycle_normal", US)),
+            "",
+        ),
+        (
+            "cycle_events_off_vs_raw",
+            key_ratio(rows, ("cycle_events_off", US), ("cycle_normal", "raw")),
+            "",
+        ),
+        (
+            "cycle_events_indexed_vs_cycle",
+            key_ratio(rows, ("cycle_events_indexed", US), ("cycle_normal", US)),
+            "",
+        ),
         (
             "cycle_indexed_vs_cycle",
             key_ratio(rows, ("cycle_indexed", US), ("cycle_normal", US)),

@@ -395,13 +395,16 @@ fn insert(
     st.bind_i64(13, waiting_for)?;
     let outcome = st.finish();
     drop(st);
+    // The rowid of the row inserted, read before its event is: that
+    // INSERT takes last_insert_rowid() over.
+    let seq = conn.last_insert_rowid();
     let Some(key) = r.unique_key else {
         finish_insert(outcome, &r.id)?;
         events::enqueued(q, &r.id, r.queue, status, r.now)?;
         return Ok((
             Enqueued {
                 id: r.id.clone(),
-                seq: conn.last_insert_rowid(),
+                seq,
             },
             true,
         ));
@@ -425,7 +428,7 @@ fn insert(
                 return Ok((
                     Enqueued {
                         id: r.id.clone(),
-                        seq: conn.last_insert_rowid(),
+                        seq,
                     },
                     true,
                 ));

@@ -70,7 +70,7 @@ const FUNCTIONS: &[Function] = &[
     function("task_stats", &[0, 1], Flags::UTF8, stats),
     // Blocks its caller until another connection commits: for top-level
     // calls only (in a trigger or view it would wait inside a statement).
-    function("task_wait", &[1], Flags::UTF8.direct_only(), wait),
+    function("task_wait", &[1, 2], Flags::UTF8.direct_only(), wait),
     // Changes the connection, not the data: no trigger or view may call it.
     function(
         "task_busy_timeout",
@@ -267,8 +267,13 @@ fn prune(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
 fn wait(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let ms = arg(args, 0, "timeout_ms").integer()?;
     let ms = model::check_range("timeout_ms", ms, 0, queue::wait::MAX_WAIT_MS)?;
+    let o = options::Wait::parse(options_at(args, 1)?)?;
+    let after = o
+        .after_seq
+        .map(|n| model::check_range("after_seq", n, 0, i64::MAX))
+        .transpose()?;
     q.ensure_ready()?;
-    queue::wait::wait(q, ms).map(|changed| Out::Int(i64::from(changed)))
+    queue::wait::wait(q, ms, after).map(|changed| Out::Int(i64::from(changed)))
 }
 
 fn stats(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {

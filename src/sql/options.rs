@@ -357,6 +357,11 @@ options! {
         now: Int,
     }
 
+    /// `task_wait`.
+    pub struct Wait {
+        after_seq: Int,
+    }
+
     /// `task_stats`.
     pub struct Stats {
         queue: Text,

@@ -48,7 +48,7 @@ def raw_db(tmp_path):
 def db(tmp_path):
     """The extension loaded and the storage created."""
     db = connect(tmp_path / "task.db")
-    assert one(db, "SELECT task_init()") == 5
+    assert one(db, "SELECT task_init()") == 6
     yield db
     db.close()
 
@@ -65,9 +65,13 @@ def one(db, sql, *args):
 
 
 def snapshot(db):
-    """Everything the queue stores (or the schema, before task_init)."""
+    """Everything the queue stores, its event log included (or the schema,
+    before task_init)."""
     if one(db, "SELECT count(*) FROM sqlite_master WHERE name = 'task_store'"):
-        return rows(db, "SELECT * FROM task_store ORDER BY seq")
+        tasks = rows(db, "SELECT * FROM task_store ORDER BY seq")
+        if one(db, "SELECT count(*) FROM sqlite_master WHERE name = 'task_event_store'"):
+            tasks.append(("events", rows(db, "SELECT * FROM task_event_store ORDER BY seq")))
+        return tasks
     return rows(db, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
 
 
