@@ -193,7 +193,6 @@ pub fn prune(q: &Queue, c: &Cutoffs<'_>, step_rows: i64, events: bool) -> Result
         let t = Instant::now();
         let (n, steps) = events::prune_older(q, oldest, step_rows)?;
         out.events = n;
-        out.steps += steps;
         let ms = t.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64;
         if ms > out.longest_step_ms {
             out.longest_step_ms = ms;

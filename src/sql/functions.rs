@@ -86,7 +86,7 @@ const FUNCTIONS: &[Function] = &[
     // Internal: the extension's write statements call it for each row they
     // change, to write that row's event in the same statement
     // (queue/events.rs). It returns its first argument.
-    function("task__event", &[9], Flags::UTF8.direct_only(), event),
+    function("task__event", &[-1], Flags::UTF8.direct_only(), event),
 ];
 
 /// Registers every function on `conn`'s database, sharing `q`.

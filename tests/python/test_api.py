@@ -99,7 +99,7 @@ def test_debug_reports_version_host_schema_and_build(db, raw_db):
 
 
 def test_init_creates_the_storage_and_is_idempotent(raw_db):
-    assert one(raw_db, "SELECT task_init()") == 5
+    assert one(raw_db, "SELECT task_init()") == 6
     names = [r[0] for r in rows(raw_db, "SELECT name FROM sqlite_master ORDER BY name")]
     assert names == [
         "sqlite_autoindex_task_meta_1",
@@ -124,7 +124,7 @@ def test_init_creates_the_storage_and_is_idempotent(raw_db):
     assert rows(raw_db, "SELECT key, value FROM task_meta") == [("schema_version", 5)]
     enqueue(raw_db, "job", id=ID1)
     before = snapshot(raw_db)
-    assert one(raw_db, "SELECT task_init()") == 5
+    assert one(raw_db, "SELECT task_init()") == 6
     assert snapshot(raw_db) == before
 
 
@@ -157,7 +157,7 @@ def test_the_storage_checks_status(db):
 
 def test_init_inside_a_transaction_rolls_back_with_it(raw_db):
     raw_db.execute("BEGIN")
-    assert one(raw_db, "SELECT task_init()") == 5
+    assert one(raw_db, "SELECT task_init()") == 6
     raw_db.execute("ROLLBACK")
     assert one(raw_db, "SELECT count(*) FROM sqlite_master") == 0
 
@@ -214,7 +214,7 @@ def test_a_version_1_storage_is_migrated_by_task_init(tmp_path):
     # Until task_init() runs, every verb says what to do.
     older = "the task storage is at schema version 1, this extension needs 5; run SELECT task_init() to migrate it"
     assert fails(db, "SELECT task_claim('w2', ?)", opts(now=5000), match=older) == "task_claim: " + older
-    assert one(db, "SELECT task_init()") == 5
+    assert one(db, "SELECT task_init()") == 6
     assert rows(db, "SELECT value FROM task_meta WHERE key = 'schema_version'") == [(5,)]
     assert rows(db, f"SELECT {cols} FROM task_store ORDER BY seq") == before
     partial = [r[0] for r in rows(db, "SELECT name FROM pragma_index_list('task_store') WHERE partial ORDER BY name")]
@@ -230,7 +230,7 @@ def test_a_version_1_storage_is_migrated_by_task_init(tmp_path):
     assert claim(db, "w2", now=5000)["id"] == ID1
     assert one(db, "SELECT task_complete(?, NULL, ?)", ID1, opts(now=6000)) == "completed"
     assert one(db, "SELECT count(*) FROM tasks WHERE status = 'completed'") == 2
-    assert one(db, "SELECT task_init()") == 5
+    assert one(db, "SELECT task_init()") == 6
 
 
 # The storage as schema version 2 created it (frozen), with a family made
@@ -268,7 +268,7 @@ def test_a_version_2_storage_is_rebuilt_by_task_init_keeping_rows_triggers_and_v
     db = connect(path)
     older = "the task storage is at schema version 2, this extension needs 5; run SELECT task_init() to migrate it"
     assert fails(db, "SELECT task_claim('w2', ?)", opts(now=5000), match=older) == "task_claim: " + older
-    assert one(db, "SELECT task_init()") == 5
+    assert one(db, "SELECT task_init()") == 6
     # Every row, rowid and id kept; the new columns at their defaults, but
     # for the children the version 2 family already had.
     assert rows(db, f"SELECT {cols} FROM task_store ORDER BY seq") == before
@@ -290,7 +290,7 @@ def test_a_version_2_storage_is_rebuilt_by_task_init_keeping_rows_triggers_and_v
     assert rows(db, "SELECT * FROM audit") == [(ID1, "running")]
     assert one(db, "SELECT count(*) FROM open_tasks") == 3
     assert one(db, "SELECT task_check()") == "ok"
-    assert one(db, "SELECT task_init()") == 5
+    assert one(db, "SELECT task_init()") == 6
 
 
 def test_a_storage_from_a_newer_release_is_refused(db, tmp_path):
@@ -1051,7 +1051,7 @@ def test_claim_batch_takes_tasks_in_claim_order_up_to_the_limit(db, limit, queue
 def test_a_batch_claims_what_as_many_single_claims_would(db, tmp_path):
     twin = connect(tmp_path / "twin.db")
     try:
-        assert one(twin, "SELECT task_init()") == 5
+        assert one(twin, "SELECT task_init()") == 6
         for conn in (db, twin):
             for i, (name, priority, run_at) in enumerate(ORDER_TASKS):
                 enqueue(conn, name, queue="q", priority=priority, run_at=run_at, id=f"0193a000-0000-7000-8000-{i:012d}", now=0)

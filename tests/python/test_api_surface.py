@@ -13,6 +13,7 @@ DIRECTONLY = 0x80000
 INNOCUOUS = 0x200000
 
 EXPECTED_FUNCTIONS = [
+    ("task__event", -1, DIRECTONLY),
     ("task__note", -1, DIRECTONLY),
     ("task_busy_timeout", 1, DIRECTONLY),
     ("task_cancel", 1, 0),
@@ -62,6 +63,7 @@ EXPECTED_FUNCTIONS = [
     ("task_unschedule", 1, 0),
     ("task_version", 0, INNOCUOUS | DETERMINISTIC),
     ("task_wait", 1, DIRECTONLY),
+    ("task_wait", 2, DIRECTONLY),
 ]
 
 # Functions that write (or create the storage): never deterministic, never innocuous.
@@ -84,7 +86,7 @@ READS = {"task_check", "task_stats"}
 # Not part of the API (the docs do not list them): the extension's own
 # statements call them. Never deterministic or innocuous, and DIRECTONLY so
 # that no trigger or view can call them.
-INTERNAL = {"task__note"}
+INTERNAL = {"task__note", "task__event"}
 
 needs_flags = pytest.mark.skipif(
     tuple(int(part) for part in apsw.sqlitelibversion().split(".")[:2]) < (3, 30),

@@ -37,6 +37,7 @@ PAGES = (
     "docs/reference/workflows.md",
     "docs/reference/queues.md",
     "docs/reference/operations.md",
+    "docs/reference/events.md",
 )
 STORAGE = "docs/storage.md"
 INDEX = "docs/README.md"

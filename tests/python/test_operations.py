@@ -793,13 +793,13 @@ def test_index_completed_is_added_and_dropped_by_task_init(db):
     def has_index():
         return one(db, "SELECT count(*) FROM sqlite_master WHERE name = 'task_store_done'")
     assert has_index() == 0
-    assert one(db, "SELECT task_init('{\"index_completed\": true}')") == 5
+    assert one(db, "SELECT task_init('{\"index_completed\": true}')") == 6
     assert has_index() == 1 and stats(db, now=0)["index_completed"] is True
-    assert one(db, "SELECT task_init()") == 5
+    assert one(db, "SELECT task_init()") == 6
     assert has_index() == 1, "task_init() without the option leaves the index as it is"
-    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 5
+    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 6
     assert has_index() == 0 and stats(db, now=0)["index_completed"] is False
-    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 5
+    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 6
 
 
 def test_completion_figures_with_the_index(db):
@@ -1026,7 +1026,7 @@ def test_task_stats_bad_inputs(busy, args, problem):
 
 
 @pytest.mark.parametrize("options, problem", [
-    ('{"x": 1}', 'unknown option "x" (expected one of: index_completed)'),
+    ('{"x": 1}', 'unknown option "x" (expected one of: index_completed, index_events)'),
     ('{"index_completed": 1}', 'option "index_completed" must be true or false, got a number'),
 ])
 def test_task_init_bad_inputs(busy, options, problem):

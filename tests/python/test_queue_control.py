@@ -388,7 +388,7 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
     db.close()
     db = connect(path)
     try:
-        assert one(db, "SELECT task_init()") == 5
+        assert one(db, "SELECT task_init()") == 6
         assert rows(db, "SELECT * FROM task_store ORDER BY seq") == before
         assert rows(db, "SELECT name, queued, running FROM task_queues") == [("q", 2, 1)]
         assert one(db, "SELECT sql FROM sqlite_master WHERE name = 'task_store_unique'").endswith("flags & 96")

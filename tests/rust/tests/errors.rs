@@ -58,7 +58,7 @@ fn cases() -> Vec<(String, &'static str)> {
         ),
         c(
             r#"SELECT task_init('{"index": true}')"#,
-            "task_init: unknown option \"index\" (expected one of: index_completed)",
+            "task_init: unknown option \"index\" (expected one of: index_completed, index_events)",
         ),
         // types
         c(

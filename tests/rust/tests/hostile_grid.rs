@@ -91,6 +91,7 @@ fn result_types(name: &str) -> &'static [&'static str] {
         }
         "task_claim" | "task_complete_next" => &["text", "null"],
         "task__note" => &["integer", "text", "null"],
+        "task__event" => &["integer"],
         _ => &["text"],
     }
 }

@@ -212,6 +212,9 @@ fn a_version_4_storage_is_migrated_to_5_keeping_every_row() {
         SELECT task_enqueue('a', '{"x": 1}', '{"queue": "q", "now": 0}');
         SELECT task_claim('w', '{"queue": "q", "now": 1}');
         SELECT task_queue('q', '{"concurrency": 2}');
+        DROP VIEW task_events;
+        DROP TABLE task_event_store;
+        ALTER TABLE task_queue_store DROP COLUMN events;
         DROP VIEW task_schedules;
         DROP TABLE task_schedule_runs;
         DROP TABLE task_schedule_store;
@@ -234,11 +237,11 @@ fn a_version_4_storage_is_migrated_to_5_keeping_every_row() {
     let db = Connection::open(dir.0.join("queue.db")).unwrap();
     sqlite_task_tests::load(&db);
     assert!(err(&db, "SELECT task_claim('w')").contains("schema version 4"));
-    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 5);
+    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 6);
     assert_eq!(rows(&db), before);
     let q = call(&db, "SELECT task_queue('q')");
     assert!(q.contains(r#""concurrency":2"#), "{q}");
-    assert!(q.ends_with(r#""retention":null}"#), "{q}");
+    assert!(q.ends_with(r#""retention":null,"events":"all"}"#), "{q}");
     call(&db, "SELECT task_schedule('s', '@hourly', 't')");
     assert_eq!(call(&db, "SELECT task_check()"), "ok");
 }
