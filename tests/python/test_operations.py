@@ -485,7 +485,7 @@ def test_two_connections_ticking_the_same_times_create_each_occurrence_once(db, 
 def pruned(got):
     """(deleted, steps) of task_prune's result, whose timing is only checked
     to be a number of ms."""
-    assert set(got) == {"deleted", "steps", "longest_step_ms"}, got
+    assert set(got) == {"deleted", "events", "steps", "longest_step_ms"}, got
     assert isinstance(got["longest_step_ms"], (int, float)) and got["longest_step_ms"] >= 0
     return got["deleted"], got["steps"]
 
@@ -657,7 +657,7 @@ def test_prune_deletes_the_schedule_runs_older_than_its_cutoff(db):
 def test_task_queue_reports_and_keeps_retention(db):
     assert set_queue(db, "r", retention=HOUR, now=5) == {
         "name": "r", "paused": False, "concurrency": None, "created_at": 5, "updated_at": 5,
-        "retention": {"completed": HOUR, "failed": HOUR, "cancelled": HOUR}}
+        "retention": {"completed": HOUR, "failed": HOUR, "cancelled": HOUR}, "events": "all"}
     # Other settings leave it as it is.
     assert set_queue(db, "r", paused=True, now=6)["retention"] == {
         "completed": HOUR, "failed": HOUR, "cancelled": HOUR}
@@ -665,7 +665,7 @@ def test_task_queue_reports_and_keeps_retention(db):
         "completed": MIN, "failed": None, "cancelled": None}
     assert set_queue(db, "r", retention=None, now=8) == {
         "name": "r", "paused": True, "concurrency": None, "created_at": 5, "updated_at": 8,
-        "retention": None}
+        "retention": None, "events": "all"}
     assert json.loads(one(db, "SELECT task_queue('fresh')"))["retention"] is None
     assert rows(db, "SELECT retain_completed, retain_failed, retain_cancelled FROM task_queue_store"
                     " WHERE name = 'r'") == [(None, None, None)]
@@ -965,7 +965,7 @@ def test_task_tick_bad_inputs(busy, options, problem):
     refused(busy, "SELECT task_tick(?)", options, message=f"task_tick: {problem}")
 
 
-PRUNE_KEYS = "older_than, before, status, queue, step, now"
+PRUNE_KEYS = "older_than, before, status, queue, step, events, now"
 NEITHER = "give older_than (ms) or before (a time in ms): which finished tasks to delete"
 
 
@@ -1007,7 +1007,7 @@ def test_task_prune_needs_its_options_argument(busy):
     ('{"retention": {"done": 5}}', 'unknown status "done" in option "retention" (expected one of: cancelled, completed, failed)'),
     ('{"retention": "1h"}', 'option "retention" must be a number of ms, an object of them by status, or null, got a string'),
     ('{"retention": true}', 'option "retention" must be a number of ms, an object of them by status, or null, got a boolean'),
-    ('{"retain": 5}', 'unknown option "retain" (expected one of: paused, concurrency, retention, now)'),
+    ('{"retain": 5}', 'unknown option "retain" (expected one of: paused, concurrency, retention, events, now)'),
 ])
 def test_task_queue_retention_bad_inputs(busy, options, problem):
     refused(busy, "SELECT task_queue('r', ?)", options, message=f"task_queue: {problem}")

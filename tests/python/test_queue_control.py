@@ -203,7 +203,7 @@ def claim_batch(db, limit, worker="w1", **options):
 def test_a_queue_without_settings_reads_as_the_defaults_and_creates_nothing(db):
     before = snapshot(db)
     assert settings(db, "q") == {
-        "name": "q", "paused": False, "concurrency": None, "created_at": None, "updated_at": None, "retention": None,
+        "name": "q", "paused": False, "concurrency": None, "created_at": None, "updated_at": None, "retention": None, "events": "all",
     }
     assert snapshot(db) == before
     assert rows(db, "SELECT * FROM task_queue_store") == []
@@ -211,15 +211,15 @@ def test_a_queue_without_settings_reads_as_the_defaults_and_creates_nothing(db):
 
 def test_settings_are_created_changed_and_kept(db):
     assert settings(db, "q", paused=True, now=5) == {
-        "name": "q", "paused": True, "concurrency": None, "created_at": 5, "updated_at": 5, "retention": None,
+        "name": "q", "paused": True, "concurrency": None, "created_at": 5, "updated_at": 5, "retention": None, "events": "all",
     }
     assert settings(db, "q", concurrency=3, now=9) == {
-        "name": "q", "paused": True, "concurrency": 3, "created_at": 5, "updated_at": 9, "retention": None,
+        "name": "q", "paused": True, "concurrency": 3, "created_at": 5, "updated_at": 9, "retention": None, "events": "all",
     }
     # An option left out is kept; null removes the limit.
     assert settings(db, "q", paused=False, now=10)["concurrency"] == 3
     assert settings(db, "q", concurrency=None, now=11) == {
-        "name": "q", "paused": False, "concurrency": None, "created_at": 5, "updated_at": 11, "retention": None,
+        "name": "q", "paused": False, "concurrency": None, "created_at": 5, "updated_at": 11, "retention": None, "events": "all",
     }
     assert rows(db, "SELECT name, paused, concurrency FROM task_queue_store") == [("q", 0, None)]
 
@@ -232,7 +232,7 @@ def test_settings_are_created_changed_and_kept(db):
         ("SELECT task_queue('')", "name must not be empty"),
         ("SELECT task_queue('q', 'nope')", "options are not valid JSON"),
         ("SELECT task_queue('q', '[1]')", "options must be a JSON object, got an array"),
-        ("SELECT task_queue('q', '{\"pause\": true}')", 'unknown option "pause" (expected one of: paused, concurrency, retention, now)'),
+        ("SELECT task_queue('q', '{\"pause\": true}')", 'unknown option "pause" (expected one of: paused, concurrency, retention, events, now)'),
         ("SELECT task_queue('q', '{\"paused\": 1}')", 'option "paused" must be true or false, got a number'),
         ("SELECT task_queue('q', '{\"concurrency\": 0}')", "concurrency must be between 1 and 1000000, got 0"),
         ("SELECT task_queue('q', '{\"concurrency\": -2}')", "concurrency must be between 1 and 1000000, got -2"),
@@ -375,7 +375,9 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
     one(db, "SELECT task_init()")
     ids = fill(db, "q", 3)
     claim(db, queue="q", now=10)
-    # Version 3 is version 5 without the additions of 4 and 5.
+    # Version 3 is version 6 without the additions of 4, 5 and 6.
+    db.execute("DROP VIEW task_events")
+    db.execute("DROP TABLE task_event_store")
     db.execute("DROP VIEW task_schedules")
     db.execute("DROP TABLE task_schedule_runs")
     db.execute("DROP TABLE task_schedule_store")

@@ -122,7 +122,7 @@ fn bad_queue_settings_are_refused_and_change_nothing() {
         ),
         (
             "SELECT task_queue('q', '{\"rate\": 5}')",
-            "task_queue: unknown option \"rate\" (expected one of: paused, concurrency, retention, now)",
+            "task_queue: unknown option \"rate\" (expected one of: paused, concurrency, retention, events, now)",
         ),
         (
             "SELECT task_busy_timeout(-5)",
