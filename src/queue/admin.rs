@@ -17,7 +17,16 @@ use crate::error::{Error, Result, code};
 /// The event of a cancel (by an operator: no error).
 macro_rules! cancelled_event {
     ($returns:expr) => {
-        event!($returns, "queue", kind!(cancelled), "'cancelled'", "attempts", "worker", "NULL", "NULL")
+        event!(
+            $returns,
+            "queue",
+            kind!(cancelled),
+            "'cancelled'",
+            "attempts",
+            "worker",
+            "NULL",
+            "NULL"
+        )
     };
 }
 
@@ -91,7 +100,16 @@ const RETRY_SQL: &str = concat!(
     "UPDATE main.task_store
    SET status = 'queued', attempts = 0, progress = 0, run_at = ?2, worker = NULL,
        lease_until = NULL, started_at = NULL, completed_at = NULL, updated_at = ",
-    event!("?2", "queue", kind!(retried), "'queued'", "0", "NULL", "NULL", "0"),
+    event!(
+        "?2",
+        "queue",
+        kind!(retried),
+        "'queued'",
+        "0",
+        "NULL",
+        "NULL",
+        "0"
+    ),
     "
  WHERE id = +?1 AND (status = 'failed' OR status = 'cancelled')
    AND parent_id IS NULL AND children = 0 AND unique_key IS NULL AND flags & 9 = 0"

@@ -7,13 +7,13 @@
 //! with it: those run together (`txn::atomically`).
 
 use super::Queue;
+use super::events;
 use super::ids::{new_id, parse_id};
 use super::json::check_json;
 use super::model::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_TIME_MS,
     PRIORITY_RANGE, Status, check_range, clock, flags, quoted,
 };
-use super::events;
 use super::txn::atomically;
 use crate::error::{Error, Result, code};
 

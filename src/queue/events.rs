@@ -77,7 +77,10 @@ const RECLAIMED: i64 = 12;
 
 /// A status's stored code: its place in `Status::ALL`, from 1.
 pub fn status_code(s: Status) -> i64 {
-    Status::ALL.iter().position(|&x| x == s).map_or(0, |i| i as i64 + 1)
+    Status::ALL
+        .iter()
+        .position(|&x| x == s)
+        .map_or(0, |i| i as i64 + 1)
 }
 
 /// Which events a queue keeps (`task_queue_store.events`).
@@ -159,7 +162,18 @@ fn insert(q: &Queue, e: &Event<'_>) -> Result<()> {
 /// progress)`: records the event (unless kind 0 or the queue's level says
 /// not to) and returns `at`, the value of the column it wraps.
 pub fn from_sql(q: &Queue, args: &[Value<'_>]) -> Result<i64> {
-    let [at, level, kind, id, status, attempt, worker, error, progress] = args else {
+    let [
+        at,
+        level,
+        kind,
+        id,
+        status,
+        attempt,
+        worker,
+        error,
+        progress,
+    ] = args
+    else {
         return Err(Error::new("internal: task__event takes 9 arguments"));
     };
     let Value::Integer(at) = *at else {
@@ -286,7 +300,7 @@ pub fn prune_older(q: &Queue, cutoff: i64, step: i64) -> Result<(i64, i64)> {
         st.bind_i64(2, step)?;
         st.finish()?;
         drop(st);
-        let n = q.conn().changes() as i64;
+        let n = q.conn().changes();
         deleted += n;
         steps += 1;
         if n < step {

@@ -64,7 +64,9 @@ macro_rules! unfinished {
 macro_rules! event {
     ($returns:expr, $queue:expr, $kind:expr, $status:expr, $attempt:expr, $worker:expr,
      $error:expr, $progress:expr) => {
-        event!($returns, $queue, $kind, "id", $status, $attempt, $worker, $error, $progress)
+        event!(
+            $returns, $queue, $kind, "id", $status, $attempt, $worker, $error, $progress
+        )
     };
     ($returns:expr, $queue:expr, $kind:expr, $id:expr, $status:expr, $attempt:expr,
      $worker:expr, $error:expr, $progress:expr) => {
@@ -97,19 +99,45 @@ macro_rules! event {
 /// that makes no transition); `reclaimed` is two events, the lease that
 /// expired and the new claim.
 macro_rules! kind {
-    (none) => { "0" };
-    (enqueued) => { "1" };
-    (claimed) => { "2" };
-    (progress) => { "3" };
-    (completed) => { "4" };
-    (failed) => { "5" };
-    (cancelled) => { "6" };
-    (retried) => { "7" };
-    (expired) => { "8" };
-    (released) => { "9" };
-    (waiting) => { "10" };
-    (updated) => { "11" };
-    (reclaimed) => { "12" };
+    (none) => {
+        "0"
+    };
+    (enqueued) => {
+        "1"
+    };
+    (claimed) => {
+        "2"
+    };
+    (progress) => {
+        "3"
+    };
+    (completed) => {
+        "4"
+    };
+    (failed) => {
+        "5"
+    };
+    (cancelled) => {
+        "6"
+    };
+    (retried) => {
+        "7"
+    };
+    (expired) => {
+        "8"
+    };
+    (released) => {
+        "9"
+    };
+    (waiting) => {
+        "10"
+    };
+    (updated) => {
+        "11"
+    };
+    (reclaimed) => {
+        "12"
+    };
 }
 
 /// The event of a blocked task that one of its dependencies no longer

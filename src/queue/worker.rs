@@ -57,7 +57,13 @@ macro_rules! progress_sql {
                                  (SELECT p.seq FROM main.task_store AS p
                                    WHERE p.id = task_store.parent_id) END)",
                 "queue",
-                concat!("CASE WHEN ?3 IS NULL THEN ", kind!(none), " ELSE ", kind!(progress), " END"),
+                concat!(
+                    "CASE WHEN ?3 IS NULL THEN ",
+                    kind!(none),
+                    " ELSE ",
+                    kind!(progress),
+                    " END"
+                ),
                 "'running'",
                 "attempts",
                 "worker",
@@ -219,7 +225,9 @@ macro_rules! completed_event {
         completed_event!($returns, kind!(completed), "'completed'")
     };
     ($returns:expr, $kind:expr, $status:expr) => {
-        event!($returns, "queue", $kind, $status, "attempts", "worker", "NULL", "100")
+        event!(
+            $returns, "queue", $kind, $status, "attempts", "worker", "NULL", "100"
+        )
     };
 }
 

@@ -160,7 +160,11 @@ const EVENTS_INDEX_OFF: &str = "DROP INDEX IF EXISTS main.task_event_store_task"
 
 /// Adds (`on`) or drops the index of the event log by task.
 pub fn index_events(conn: &Rc<Conn>, on: bool) -> Result<()> {
-    let mut st = conn.prepare_once(if on { EVENTS_INDEX_ON } else { EVENTS_INDEX_OFF })?;
+    let mut st = conn.prepare_once(if on {
+        EVENTS_INDEX_ON
+    } else {
+        EVENTS_INDEX_OFF
+    })?;
     st.finish()
 }
 

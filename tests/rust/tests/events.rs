@@ -4,7 +4,17 @@
 //! every row. The lifecycle paths one by one: tests/python/test_events.py.
 
 use rusqlite::Connection;
-use sqlite_task_tests::{TempDir, call, file_db, one};
+use sqlite_task_tests::{TempDir, file_db, one};
+
+/// The text a one-value statement returns.
+fn call(db: &Connection, sql: &str) -> String {
+    one(db, sql)
+}
+
+/// Runs a one-row statement for what it does.
+fn run(db: &Connection, sql: &str) {
+    db.query_row(sql, [], |_| Ok(())).unwrap();
+}
 use std::collections::HashMap;
 
 /// (task_id, kind) of every event, in seq order, and whether seq grew by 1.
@@ -38,7 +48,7 @@ fn threads_leave_one_event_per_committed_transition() {
         let path = dir.0.clone();
         std::thread::spawn(move || {
             let db = file_db(&path);
-            call(&db, "SELECT task_busy_timeout(30000)");
+            run(&db, "SELECT task_busy_timeout(30000)");
             for i in 0..TASKS {
                 one::<String>(&db, &format!("SELECT task_enqueue('job', '{{\"n\":{i}}}')"));
             }
@@ -49,7 +59,7 @@ fn threads_leave_one_event_per_committed_transition() {
             let path = dir.0.clone();
             std::thread::spawn(move || {
                 let db = file_db(&path);
-                call(&db, "SELECT task_busy_timeout(30000)");
+                run(&db, "SELECT task_busy_timeout(30000)");
                 let mut done: HashMap<String, &str> = HashMap::new();
                 let mut idle = 0;
                 while idle < 200 {
@@ -67,9 +77,9 @@ fn threads_leave_one_event_per_committed_transition() {
                     // A third fail once and are retried; the others complete.
                     let n = v["details"]["n"].as_i64().unwrap();
                     if n % 3 == 0 && v["attempt"] == 1 {
-                        call(&db, &format!("SELECT task_fail('{id}', 'once')"));
+                        run(&db, &format!("SELECT task_fail('{id}', 'once')"));
                     } else {
-                        call(&db, &format!("SELECT task_complete('{id}', NULL)"));
+                        run(&db, &format!("SELECT task_complete('{id}', NULL)"));
                         done.insert(id, "completed");
                     }
                 }
@@ -138,7 +148,7 @@ fn a_version_5_storage_is_migrated_to_6_keeping_every_row() {
     // The log starts empty, and the running task's completion is its first event.
     assert_eq!(one::<i64>(&db, "SELECT count(*) FROM task_events"), 0);
     let id: String = one(&db, "SELECT id FROM tasks");
-    call(&db, &format!("SELECT task_complete('{id}', NULL)"));
+    run(&db, &format!("SELECT task_complete('{id}', NULL)"));
     let (events, _) = log(&db);
     assert_eq!(events, vec![(id, "completed".to_string())]);
     assert_eq!(call(&db, "SELECT task_check()"), "ok");
