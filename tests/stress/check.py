@@ -30,6 +30,13 @@ What counts as a violation (each has a category name in the summary):
   starved          a worker that got less than a fifth of the mean share (runs
                    without kills)
   integrity        PRAGMA integrity_check or task_check() not 'ok'
+  events           the event log disagrees with the committed transitions: seq not
+                   dense, a task whose events do not start with its enqueue, whose
+                   last event's status is not its status, whose claims are not
+                   attempts 1 … attempts once each, a logged claim or completion
+                   with no event (or another worker's), an event that does not
+                   follow from the one before (a claim of a task not queued, a
+                   completion of one not running, …), an event of no task
   dependency       a dependent claimed before a dependency completed: its claim
                    ended (claim_now + its call's ms) before the dependency's
                    completed_at (the clock of the call that completed it, which
@@ -156,7 +163,7 @@ TASK_DEFAULTS = {"queue": "default", "parent_id": None, "depends_on": None, "uni
 
 
 def analyse(worker_logs, producer_records, tasks, *, killed=(), producer_kills=(),
-            target=None, integrity="ok", task_check="ok", unique_snapshots=()):
+            target=None, integrity="ok", task_check="ok", unique_snapshots=(), events=None):
     """The verdict on one run. worker_logs: {worker: [record]};
     producer_records: [record] of every producer life; tasks: [dict] rows of
     task_store (id, type, status, attempts, max_attempts, worker, error,
@@ -165,7 +172,8 @@ def analyse(worker_logs, producer_records, tasks, *, killed=(), producer_kills=(
     flags, completed_at, progress); killed: names of the workers
     that were SIGKILLed; producer_kills: [(phase, batch, enqueued in it)];
     unique_snapshots: what the runner's live poll found (two unfinished
-    holders of one key)."""
+    holders of one key); events: [(seq, task_id, kind, status, attempt,
+    worker)] of the whole event log, or None to leave it unchecked."""
     tasks = [dict(TASK_DEFAULTS, **t) for t in tasks]
     a = Analysis(set(killed), list(producer_kills))
     for worker, records in worker_logs.items():
@@ -175,6 +183,8 @@ def analyse(worker_logs, producer_records, tasks, *, killed=(), producer_kills=(
     a.check_workflows(tasks, producer_records, unique_snapshots)
     a.check_batches(tasks, producer_records, target)
     a.check_limits(tasks)
+    if events is not None:
+        a.check_events(tasks, events)
     a.check_fairness()
     for name, value in (("integrity_check", integrity), ("task_check()", task_check)):
         if value != "ok":
@@ -310,6 +320,57 @@ class Analysis:
             self.check_outcome(t, claims)
         for tid in sorted(per_task)[:10]:
             self.r.bad("error", f"claimed task {tid} is not in the database")
+
+    # --- The event log --------------------------------------------------
+
+    # The status a task must have before an event of each kind (None: any
+    # unfinished one).
+    EVENT_FROM = {"claimed": ("queued",), "progress": ("running",), "waiting": ("running",),
+                  "completed": ("running", "waiting"), "expired": ("running",),
+                  "released": ("blocked",), "failed": None, "cancelled": None,
+                  "updated": ("queued", "blocked"), "retried": ("failed", "cancelled")}
+
+    def check_events(self, tasks, events):
+        """Every committed transition has exactly one event, and every event
+        is a committed transition (as far as the logs and the final rows
+        tell)."""
+        bad = lambda msg: self.r.bad("events", msg)  # noqa: E731
+        if [e[0] for e in events] != list(range(1, len(events) + 1)):
+            bad(f"seq is not 1 … {len(events)} without gaps")
+        of = defaultdict(list)
+        for e in events:
+            of[e[1]].append(e)
+        for tid in sorted(set(of) - {t["id"] for t in tasks})[:10]:
+            bad(f"events of {tid}, which is not in the database")
+        self.n["events"] = len(events)
+        for t in tasks:
+            mine = of.get(t["id"], [])
+            if not mine or mine[0][2] != "enqueued" or sum(e[2] == "enqueued" for e in mine) != 1:
+                bad(f"{t['id']}: its events do not begin with its one enqueue: "
+                    f"{[e[2] for e in mine[:3]]}")
+                continue
+            if mine[-1][3] != t["status"]:
+                bad(f"{t['id']} is {t['status']}, its last event says {mine[-1][3]}")
+            claims = [e[4] for e in mine if e[2] == "claimed"]
+            if claims != list(range(1, t["attempts"] + 1)):
+                bad(f"{t['id']}: claimed events of attempts {claims}, {t['attempts']} attempts")
+            status = None
+            for e in mine:
+                allowed = self.EVENT_FROM.get(e[2], ())
+                if status is not None and (
+                        (allowed is None and status in ("completed", "failed", "cancelled"))
+                        or (allowed is not None and status not in allowed)):
+                    bad(f"{t['id']}: {e[2]} (seq {e[0]}) of a task that was {status}")
+                    break
+                status = e[3]
+            by_attempt = {e[4]: e for e in mine if e[2] == "claimed"}
+            for a in self.claims_of.get(t["id"], ()):
+                e = by_attempt.get(a.attempt)
+                if e is None or e[5] != a.worker:
+                    bad(f"{t['id']} attempt {a.attempt}: claimed by {a.worker}, event {e}")
+                if a.end and a.end[3] == "completed" and not any(
+                        x[2] in ("completed", "waiting") and x[4] == a.attempt for x in mine):
+                    bad(f"{t['id']} attempt {a.attempt}: completed, no event")
 
     def check_holders(self, t, claims):
         """Consecutive logged attempts: the later claim must come after the
@@ -1103,6 +1164,36 @@ def selftest():
     )
     for expect, fn, kw in cases:
         mutate(expect, fn, **kw)
+    n, more = _events_self_test()
+    return len(cases) + n, failures + more
+
+
+def _events_self_test():
+    """The events rule on a one-task history (claimed by w1, completed),
+    clean and corrupted. Returns (corruptions tried, failures)."""
+    tid = "00000001-0000-7000-8000-0000000000e1"
+    logs = {"w1": [["C", tid, 1, 1000, 1300, 0, 0, 0, "plain", 1.0, "ok", 3, 1],
+                   ["E", tid, 1, "complete", 1100, 1101, "completed", 1.0]]}
+    tasks = [{"id": tid, "type": "ok", "status": "completed", "attempts": 1, "max_attempts": 3,
+              "worker": "w1", "error": None, "details": json.dumps({"b": 1, "n": 1, "i": 0})}]
+    events = [(1, tid, "enqueued", "queued", 0, None), (2, tid, "claimed", "running", 1, "w1"),
+              (3, tid, "completed", "completed", 1, "w1")]
+    failures = []
+    if "events" in analyse(logs, [], tasks, events=events).violations:
+        failures.append("clean event log flagged")
+    other = "00000002-0000-7000-8000-0000000000e2"
+    cases = {
+        "a claim with no event": events[:1] + [(2, tid, "completed", "completed", 1, "w1")],
+        "a completion with no event": events[:2],
+        "an event twice": events + [(4, tid, "completed", "completed", 1, "w1")],
+        "another worker's claim": [events[0], (2, tid, "claimed", "running", 1, "w9"), events[2]],
+        "a gap in seq": [events[0], events[1], (4,) + events[2][1:]],
+        "an event of no task": events + [(4, other, "enqueued", "queued", 0, None)],
+        "no enqueue first": events[1:],
+    }
+    for what, log in cases.items():
+        if "events" not in analyse(logs, [], tasks, events=log).violations:
+            failures.append(f"events not detected ({what})")
     return len(cases), failures
 
 

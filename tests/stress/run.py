@@ -468,6 +468,8 @@ class Run:
         deps = dict(db.execute("SELECT id, depends_on FROM tasks WHERE depends_on IS NOT NULL"))
         for t in tasks:
             t["depends_on"] = deps.get(t["id"])
+        events = db.execute("SELECT seq, task_id, kind, status, attempt, worker"
+                            " FROM task_events ORDER BY seq").fetchall()
         db.close()
         logs = {}
         for name in [n for n, _ in self.dead] + list(self.workers):
@@ -479,7 +481,7 @@ class Run:
         report = check.analyse(logs, prod, tasks, killed=self.killed,
                                producer_kills=self.producer_kills, target=self.sc.tasks,
                                integrity=integrity, task_check=task_check,
-                               unique_snapshots=self.unique_clashes)
+                               unique_snapshots=self.unique_clashes, events=events)
         for p in self.problems:
             report.bad("harness", p)
         f = report.figures
