@@ -34,7 +34,7 @@ pub use host::{MIN_SQLITE_VERSION, MIN_SQLITE_VERSION_TEXT};
 pub use stmt::Stmt;
 pub use value::{Owned, Value, ValueRef};
 pub use vtab::{ColumnResult, Constraint, Cursor, IndexInfo, Table, register as register_table};
-pub use watch::Watch;
+pub use watch::{Wake, Watch};
 
 #[cfg(test)]
 mod tests {

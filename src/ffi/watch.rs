@@ -18,6 +18,18 @@
 
 use std::time::Duration;
 
+/// How a [`Watch::wait`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// A watched file changed (the events are read and dropped).
+    Changed,
+    /// The timeout passed with no change.
+    Quiet,
+    /// A signal arrived: the caller returns, so that the host's handler
+    /// runs (Ctrl-C in Python, a SIGTERM handler).
+    Signal,
+}
+
 /// A watch on a few paths. Kept by its connection for all its waits:
 /// closing an inotify instance takes the kernel milliseconds (measured:
 /// 5–19 ms), which a wait per call would add to every wake.
@@ -53,9 +65,9 @@ impl Watch {
         }
     }
 
-    /// Sleeps until a watched file changes or `timeout` passes. Returns
-    /// whether something changed (the events are read and dropped).
-    pub fn wait(&self, timeout: Duration) -> bool {
+    /// Sleeps until a watched file changes, `timeout` passes or a signal
+    /// arrives.
+    pub fn wait(&self, timeout: Duration) -> Wake {
         let mut pfd = libc::pollfd {
             fd: self.fd,
             events: libc::POLLIN,
@@ -69,13 +81,16 @@ impl Watch {
         // stack, no signal mask; the buffer is ours and read with its length.
         unsafe {
             let n = libc::ppoll(&mut pfd, 1, &ts, std::ptr::null());
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                return Wake::Signal;
+            }
             if n <= 0 {
-                return false;
+                return Wake::Quiet;
             }
             let mut buf = [0u8; 4096];
             while libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) > 0 {}
         }
-        true
+        Wake::Changed
     }
 
     /// How many paths are watched.
@@ -85,15 +100,16 @@ impl Watch {
 
     /// Drops the events that came before now (this connection's own
     /// writes since its last wait).
-    pub fn drain(&self) {
-        self.wait(Duration::ZERO);
+    /// Drops the changes seen so far; returns whether there were any.
+    pub fn drain(&self) -> bool {
+        self.wait(Duration::ZERO) == Wake::Changed
     }
 
     /// After a change: sleeps until the files have been quiet for `gap`
     /// (the writer has written its last frame), at most `max`.
     pub fn quiet(&self, gap: Duration, max: Duration) {
         let end = std::time::Instant::now() + max;
-        while std::time::Instant::now() < end && self.wait(gap) {}
+        while std::time::Instant::now() < end && self.wait(gap) == Wake::Changed {}
     }
 }
 
@@ -113,9 +129,9 @@ impl Watch {
         None
     }
 
-    pub fn wait(&self, timeout: Duration) -> bool {
+    pub fn wait(&self, timeout: Duration) -> Wake {
         std::thread::sleep(timeout);
-        false
+        Wake::Quiet
     }
 
     pub fn quiet(&self, _gap: Duration, _max: Duration) {}
@@ -124,5 +140,7 @@ impl Watch {
         0
     }
 
-    pub fn drain(&self) {}
+    pub fn drain(&self) -> bool {
+        false
+    }
 }

@@ -282,6 +282,12 @@ const RELEASE_DEPENDENTS_SQL: &str = concat!(
 /// dependencies' count of dependents). A task already gone (deleted with
 /// its parent) is not an error. Returns how many tasks went.
 pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
+    delete_counting(q, seq).map(|(tasks, _)| tasks)
+}
+
+/// [`delete`], also returning how many events went with the tasks (with
+/// the log's index by task; none without it).
+pub fn delete_counting(q: &Queue, seq: i64) -> Result<(usize, i64)> {
     // With the log's index by task, the task's events go with it, in the
     // same transaction: the path below.
     let with_events = events::indexed(q)?;
@@ -291,7 +297,7 @@ pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
         st.finish()?;
         drop(st);
         if q.conn().changes() == 1 {
-            return Ok(1);
+            return Ok((1, 0));
         }
     }
     let mut st = q.prepare(BLOCKER_SQL)?;
@@ -322,9 +328,10 @@ pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
     }
     drop(st);
     if doomed.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
     atomically(q, || {
+        let mut events = 0;
         let seqs: Vec<i64> = doomed.iter().map(|(s, _, _)| *s).collect();
         // The root's parent stays: it has one child fewer (the others'
         // parents go with them).
@@ -360,9 +367,9 @@ pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
             st.finish()?;
             drop(st);
             if with_events {
-                events::forget(q, id)?;
+                events += events::forget(q, id)?;
             }
         }
-        Ok(doomed.len())
+        Ok((doomed.len(), events))
     })
 }

@@ -260,7 +260,10 @@ pub fn enqueued(q: &Queue, id: &str, queue: &str, status: Status, at: i64) -> Re
 
 const HAS_INDEX_SQL: &str = "SELECT 1 FROM main.sqlite_master \
      WHERE type = 'index' AND name = 'task_event_store_task'";
-const DELETE_OF_SQL: &str = "DELETE FROM main.task_event_store WHERE task_id = +?1";
+// Never the newest event, whose seq the next event follows (a deleted
+// task's newest event stays, and the view no longer shows it).
+const DELETE_OF_SQL: &str = "DELETE FROM main.task_event_store
+ WHERE task_id = +?1 AND seq < (SELECT max(seq) FROM main.task_event_store)";
 
 /// Whether the log has its index by task (`task_init('{"index_events":
 /// true}')`): then deleting a task deletes its events, one seek each.
@@ -272,11 +275,13 @@ pub fn indexed(q: &Queue) -> Result<bool> {
 }
 
 /// Deletes the events of the task `id` (through the index: call it only
-/// when [`indexed`]).
-pub fn forget(q: &Queue, id: &str) -> Result<()> {
+/// when [`indexed`]); returns how many went.
+pub fn forget(q: &Queue, id: &str) -> Result<i64> {
     let mut st = q.prepare(DELETE_OF_SQL)?;
     st.bind_text(1, id)?;
-    st.finish()
+    st.finish()?;
+    drop(st);
+    Ok(q.conn().changes())
 }
 
 // The oldest `?2` events, but never the newest (whose seq the next event

@@ -19,7 +19,7 @@
 //! go as well.
 
 use super::Queue;
-use super::admin::delete;
+use super::admin::delete_counting;
 use super::events;
 use super::txn::atomically;
 use crate::error::Result;
@@ -48,7 +48,8 @@ pub struct Pruned {
     pub longest_step_ms: f64,
     /// Where the last step ended (a seq).
     pub cursor: i64,
-    /// Events deleted by age (`events::prune_older`).
+    /// Events deleted: with their tasks (with the log's index by task) and
+    /// by age (`events::prune_older`).
     pub events: i64,
 }
 
@@ -79,7 +80,8 @@ const DELETE_PLAIN_SQL: &str = concat!(
 // the tasks DELETE_PLAIN_SQL is about to delete, first.
 const FORGET_PLAIN_SQL: &str = concat!(
     "DELETE FROM main.task_event_store
- WHERE task_id IN (SELECT id FROM main.task_store WHERE ",
+ WHERE seq < (SELECT max(seq) FROM main.task_event_store)
+   AND task_id IN (SELECT id FROM main.task_store WHERE ",
     prunable!(),
     " AND flags & 1 = 0 AND ",
     plain_task!(),
@@ -112,8 +114,9 @@ pub fn max_seq(q: &Queue) -> Result<i64> {
 }
 
 /// One step over the rowids after `from`, `step` of them: deletes what
-/// `c` selects there. Returns how many tasks went.
-pub fn step(q: &Queue, c: &Cutoffs<'_>, from: i64, step: i64) -> Result<i64> {
+/// `c` selects there. Returns how many tasks went, and how many of their
+/// events (with the log's index by task).
+pub fn step(q: &Queue, c: &Cutoffs<'_>, from: i64, step: i64) -> Result<(i64, i64)> {
     let to = from.saturating_add(step);
     let bind = |st: &mut crate::ffi::Stmt| -> Result<()> {
         st.bind_i64(1, from)?;
@@ -125,10 +128,13 @@ pub fn step(q: &Queue, c: &Cutoffs<'_>, from: i64, step: i64) -> Result<i64> {
     };
     let with_events = events::indexed(q)?;
     atomically(q, || {
+        let mut events = 0;
         if with_events {
             let mut st = q.prepare(FORGET_PLAIN_SQL)?;
             bind(&mut st)?;
             st.finish()?;
+            drop(st);
+            events = q.conn().changes();
         }
         let mut st = q.prepare(DELETE_PLAIN_SQL)?;
         bind(&mut st)?;
@@ -146,8 +152,11 @@ pub fn step(q: &Queue, c: &Cutoffs<'_>, from: i64, step: i64) -> Result<i64> {
             // Gone already (a descendant of one deleted before it), or
             // holding an unfinished descendant (a child added to it after
             // it finished, by hand): left for a later pass.
-            match delete(q, seq) {
-                Ok(n) => deleted += n as i64,
+            match delete_counting(q, seq) {
+                Ok((n, e)) => {
+                    deleted += n as i64;
+                    events += e;
+                }
                 Err(e) if e.code == crate::error::code::ERROR => {}
                 Err(e) => return Err(e),
             }
@@ -162,7 +171,7 @@ pub fn step(q: &Queue, c: &Cutoffs<'_>, from: i64, step: i64) -> Result<i64> {
             st.bind_i64(2, step)?;
             st.finish()?;
         }
-        Ok(deleted)
+        Ok((deleted, events))
     })
 }
 
@@ -175,7 +184,9 @@ pub fn prune(q: &Queue, c: &Cutoffs<'_>, step_rows: i64, events: bool) -> Result
     let mut from = 0;
     while from < end {
         let t = Instant::now();
-        out.deleted += step(q, c, from, step_rows)?;
+        let (tasks, events) = step(q, c, from, step_rows)?;
+        out.deleted += tasks;
+        out.events += events;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         if ms > out.longest_step_ms {
             out.longest_step_ms = ms;
@@ -192,7 +203,7 @@ pub fn prune(q: &Queue, c: &Cutoffs<'_>, step_rows: i64, events: bool) -> Result
     if let (true, Some(oldest)) = (events, oldest) {
         let t = Instant::now();
         let (n, steps) = events::prune_older(q, oldest, step_rows)?;
-        out.events = n;
+        out.events += n;
         let ms = t.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64;
         if ms > out.longest_step_ms {
             out.longest_step_ms = ms;
@@ -240,7 +251,7 @@ pub fn retention(q: &Queue, now: i64) -> Result<i64> {
             cancelled,
             queue: Some(&name),
         };
-        deleted += step(q, &c, from, DEFAULT_STEP)?;
+        deleted += step(q, &c, from, DEFAULT_STEP)?.0;
         let mut st = q.prepare(CURSOR_SQL)?;
         st.bind_text(1, &name)?;
         st.bind_i64(2, from.saturating_add(DEFAULT_STEP).min(end))?;

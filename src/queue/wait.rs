@@ -21,7 +21,7 @@
 
 use super::Queue;
 use crate::error::{Error, Result};
-use crate::ffi::Watch;
+use crate::ffi::{Wake, Watch};
 
 use std::time::{Duration, Instant};
 
@@ -54,13 +54,15 @@ pub fn check_waitable(q: &Queue) -> Result<()> {
 /// A wait in progress: the data_version it started from.
 pub struct Waiter {
     version: i64,
+    /// The files were written just before the wait began: a commit may be
+    /// about to become visible without another write to wake the watch.
+    recent: bool,
 }
 
 impl Waiter {
     /// Starts a wait: reads data_version, and makes (once per connection)
     /// or readies the watch.
     pub fn new(q: &Queue) -> Result<Waiter> {
-        let version = data_version(q)?;
         let paths = q.conn().commit_paths();
         let mut watch = q.watch.borrow_mut();
         // Made again if a file it could not watch (the -wal, before the
@@ -72,10 +74,13 @@ impl Waiter {
         if watch.as_ref().is_none_or(|w| w.watching() < existing) {
             *watch = Watch::new(&paths);
         }
-        if let Some(w) = watch.as_ref() {
-            w.drain();
-        }
-        Ok(Waiter { version })
+        // Drained before data_version is read: a commit whose writes were
+        // drained and that became visible after the read is looked for
+        // at once (`recent`), not at the next safety-net look.
+        let recent = watch.as_ref().is_some_and(Watch::drain);
+        drop(watch);
+        let version = data_version(q)?;
+        Ok(Waiter { version, recent })
     }
 
     /// Sleeps until another connection commits (true) or `until` (false).
@@ -90,12 +95,21 @@ impl Waiter {
             if now >= until {
                 return Ok(false);
             }
+            if std::mem::take(&mut self.recent) {
+                self.settle(q, until)?;
+                continue;
+            }
             let left = until - now;
             let seen = {
                 let watch = q.watch.borrow();
                 match watch.as_ref() {
                     Some(w) => {
-                        let seen = w.wait(left.min(Duration::from_millis(SAFETY_NET_MS)));
+                        let wake = w.wait(left.min(Duration::from_millis(SAFETY_NET_MS)));
+                        if wake == Wake::Signal {
+                            // Ends like a timeout: the host handles the signal.
+                            return Ok(false);
+                        }
+                        let seen = wake == Wake::Changed;
                         if seen {
                             // A write to the files: a commit is under way,
                             // and becomes visible when its writer updates
@@ -148,9 +162,14 @@ pub const SETTLE_STEP_US: u64 = 100;
 /// Writes this far apart belong to one commit still being written.
 pub const QUIET_US: u64 = 150;
 
-const NEWEST_EVENT_SQL: &str = "SELECT coalesce(max(seq), 0) FROM main.task_event_store";
+// The newest event the task_events view shows: not one of a deleted task,
+// which a follower reading the view never sees (else a cursor taken from
+// the view would wake a wait at once, for ever). Read from the end of the
+// log: one step back per such hidden event.
+const NEWEST_EVENT_SQL: &str =
+    "SELECT coalesce((SELECT seq FROM main.task_events ORDER BY seq DESC LIMIT 1), 0)";
 
-/// The seq of the newest event (0: none).
+/// The seq of the newest event shown (0: none).
 pub fn newest_event(q: &Queue) -> Result<i64> {
     let mut st = q.prepare(NEWEST_EVENT_SQL)?;
     Ok(if st.step()? { st.column_i64(0) } else { 0 })

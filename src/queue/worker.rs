@@ -366,7 +366,7 @@ macro_rules! fail_sql {
                 "attempts",
                 "worker",
                 "?3",
-                "coalesce(?10, progress)"
+                "?10"
             ),
             "
  WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",

@@ -91,6 +91,16 @@ impl<'a> Arg<'a> {
         }
     }
 
+    /// An integer, required; a real that is exactly a whole number is
+    /// taken as one, as the options accept `2.0`.
+    pub fn whole(self) -> Result<i64> {
+        match self.value {
+            Value::Integer(n) => Ok(n),
+            Value::Real(r) if let Some(i) = exact_whole(r) => Ok(i),
+            _ => Err(self.wrong("an integer")),
+        }
+    }
+
     /// An integer if set; a real that is exactly a whole number is taken
     /// as one, as the options accept `2.0`.
     pub fn opt_whole(self) -> Result<Option<i64>> {

@@ -265,7 +265,8 @@ fn prune(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
 }
 
 fn wait(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
-    let ms = arg(args, 0, "timeout_ms").integer()?;
+    // A whole real is taken (better-sqlite3 binds every JS number as one).
+    let ms = arg(args, 0, "timeout_ms").whole()?;
     let ms = model::check_range("timeout_ms", ms, 0, queue::wait::MAX_WAIT_MS)?;
     let o = options::Wait::parse(options_at(args, 1)?)?;
     let after = o

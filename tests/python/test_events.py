@@ -8,6 +8,7 @@ The error paths are proven to write no event by `fails` (its snapshot holds
 the event log).
 """
 
+import signal
 import threading
 import time
 
@@ -260,11 +261,14 @@ def test_deleted_tasks_leave_the_view_and_with_the_index_the_log(db):
     plan = rows(db, "EXPLAIN QUERY PLAN SELECT * FROM task_events WHERE task_id = ?", ID2)
     assert any("task_event_store_task" in r[-1] for r in plan), plan
     db.execute("DELETE FROM tasks WHERE id = ?", (ID2,))
-    assert one(db, "SELECT count(*) FROM task_event_store WHERE task_id = ?", ID2) == 0
+    # All but the newest event of the log, which the next seq follows.
+    newest = one(db, "SELECT max(seq) FROM task_event_store")
+    assert rows(db, "SELECT seq FROM task_event_store WHERE task_id = ?", ID2) == [(newest,)]
     # A prune of old tasks takes their events along with the index.
     enqueue(db, id=ID3, now=30)
     claim(db, now=31)
     one(db, "SELECT task_complete(?, '{}', ?)", ID3, opts(now=32))
+    enqueue(db, now=33)
     one(db, "SELECT task_prune(?)", opts(older_than=0, now=100, events=False))
     assert one(db, "SELECT count(*) FROM task_event_store WHERE task_id = ?", ID3) == 0
 
@@ -315,3 +319,64 @@ def test_events_are_plain_sql_without_the_extension(tmp_path, db):
     assert plain.execute("SELECT task_id, kind, status FROM task_events").fetchall() == [
         (ID1, "enqueued", "queued")]
     plain.close()
+
+
+def test_a_deleted_task_s_newest_event_stays_so_seq_only_grows(db):
+    one(db, "SELECT task_init(?)", opts(index_events=True))
+    enqueue(db, id=ID1, now=0)
+    enqueue(db, id=ID2, now=0)
+    one(db, "SELECT task_cancel(?, ?)", ID2, opts(now=1))
+    assert seqs(db) == [1, 2, 3]
+    out = one(db, "SELECT task_prune(?)", opts(older_than=0, now=10, events=False))
+    # ID2's enqueue went with it; its cancel is the newest event, kept.
+    assert '"deleted":1,"events":1' in out, out
+    assert rows(db, "SELECT seq FROM task_event_store ORDER BY seq") == [(1,), (3,)]
+    enqueue(db, id=ID3, now=20)
+    assert rows(db, "SELECT seq, task_id FROM task_events ORDER BY seq") == [(1, ID1), (4, ID3)]
+
+
+def test_after_seq_looks_at_the_events_the_view_shows(db):
+    enqueue(db, id=ID1, now=0)
+    enqueue(db, id=ID2, now=0)
+    one(db, "SELECT task_cancel(?, ?)", ID2, opts(now=1))
+    db.execute("DELETE FROM tasks WHERE id = ?", (ID2,))
+    shown = one(db, "SELECT max(seq) FROM task_events")
+    assert shown == 1 and one(db, "SELECT max(seq) FROM task_event_store") == 3
+    # The hidden events of the deleted task do not end the wait.
+    started = time.monotonic()
+    assert one(db, "SELECT task_wait(300, ?)", opts(after_seq=shown)) == 0
+    assert time.monotonic() - started >= 0.3
+
+
+def test_a_failure_s_event_has_only_the_progress_it_writes(db):
+    enqueue(db, id=ID1, now=0)
+    claim(db, now=1)
+    one(db, "SELECT task_progress(?, 30, ?)", ID1, opts(now=2))
+    one(db, "SELECT task_fail(?, 'x', ?)", ID1, opts(now=3))
+    # A report held by write-back is written by the failure, and is its event's.
+    claim(db, now=10_000_000)
+    one(db, "SELECT task_progress(?, 10, ?)", ID1, opts(now=10_000_001, writeback=60000))
+    one(db, "SELECT task_progress(?, 60, ?)", ID1, opts(now=10_000_002, writeback=60000))
+    one(db, "SELECT task_fail(?, 'y', ?)", ID1, opts(now=10_000_003))
+    assert [p for k, *_, p in story(db, ID1) if k == "failed"] == [None, 60]
+
+
+def test_a_signal_ends_a_wait_early_so_its_handler_runs(db):
+    caught = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: caught.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        started = time.monotonic()
+        assert one(db, "SELECT task_wait(20000)") == 0
+        took = time.monotonic() - started
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert caught == [1]
+    assert 0.25 <= took < 5, took
+
+
+def test_a_whole_real_timeout_is_taken(db):
+    # better-sqlite3 binds every JavaScript number as a real.
+    assert one(db, "SELECT task_wait(10.0)") == 0
+    fails(db, "SELECT task_wait(10.5)", match="timeout_ms must be an integer, got a real")
