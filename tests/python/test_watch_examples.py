@@ -5,11 +5,13 @@ It must print every event after its cursor, in seq order, as each is
 committed: the watcher waits with an hour's --timeout-ms, so a line that
 comes within DEADLINE came from a wake, not from a timeout. What it prints
 is compared with task_events itself. "Nothing more" is proven with a later
-event that must be the next line, never with a pause. An idle watcher's CPU
-time (user + system, from /proc) over IDLE seconds must stay under CPU_MS,
-a bound that a loop polling every few ms would break (it proves no spin,
-not a cost). tests/node/watch.test.js checks examples/node/watch.js the
-same way, with the same expected lines.
+event that must be the next line, never with a pause. Over IDLE seconds an
+idle watcher must use under CPU_MS of CPU time (user + system) and wake
+(leave the CPU, every thread counted) at most WAKES times, both read from
+/proc: task_wait's own look once a second makes 2 wakes, a loop polling
+every 100 ms makes 20 (the bounds prove that nothing polls, not a cost).
+tests/node/watch.test.js checks examples/node/watch.js the same way, with
+the same expected lines.
 """
 
 import json
@@ -47,11 +49,13 @@ class Watcher:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env)
         self.lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self):
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self.lines.put(line.rstrip("\n"))
         self.lines.put(None)  # end of output
 
     def take(self, n):
@@ -90,6 +94,8 @@ class Watcher:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.reader.join()
+        self.proc.stderr.close()
 
 
 @pytest.fixture
