@@ -241,7 +241,7 @@ const LINES = [
   `seq=1 00:00:01.000 enqueued  default/resize ${ID1} status=queued attempt=0`,
   `seq=2 00:00:02.000 claimed   default/resize ${ID1} status=running attempt=1 worker=w1`,
   `seq=3 00:00:02.500 progress  default/resize ${ID1} status=running attempt=1 worker=w1 progress=40.5`,
-  `seq=4 00:00:03.000 failed    default/resize ${ID1} status=queued attempt=1 worker=w1 progress=40.5 error="disk \\"full\\" é"`,
+  `seq=4 00:00:03.000 failed    default/resize ${ID1} status=queued attempt=1 worker=w1 error="disk \\"full\\" é"`,
 ];
 
 test('the line printed without --json', () =>
