@@ -276,11 +276,32 @@ fn batch(env: &Env, sys: Sys, sync: Sync, waiting: u64, b: i64, cap: Duration) -
 }
 
 /// Progress reports round-robin over `tasks` running tasks.
-fn progress(env: &Env, sys: Sys, tasks: u64, n: u64, writeback: bool, cap: Duration) -> Res<M> {
+/// Progress reports on `tasks` running tasks; `transitions`: on a queue that keeps only
+/// transitions in its event log (no progress events).
+#[allow(clippy::too_many_arguments)]
+fn progress(
+    env: &Env,
+    sys: Sys,
+    tasks: u64,
+    n: u64,
+    writeback: bool,
+    cap: Duration,
+    transitions: bool,
+) -> Res<M> {
     with_db(env, "progress", |p| {
         let q = Q::open(&env.libs, sys, p, Sync::Normal)?;
         if sys == Sys::Raw {
             q.add_raw_progress_column()?;
+        }
+        if transitions {
+            let set: String = q.c.query_row(
+                r#"SELECT task_queue(?1, '{"events": "transitions"}')"#,
+                [QUEUE],
+                |r| r.get(0),
+            )?;
+            if !set.contains(r#""events":"transitions""#) {
+                return Err(format!("task_queue kept progress events: {set}").into());
+            }
         }
         backlog(&q, tasks)?;
         let ids = q.claim_batch(tasks as i64)?;
@@ -839,7 +860,7 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
         .map(|&sys| -> Job {
             (
                 s(sys.name()),
-                Box::new(move || progress(env, sys, tasks, wt, false, cap(sys))),
+                Box::new(move || progress(env, sys, tasks, wt, false, cap(sys), false)),
             )
         })
         .collect();
@@ -855,7 +876,7 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
     );
     let jobs: Vec<Job> = vec![(
         s("sqlite-task"),
-        Box::new(move || progress(env, Sys::Ext, tasks, wb, true, plan.cap_own)),
+        Box::new(move || progress(env, Sys::Ext, tasks, wb, true, plan.cap_own, false)),
     )];
     b.row(
         "progress_writeback",
@@ -864,6 +885,19 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
         Unit::Rate,
         Some("progress"),
         wb,
+        jobs,
+    );
+    let jobs: Vec<Job> = vec![(
+        s("sqlite-task"),
+        Box::new(move || progress(env, Sys::Ext, tasks, wt, false, plan.cap_own, true)),
+    )];
+    b.row(
+        "progress_transitions",
+        "progress, write-through, the queue's events transitions only",
+        Sync::Normal,
+        Unit::Rate,
+        Some("progress"),
+        wt,
         jobs,
     );
 

@@ -161,11 +161,9 @@ impl Setup {
                 }
             }
             Setup::EventsIndexed => {
-                q.c.query_row(
-                    r#"SELECT task_init('{"index_events": true}')"#,
-                    [],
-                    |_| Ok(()),
-                )?;
+                q.c.query_row(r#"SELECT task_init('{"index_events": true}')"#, [], |_| {
+                    Ok(())
+                })?;
                 let n: i64 = q.c.query_row(
                     "SELECT count(*) FROM sqlite_master WHERE name = 'task_event_store_task'",
                     [],

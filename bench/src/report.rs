@@ -375,6 +375,16 @@ fn headline(rows: &[Row], plan: &Plan) -> Vec<(&'static str, Option<f64>, &'stat
             "",
         ),
         (
+            "progress_transitions_vs_raw",
+            key_ratio(rows, ("progress_transitions", US), ("progress", "raw")),
+            "",
+        ),
+        (
+            "progress_transitions_vs_all",
+            key_ratio(rows, ("progress_transitions", US), ("progress", US)),
+            "",
+        ),
+        (
             "cycle_events_indexed_vs_cycle",
             key_ratio(rows, ("cycle_events_indexed", US), ("cycle_normal", US)),
             "",
