@@ -96,3 +96,8 @@ SELECT task_cancel('00000000-0000-7000-8000-000000000005', '{"now":40000}') AS r
 .print == Final state
 SELECT * FROM board;
 SELECT status, count(*) AS tasks FROM tasks GROUP BY status ORDER BY status;
+
+.print
+.print == Every transition is an event: dog.png's story, from the task_events view
+SELECT seq, at, kind, status, attempt, worker, error FROM task_events
+ WHERE task_id = '00000000-0000-7000-8000-000000000004' ORDER BY seq;
