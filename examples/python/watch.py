@@ -73,9 +73,9 @@ def main():
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     args = p.parse_args()
     # Ctrl-C ends the process at once, as SIGTERM does (and as they end
-    # `tail -f`): task_wait sleeps inside the extension, and Python would
-    # raise KeyboardInterrupt only when it returns, up to --timeout-ms later.
-    # A watcher only reads, and each line is flushed: nothing is left to do.
+    # `tail -f`). (A signal also ends task_wait early, so a KeyboardInterrupt
+    # would come at once too; but a watcher only reads, and each line is
+    # flushed: there is nothing to clean up, and no traceback to print.)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     def show(e):
