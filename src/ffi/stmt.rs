@@ -104,6 +104,12 @@ impl Stmt {
         }
     }
 
+    /// The integer in the first column of the first row (0: no row), for
+    /// the one-value reads (`SELECT max(…)`, `count(*)`, a pragma).
+    pub fn first_i64(&mut self) -> Result<i64> {
+        Ok(if self.step()? { self.column_i64(0) } else { 0 })
+    }
+
     /// Steps to the end, discarding rows. Statements with RETURNING commit
     /// only when they finish, so every write statement is run to completion.
     pub fn finish(&mut self) -> Result<()> {

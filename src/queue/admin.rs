@@ -282,15 +282,15 @@ const RELEASE_DEPENDENTS_SQL: &str = concat!(
 /// dependencies' count of dependents). A task already gone (deleted with
 /// its parent) is not an error. Returns how many tasks went.
 pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
-    delete_counting(q, seq).map(|(tasks, _)| tasks)
+    delete_counting(q, seq, events::indexed(q)?).map(|(tasks, _)| tasks)
 }
 
-/// [`delete`], also returning how many events went with the tasks (with
-/// the log's index by task; none without it).
-pub fn delete_counting(q: &Queue, seq: i64) -> Result<(usize, i64)> {
+/// [`delete`], also returning how many events went with the tasks:
+/// `with_events` says whether the log has its index by task
+/// (`events::indexed`, which a caller deleting many tasks reads once).
+pub fn delete_counting(q: &Queue, seq: i64, with_events: bool) -> Result<(usize, i64)> {
     // With the log's index by task, the task's events go with it, in the
     // same transaction: the path below.
-    let with_events = events::indexed(q)?;
     if !with_events {
         let mut st = q.prepare(DELETE_PLAIN_SQL)?;
         st.bind_i64(1, seq)?;

@@ -109,8 +109,7 @@ DELETE FROM main.task_schedule_runs
 
 /// The highest seq in use (0: no tasks).
 pub fn max_seq(q: &Queue) -> Result<i64> {
-    let mut st = q.prepare(MAX_SEQ_SQL)?;
-    Ok(if st.step()? { st.column_i64(0) } else { 0 })
+    q.prepare(MAX_SEQ_SQL)?.first_i64()
 }
 
 /// One step over the rowids after `from`, `step` of them: deletes what
@@ -152,7 +151,7 @@ pub fn step(q: &Queue, c: &Cutoffs<'_>, from: i64, step: i64) -> Result<(i64, i6
             // Gone already (a descendant of one deleted before it), or
             // holding an unfinished descendant (a child added to it after
             // it finished, by hand): left for a later pass.
-            match delete_counting(q, seq) {
+            match delete_counting(q, seq, with_events) {
                 Ok((n, e)) => {
                     deleted += n as i64;
                     events += e;

@@ -191,7 +191,7 @@ pub fn stats(q: &Queue, queue: Option<&str>, now: Option<i64>) -> Result<String>
         if let Some(t) = since {
             st.bind_i64(4, t)?;
         }
-        Ok(if st.step()? { st.column_i64(0) } else { 0 })
+        st.first_i64()
     };
     let next = |g: &(String, String, String)| -> Result<Option<(String, String, String)>> {
         for (sql, n) in [

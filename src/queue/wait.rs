@@ -35,8 +35,7 @@ pub const MAX_WAIT_MS: i64 = 3_600_000;
 const DATA_VERSION_SQL: &str = "PRAGMA main.data_version";
 
 fn data_version(q: &Queue) -> Result<i64> {
-    let mut st = q.prepare(DATA_VERSION_SQL)?;
-    Ok(if st.step()? { st.column_i64(0) } else { 0 })
+    q.prepare(DATA_VERSION_SQL)?.first_i64()
 }
 
 /// Refuses a wait where it could not see other connections' commits, or
@@ -171,8 +170,7 @@ const NEWEST_EVENT_SQL: &str =
 
 /// The seq of the newest event shown (0: none).
 pub fn newest_event(q: &Queue) -> Result<i64> {
-    let mut st = q.prepare(NEWEST_EVENT_SQL)?;
-    Ok(if st.step()? { st.column_i64(0) } else { 0 })
+    q.prepare(NEWEST_EVENT_SQL)?.first_i64()
 }
 
 /// `task_wait`: true when another connection committed within

@@ -173,7 +173,7 @@ impl ffi::Cursor for Scan {
             let bound = match self.bound {
                 Some(b) => b,
                 None => {
-                    let b = max_seq(&self.q)?;
+                    let b = crate::queue::prune::max_seq(&self.q)?;
                     self.bound = Some(b);
                     b
                 }
@@ -276,11 +276,6 @@ fn shown(q: &Queue, st: &Stmt, c: Col) -> Result<Shown> {
         Col::DependsOn => Ok(Shown::Null),
         _ => Ok(Shown::Stored),
     }
-}
-
-fn max_seq(q: &Queue) -> Result<i64> {
-    let mut st = q.prepare("SELECT ifnull(max(seq), 0) FROM main.task_store")?;
-    Ok(if st.step()? { st.column_i64(0) } else { 0 })
 }
 
 /// Column `c` of an INSERT or UPDATE (NULL when not given).
