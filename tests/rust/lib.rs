@@ -68,6 +68,29 @@ pub fn file_db(dir: &std::path::Path) -> Connection {
     conn
 }
 
+/// `file_db`'s database, storage set up as an older version would have
+/// left it by `downgrade` (SQL run on the current storage), closed and
+/// opened again with the extension loaded but no `task_init()`; and every
+/// task row as one string (id, status, details, flags), to compare after the
+/// migration.
+pub fn downgraded(dir: &std::path::Path, downgrade: &str) -> (Connection, String) {
+    let db = file_db(dir);
+    db.execute_batch(downgrade).expect("downgrade");
+    let before = task_rows(&db);
+    drop(db);
+    let db = Connection::open(dir.join("queue.db")).expect("reopen");
+    load(&db);
+    (db, before)
+}
+
+/// Every task row as one string: id, status, details and flags.
+pub fn task_rows(db: &Connection) -> String {
+    one(
+        db,
+        "SELECT group_concat(id || status || ifnull(details, '') || flags) FROM task_store",
+    )
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

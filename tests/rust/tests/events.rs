@@ -4,7 +4,7 @@
 //! every row. The lifecycle paths one by one: tests/python/test_events.py.
 
 use rusqlite::Connection;
-use sqlite_task_tests::{TempDir, file_db, one};
+use sqlite_task_tests::{TempDir, downgraded, file_db, one, task_rows};
 
 /// The text a one-value statement returns.
 fn call(db: &Connection, sql: &str) -> String {
@@ -117,8 +117,8 @@ fn threads_leave_one_event_per_committed_transition() {
 #[test]
 fn a_version_5_storage_is_migrated_to_6_keeping_every_row() {
     let dir = TempDir::new("v5");
-    let db = file_db(&dir.0);
-    db.execute_batch(
+    let (db, before) = downgraded(
+        &dir.0,
         r#"
         SELECT task_enqueue('a', '{"x": 1}', '{"queue": "q", "now": 0}');
         SELECT task_claim('w', '{"queue": "q", "now": 1}');
@@ -128,20 +128,9 @@ fn a_version_5_storage_is_migrated_to_6_keeping_every_row() {
         ALTER TABLE task_queue_store DROP COLUMN events;
         UPDATE task_meta SET value = 5 WHERE key = 'schema_version';
         "#,
-    )
-    .unwrap();
-    let rows = |db: &Connection| -> String {
-        one(
-            db,
-            "SELECT group_concat(id || status || ifnull(details, '') || flags) FROM task_store",
-        )
-    };
-    let before = rows(&db);
-    drop(db);
-    let db = Connection::open(dir.0.join("queue.db")).unwrap();
-    sqlite_task_tests::load(&db);
+    );
     assert_eq!(one::<i64>(&db, "SELECT task_init()"), 6);
-    assert_eq!(rows(&db), before);
+    assert_eq!(task_rows(&db), before);
     let q = call(&db, "SELECT task_queue('q')");
     assert!(q.contains(r#""concurrency":2"#), "{q}");
     assert!(q.ends_with(r#""events":"all"}"#), "{q}");

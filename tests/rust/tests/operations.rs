@@ -6,7 +6,7 @@
 //! tests/python/test_operations.py.
 
 use rusqlite::Connection;
-use sqlite_task_tests::{TempDir, err, file_db, memory_db, one};
+use sqlite_task_tests::{TempDir, downgraded, err, file_db, memory_db, one, task_rows};
 
 const MIN: i64 = 60_000;
 
@@ -204,10 +204,10 @@ fn stats_count_every_status_and_completions_only_with_the_index() {
 }
 
 #[test]
-fn a_version_4_storage_is_migrated_to_5_keeping_every_row() {
+fn a_version_4_storage_is_migrated_to_6_keeping_every_row() {
     let dir = TempDir::new("v4");
-    let db = file_db(&dir.0);
-    db.execute_batch(
+    let (db, before) = downgraded(
+        &dir.0,
         r#"
         SELECT task_enqueue('a', '{"x": 1}', '{"queue": "q", "now": 0}');
         SELECT task_claim('w', '{"queue": "q", "now": 1}');
@@ -224,21 +224,10 @@ fn a_version_4_storage_is_migrated_to_5_keeping_every_row() {
         ALTER TABLE task_queue_store DROP COLUMN retention_cursor;
         UPDATE task_meta SET value = 4 WHERE key = 'schema_version';
         "#,
-    )
-    .unwrap();
-    let rows = |db: &Connection| -> String {
-        one(
-            db,
-            "SELECT group_concat(id || status || ifnull(details, '') || flags) FROM task_store",
-        )
-    };
-    let before = rows(&db);
-    drop(db);
-    let db = Connection::open(dir.0.join("queue.db")).unwrap();
-    sqlite_task_tests::load(&db);
+    );
     assert!(err(&db, "SELECT task_claim('w')").contains("schema version 4"));
     assert_eq!(one::<i64>(&db, "SELECT task_init()"), 6);
-    assert_eq!(rows(&db), before);
+    assert_eq!(task_rows(&db), before);
     let q = call(&db, "SELECT task_queue('q')");
     assert!(q.contains(r#""concurrency":2"#), "{q}");
     assert!(q.ends_with(r#""retention":null,"events":"all"}"#), "{q}");
