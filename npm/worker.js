@@ -1,0 +1,323 @@
+// runWorker: the worker loop over the SQL functions, for synchronous drivers
+// (better-sqlite3, node:sqlite). The SQL stays the interface; this is the
+// loop every worker writes, written once: claim, hand the task to an async
+// function, renew the lease while it runs, complete with its result or fail
+// with its error, and stop without losing the task in hand.
+//
+// Why the claim waits in short steps: both drivers are synchronous, so a
+// long-poll claim (task_claim's {"wait": ms}) blocks the thread that calls
+// it, timers, AbortSignals and signal handlers included (a signal does not
+// end the wait early here: Node takes it on another thread and runs the
+// handler on the event loop). The loop therefore claims with a wait of at
+// most `wait` ms (1 s by default) and yields to the event loop between
+// claims: an idle worker costs one cheap read a second, and a stop request
+// is seen within `wait` ms. An application whose main thread must stay
+// responsive runs the loop in a worker_thread or a utility process.
+//
+// Why a stop gives the task back with task_fail: there is no verb that
+// returns a running task without spending its attempt. A task given back
+// is failed with {"delay": 0}, so it is queued again at once for another
+// worker, on its next attempt; on its last attempt it fails for good.
+'use strict';
+const os = require('node:os');
+const { isMainThread } = require('node:worker_threads');
+
+const DEFAULT_LEASE = 300000; // task_claim's default lease, ms
+const DEFAULT_WAIT = 1000;
+const DEFAULT_IDLE = 1000;
+const FIRST_IDLE = 10; // the first sleep after an empty claim with wait: 0, ms
+
+/**
+ * Claims tasks for `options.worker` and runs `handler(task, ctx)` on each,
+ * one at a time, until stopped. Resolves with the counts of what became of
+ * the tasks it claimed.
+ */
+async function runWorker(db, handler, options = {}) {
+  if (typeof handler !== 'function') {
+    throw new TypeError(`sqlite-task: runWorker(db, handler, options): handler must be a function, got ${typeof handler}`);
+  }
+  const opts = readOptions(options);
+  const sql = statements(db);
+  const stats = { claimed: 0, completed: 0, waiting: 0, queued: 0, failed: 0, cancelled: 0, lost: 0 };
+
+  let stopReason = null;
+  let current = null; // the AbortController of the task in hand
+  const stop = (reason) => {
+    if (stopReason !== null) return;
+    stopReason = reason;
+    if (current) current.abort(stopError(opts.worker, reason));
+    if (wakeIdle) wakeIdle();
+  };
+  let wakeIdle = null;
+
+  const onAbort = () => stop('aborted');
+  if (opts.signal) {
+    if (opts.signal.aborted) stop('aborted');
+    else opts.signal.addEventListener('abort', onAbort, { once: true });
+  }
+  const listeners = opts.signals.map((name) => {
+    const listener = () => {
+      if (stopReason === null) return stop(name);
+      // A second signal: give up the graceful stop and take the signal's
+      // default action. The task in hand comes back when its lease expires.
+      removeListeners();
+      process.kill(process.pid, name);
+    };
+    process.on(name, listener);
+    return [name, listener];
+  });
+  const removeListeners = () => {
+    for (const [name, listener] of listeners.splice(0)) process.removeListener(name, listener);
+  };
+
+  try {
+    let idle = 0; // the next sleep after an empty claim, when claims do not wait
+    while (stopReason === null) {
+      const text = sql.claim(opts.worker, claimOptions(opts));
+      if (text === null) {
+        if (opts.untilIdle) break;
+        if (opts.wait > 0) {
+          await yieldToEventLoop();
+        } else {
+          idle = Math.min(opts.idle, idle === 0 ? FIRST_IDLE : idle * 2);
+          await new Promise((resolve) => {
+            const timer = setTimeout(resolve, idle);
+            wakeIdle = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          wakeIdle = null;
+        }
+        continue;
+      }
+      idle = 0;
+      const task = JSON.parse(text);
+      stats.claimed += 1;
+      current = new AbortController();
+      if (stopReason !== null) current.abort(stopError(opts.worker, stopReason));
+      let outcome;
+      try {
+        outcome = await runTask(sql, opts, task, handler, current, () => stopReason);
+      } finally {
+        current = null;
+      }
+      stats[outcome.status] += 1;
+      if (opts.onFinish) opts.onFinish(task, outcome);
+      // Let a signal or an abort that came during the task be seen before
+      // the next claim waits.
+      await yieldToEventLoop();
+    }
+  } finally {
+    removeListeners();
+    if (opts.signal) opts.signal.removeEventListener('abort', onAbort);
+  }
+  return stats;
+}
+
+/** Runs one claimed task to its outcome: { status, result } or { status, error }. */
+async function runTask(sql, opts, task, handler, controller, stopReason) {
+  const fence = () => (opts.now ? { attempt: task.attempt, now: opts.now() } : { attempt: task.attempt });
+  // Set when a report finds the task is no longer ours: 'cancelled' or 'lost'.
+  let gone = null;
+  const lose = (status, message) => {
+    if (gone) return;
+    gone = { status, error: message };
+    controller.abort(new Error(`sqlite-task: task ${task.id} ${status === 'cancelled' ? 'was cancelled' : `is no longer held by this worker: ${message}`}`));
+  };
+  // A report's result, or the refusal that tells the task is gone.
+  const report = (call, extra) => {
+    let status;
+    try {
+      status = call({ ...extra, ...fence() });
+    } catch (e) {
+      const refused = refusal(sql, task, e);
+      if (refused) lose(refused, e.message);
+      throw e;
+    }
+    if (status === 'cancelled') lose('cancelled', 'cancelled while running');
+    return status;
+  };
+
+  const ctx = {
+    signal: controller.signal,
+    worker: opts.worker,
+    attempt: task.attempt,
+    progress: (percent, extra = {}) => report((o) => sql.progress(task.id, percent, o), extra),
+    heartbeat: (extra = {}) => report((o) => sql.heartbeat(task.id, o), extra),
+  };
+
+  let timer = null;
+  if (opts.heartbeat > 0) {
+    timer = setInterval(() => {
+      try {
+        ctx.heartbeat();
+      } catch {
+        // A refusal has aborted ctx.signal; any other error (a busy lock)
+        // is left to the next heartbeat, well within the lease.
+      }
+    }, opts.heartbeat);
+  }
+
+  let result;
+  let failure = null;
+  try {
+    result = await handler(task, ctx);
+  } catch (e) {
+    failure = e;
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+  if (gone) return gone;
+
+  let json;
+  if (failure === null) {
+    try {
+      json = result === undefined ? null : JSON.stringify(result);
+    } catch (e) {
+      failure = new Error(`the result is not JSON: ${e.message}`);
+    }
+  }
+  try {
+    if (failure === null) {
+      const status = sql.complete(task.id, json, fence());
+      return { status, result: result === undefined ? null : JSON.parse(json) };
+    }
+    let error = errorText(failure);
+    const failOptions = fence();
+    if (stopReason() !== null) {
+      // Stopped while the task ran, and the handler gave up: back in the
+      // queue at once, for another worker.
+      error = `worker ${opts.worker} stopped (${stopReason()}): ${error}`;
+      failOptions.delay = 0;
+    }
+    return { status: sql.fail(task.id, error, failOptions), error };
+  } catch (e) {
+    const refused = refusal(sql, task, e);
+    if (!refused) throw e;
+    return { status: refused, error: e.message };
+  }
+}
+
+/**
+ * Whether `error`, thrown by a verb on `task`, means the task is no longer
+ * this attempt's: 'cancelled', 'lost' (its lease expired and another claim
+ * took it, or it finished otherwise), or null for any other error.
+ */
+function refusal(sql, task, error) {
+  const row = sql.state(task.id);
+  if (row === undefined) return 'lost';
+  if (row.status === 'cancelled') return 'cancelled';
+  if (row.status !== 'running' || row.attempts !== task.attempt) return 'lost';
+  return null;
+}
+
+/** The prepared statements the loop runs; each returns the function's result. */
+function statements(db) {
+  if (db === null || typeof db !== 'object' || typeof db.prepare !== 'function') {
+    throw new TypeError('sqlite-task: runWorker needs a better-sqlite3 Database or a node:sqlite DatabaseSync with the extension loaded');
+  }
+  if (typeof db.parallelize === 'function') {
+    throw new TypeError('sqlite-task: runWorker needs a synchronous driver (better-sqlite3 or node:sqlite); the sqlite3 package is asynchronous');
+  }
+  const prepare = (text) => {
+    try {
+      return db.prepare(text);
+    } catch (e) {
+      if (/no such function: task_/.test(e.message)) {
+        throw new Error(`sqlite-task: runWorker: the extension is not loaded on this connection (call load(db) first): ${e.message}`);
+      }
+      throw e;
+    }
+  };
+  const value = (stmt) => (...args) => {
+    const row = stmt.get(...args);
+    return row === undefined ? undefined : row.v;
+  };
+  const claim = value(prepare('SELECT task_claim(?, ?) AS v'));
+  const progress = value(prepare('SELECT task_progress(?, ?, ?) AS v'));
+  const heartbeat = value(prepare('SELECT task_heartbeat(?, ?) AS v'));
+  const complete = value(prepare('SELECT task_complete(?, ?, ?) AS v'));
+  const fail = value(prepare('SELECT task_fail(?, ?, ?) AS v'));
+  const state = prepare('SELECT status, attempts FROM tasks WHERE id = ?');
+  return {
+    claim: (worker, o) => claim(worker, JSON.stringify(o)),
+    progress: (id, percent, o) => progress(id, percent, JSON.stringify(o)),
+    heartbeat: (id, o) => heartbeat(id, JSON.stringify(o)),
+    complete: (id, json, o) => complete(id, json, JSON.stringify(o)),
+    fail: (id, error, o) => fail(id, error, JSON.stringify(o)),
+    state: (id) => {
+      const row = state.get(id);
+      return row && { status: row.status, attempts: Number(row.attempts) };
+    },
+  };
+}
+
+function readOptions(options) {
+  const known = ['worker', 'queue', 'lease', 'wait', 'idle', 'heartbeat', 'now', 'signal', 'signals', 'untilIdle', 'onFinish'];
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) throw new TypeError(`sqlite-task: runWorker: unknown option "${key}" (known: ${known.join(', ')})`);
+  }
+  const ms = (name, value, fallback) => {
+    if (value === undefined) return fallback;
+    if (!Number.isInteger(value) || value < 0) {
+      throw new TypeError(`sqlite-task: runWorker: ${name} must be a whole number of ms, 0 or more, got ${value}`);
+    }
+    return value;
+  };
+  const fn = (name, value) => {
+    if (value !== undefined && typeof value !== 'function') {
+      throw new TypeError(`sqlite-task: runWorker: ${name} must be a function, got ${typeof value}`);
+    }
+    return value;
+  };
+  const worker = options.worker ?? `${os.hostname()}-${process.pid}`;
+  if (typeof worker !== 'string' || worker === '') {
+    throw new TypeError(`sqlite-task: runWorker: worker must be a non-empty string, got ${JSON.stringify(worker)}`);
+  }
+  const lease = ms('lease', options.lease, undefined);
+  const signals = options.signals ?? (isMainThread ? ['SIGINT', 'SIGTERM'] : []);
+  if (!Array.isArray(signals) || !signals.every((s) => typeof s === 'string')) {
+    throw new TypeError('sqlite-task: runWorker: signals must be an array of signal names');
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new TypeError('sqlite-task: runWorker: signal must be an AbortSignal');
+  }
+  return {
+    worker,
+    queue: options.queue,
+    lease,
+    wait: ms('wait', options.wait, DEFAULT_WAIT),
+    idle: ms('idle', options.idle, DEFAULT_IDLE),
+    // A heartbeat a third of the lease apart renews it every time (a
+    // renewal happens once a quarter of the lease has passed).
+    heartbeat: ms('heartbeat', options.heartbeat, Math.floor((lease ?? DEFAULT_LEASE) / 3)),
+    now: fn('now', options.now),
+    signal: options.signal,
+    signals,
+    untilIdle: Boolean(options.untilIdle),
+    onFinish: fn('onFinish', options.onFinish),
+  };
+}
+
+function claimOptions(opts) {
+  const o = {};
+  if (opts.queue !== undefined) o.queue = opts.queue;
+  if (opts.lease !== undefined) o.lease = opts.lease;
+  if (opts.wait > 0) o.wait = opts.wait;
+  if (opts.now) o.now = opts.now();
+  return o;
+}
+
+function stopError(worker, reason) {
+  return new Error(`sqlite-task: worker ${worker} is stopping (${reason})`);
+}
+
+function errorText(e) {
+  if (e instanceof Error) return e.message || e.name;
+  return String(e);
+}
+
+const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve));
+
+module.exports = { runWorker };
