@@ -12,7 +12,7 @@ SQLITE3  ?= sqlite3
 VENV     := .venv
 PYTHON   := $(VENV)/bin/python
 
-.PHONY: help loadable test test-unit test-rust test-sql test-python test-node demo playlist fmt lint clean
+.PHONY: help loadable python test test-unit test-rust test-sql test-python test-node demo playlist fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -23,6 +23,9 @@ loadable: ## release build of the extension → dist/task0.so
 	@# copy then rename: a process that has the old file loaded keeps its mapping
 	cp target/release/libsqlite_task.$(EXT_SUFFIX) $(LOADABLE).tmp
 	mv -f $(LOADABLE).tmp $(LOADABLE)
+
+python: loadable ## the Python wheel (sqlite-task, carrying dist/task0.so) → dist/wheels/
+	python3 python/build_wheel.py $(LOADABLE) dist/wheels
 
 test: loadable test-unit test-rust test-sql test-python test-node test-hosts test-stress-quick ## every suite, against one build
 	@echo "all suites passed"
@@ -41,7 +44,7 @@ $(PYTHON): tests/python/requirements.txt
 	$(VENV)/bin/pip install --quiet -r tests/python/requirements.txt
 	@touch $(PYTHON)
 
-test-python: loadable $(PYTHON) ## pytest suite loading dist/task0 through apsw
+test-python: loadable python $(PYTHON) ## pytest suite loading dist/task0 through apsw; the wheel in a fresh venv
 	TASK_EXT=$(CURDIR)/dist/task0 $(PYTHON) -m pytest -q tests/python
 
 tests/node/node_modules: tests/node/package.json

@@ -7,10 +7,16 @@ a fresh WAL database file in its own tmp_path, so tests never share state.
 Helpers are plain functions (import them with `from conftest import ...`):
 `one` runs a statement that returns one value, `fails` runs a statement that
 must fail and proves it changed nothing.
+
+The Python package's tests (test_package.py, test_worker_examples.py) use the
+wheel that `make python` built, installed by the session's `wheel_venv` into
+a new virtual environment with the three drivers it supports.
 """
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import apsw
@@ -18,6 +24,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 EXT = os.environ.get("TASK_EXT") or str(REPO / "dist" / "task0")
+WHEELS = REPO / "dist" / "wheels"
+# The drivers the package loads into, as pip names them.
+DRIVERS = ("apsw", "sqlean.py", "pysqlite3-binary")
 
 # Ids the tests supply, so that expected messages can name them.
 ID1 = "0193a000-0000-7000-8000-000000000001"
@@ -115,3 +124,45 @@ def task(db, task_id):
     found = rows(db, f"SELECT {', '.join(COLUMNS)} FROM tasks WHERE id = ?", task_id)
     assert len(found) == 1, found
     return dict(zip(COLUMNS, found[0]))
+
+
+# The Python package, installed as a user installs it.
+
+def the_wheel():
+    """The one wheel that `make python` left in dist/wheels."""
+    found = sorted(WHEELS.glob("sqlite_task-*.whl"))
+    assert len(found) == 1, f"expected one wheel in {WHEELS}, found {[p.name for p in found]}: run `make python`"
+    return found[0]
+
+
+class Venv:
+    """A virtual environment; `run` starts its python with a clean environment
+    (no PYTHONPATH, no TASK_EXT), in `cwd`, so that what it imports is what
+    pip installed."""
+
+    def __init__(self, root):
+        self.root = root
+        self.python = root / "bin" / "python"
+
+    def env(self, **extra):
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TASK_EXT", "VIRTUAL_ENV")}
+        return {**env, "PYTHONDONTWRITEBYTECODE": "1", **extra}
+
+    def run(self, *args, cwd, input=None, timeout=60):
+        return subprocess.run([str(self.python), *map(str, args)], cwd=cwd, env=self.env(),
+                              input=input, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory):
+    """A new virtual environment (python -m venv) with the wheel and apsw,
+    sqlean.py and pysqlite3-binary installed by pip, once per session (pip's
+    cache makes the drivers' downloads cheap after the first run)."""
+    wheel = the_wheel()
+    root = tmp_path_factory.mktemp("wheel-venv")
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, capture_output=True)
+    venv = Venv(root)
+    done = subprocess.run([str(venv.python), "-m", "pip", "install", "--quiet", str(wheel), *DRIVERS],
+                          capture_output=True, text=True, env=venv.env())
+    assert done.returncode == 0, f"pip install of {wheel.name} and {DRIVERS} failed:\n{done.stderr}"
+    return venv
