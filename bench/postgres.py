@@ -275,14 +275,17 @@ class Bench:
         return {"ops": m["ops"], "secs": m["secs"], "latency_ms": None,
                 "capped": m["ops"] < n}
 
-    def row(self, key, title, system, driver, workers, per, measure, sqlite):
-        """Runs one case `runs` times with synchronous_commit on and off, interleaved."""
+    def row(self, key, title, system, driver, workers, per, measure, sqlite, group=None):
+        """Runs one case `runs` times with synchronous_commit on and off, interleaved.
+        `group`: the raw Postgres case a graphile-worker row does the same work as (compare.py
+        puts them in one line); `sqlite`: the row of bench/results-detail.json beside it."""
         if self.args.only and not any(key.startswith(p) for p in self.args.only):
             return
         rows = {}
         for sync in ("on", "off"):
             rows[sync] = {
-                "key": f"{key}_{sync}", "case": key, "title": title, "system": system,
+                "key": f"{key}_{sync}", "case": key, "group": group or key, "title": title,
+                "system": system,
                 "driver": driver, "workers": workers, "per": per, "synchronous_commit": sync,
                 "sqlite": sqlite.get(sync), "load_average": load_average(), "runs": [],
                 "error": None,
@@ -350,7 +353,7 @@ class Bench:
             self.row(f"cycle_c{w}", f"cycle: claim + complete, {w} connection{'s' * (w > 1)}",
                      pg, pgb, w, 1,
                      lambda s, w=w: self.pgbench(script("cycle.pgbench"), s, w, 1, "cycle"),
-                     cyc if w == 1 else procs)
+                     {1: cyc, 4: procs}.get(w, {}))
         for w in (1, 4):
             self.row(f"batch{BATCH}_c{w}",
                      f"batched cycle, {BATCH} per batch, {w} connection{'s' * (w > 1)}",
@@ -364,20 +367,21 @@ class Bench:
         subprocess.run(["node", script("graphile.js"), "migrate"], env=self.c.env(), check=True)
         n = a.jobs
         self.row("gw_enqueue_single", "enqueue, addJob (one job per call)", gw, node, 1, 1,
-                 lambda s: self.graphile(["enqueue", str(n)], s, n), enq)
+                 lambda s: self.graphile(["enqueue", str(n)], s, n), enq, "enqueue_single")
         nb = n * 10
         self.row("gw_enqueue_bulk", f"enqueue, addJobs ({BULK} jobs per call)", gw, node, 1,
                  BULK, lambda s: self.graphile(["enqueue-batch", str(nb), str(BULK)], s, nb),
-                 bulk)
+                 bulk, "enqueue_bulk")
         for w in (1, 4):
             self.row(f"gw_drain_c{w}", f"cycle: a worker draining no-op jobs, concurrency {w}",
                      gw, node, w, 1,
                      lambda s, w=w: self.graphile(["drain", str(n), str(w)], s, n),
-                     cyc if w == 1 else procs)
+                     cyc if w == 1 else procs, f"cycle_c{w}")
         self.row(f"gw_drain_c4_local{BATCH}",
                  f"batched: concurrency 4, local queue of {BATCH}, batched completion",
                  gw, node, 4, BATCH,
-                 lambda s: self.graphile(["drain", str(nb), "4", str(BATCH)], s, nb), b32)
+                 lambda s: self.graphile(["drain", str(nb), "4", str(BATCH)], s, nb), {},
+                 f"batch{BATCH}_c4")
 
 
 def versions(cluster):
