@@ -53,6 +53,11 @@ KNOWN_WRONG = {}
 # that the entry is removed, and links to it checked, once the file lands.
 NOT_YET_WRITTEN = {}
 
+# Docs pages that README.md does not link yet, because the change that links
+# them is another's (the README's Install section): page → that change. Each
+# must still be unlinked, so that the entry is removed once the link lands.
+NOT_YET_IN_README = {"docs/python.md": "the README's Install section (issue 13)"}
+
 
 def read(path):
     return (REPO / path).read_text(encoding="utf-8")
@@ -302,4 +307,11 @@ def test_every_docs_page_is_linked(index):
     }
     if index == "README.md":
         pages.add(INDEX)
+        pages -= set(NOT_YET_IN_README)
     assert pages <= set(link_targets(index)), f"{index} does not link {sorted(pages - set(link_targets(index)))}"
+
+
+def test_pages_not_yet_in_the_readme_are_still_unlinked():
+    linked = sorted(p for p in NOT_YET_IN_README if p in link_targets("README.md"))
+    assert not linked, f"README.md links {linked} now: remove them from NOT_YET_IN_README"
+    assert all((REPO / p).exists() for p in NOT_YET_IN_README)
