@@ -13,9 +13,10 @@ An exception fails the task with its text; the queue retries it while
 attempts remain (task_fail's backoff), then it is failed for good.
 
 Stopping: the first Ctrl-C or SIGTERM lets the task in hand finish (it is
-completed or failed as usual), then the worker exits 0; when idle it exits
-at once. A second one gives the task back to the queue (task_fail with no
-delay: queued again for another worker, using up an attempt) and exits 0.
+completed or failed as usual), then the worker exits 0; an idle worker exits
+at the end of its long poll (--wait-ms). A second one gives the task back to
+the queue (task_fail with no delay: queued again for another worker, using up
+an attempt) and exits 0.
 A SIGKILL leaves the task running until its lease runs out (--lease-ms),
 when the next claim takes it over.
 

@@ -178,22 +178,23 @@ def test_progress_with_writeback_holds_reports_between_writes(db, clock, other):
     assert task(db, tid)["progress"] == 100
 
 
-def test_a_task_claimed_again_fences_off_the_old_attempt(db, clock, other):
+@pytest.mark.parametrize("verb", ["progress", "heartbeat"])
+def test_a_task_claimed_again_fences_off_the_old_attempt(db, clock, other, verb):
     tid = put(db, clock)
 
     def slow(t):
         clock.ms += 2000  # the 1 s lease ran out; another worker takes the task over
         assert claim(other, "w2", now=clock.ms)["attempt"] == 2
-        t.progress(50)
-        pytest.fail("progress on a stale attempt was accepted")
+        t.progress(50) if verb == "progress" else t.heartbeat(lease_ms=60_000)
+        pytest.fail(f"{verb} on a stale attempt was accepted")
 
     outcome = worker(db, slow, clock, lease_ms=1000).run_one()
     assert outcome.status == "lost"
-    assert outcome.error == (f"task_progress: attempt 1 of task {tid} is stale: the task is on attempt 2"
+    assert outcome.error == (f"task_{verb}: attempt 1 of task {tid} is stale: the task is on attempt 2"
                              " (running, held by worker 'w2')")
     row = task(db, tid)
-    assert (row["status"], row["worker"], row["attempts"], row["progress"], row["error"]) == (
-        "running", "w2", 2, 0, "lease expired on attempt 1 (worker w1)")
+    assert (row["status"], row["worker"], row["attempts"], row["progress"], row["lease_until"], row["error"]) == (
+        "running", "w2", 2, 0, clock.ms + 300_000, "lease expired on attempt 1 (worker w1)")
 
 
 def test_a_function_that_returns_after_losing_its_task_completes_nothing(db, clock, other):
