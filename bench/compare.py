@@ -63,24 +63,26 @@ def lines(pg, lite):
                 cell = s["systems"].get(system) if s else None
                 return cell["median_ops_per_s"] if cell and not cell.get("error") else None
 
-            out.append({
-                "group": group,
-                "label": label,
-                "durability": durability,
-                "pg_sync": sync,
-                "sqlite_key": key if s else None,
-                "sqlite_sync": s["sync"] if s else None,
-                "sqlite_load": s["load_average"] if s else None,
-                "rates": {
-                    "sqlite-task": lite_rate("sqlite-task"),
-                    "raw": lite_rate("raw"),
-                    "postgres": p["median_tasks_per_s"] if p else None,
-                    "graphile-worker": g["median_tasks_per_s"] if g else None,
-                },
-                "capped": bool(g and g.get("capped")),
-                "pg_latency_ms": p.get("median_latency_ms") if p else None,
-                "pg_load": p["load_average"] if p else (g["load_average"] if g else None),
-            })
+            out.append(
+                {
+                    "group": group,
+                    "label": label,
+                    "durability": durability,
+                    "pg_sync": sync,
+                    "sqlite_key": key if s else None,
+                    "sqlite_sync": s["sync"] if s else None,
+                    "sqlite_load": s["load_average"] if s else None,
+                    "rates": {
+                        "sqlite-task": lite_rate("sqlite-task"),
+                        "raw": lite_rate("raw"),
+                        "postgres": p["median_tasks_per_s"] if p else None,
+                        "graphile-worker": g["median_tasks_per_s"] if g else None,
+                    },
+                    "capped": bool(g and g.get("capped")),
+                    "pg_latency_ms": p.get("median_latency_ms") if p else None,
+                    "pg_load": p["load_average"] if p else (g["load_average"] if g else None),
+                }
+            )
     return out
 
 
@@ -100,17 +102,25 @@ def text(pg, lite, rows):
         "Postgres beside sqlite-task (tasks/s, medians; ÷: sqlite-task's rate over the other's)",
         f"sqlite-task, raw SQLite: bench/results-detail.json of {lm.get('date')} "
         f"({lite['settings'].split(';')[0]}); 1-minute load "
-        f"{min(lite_loads):.2f} … {max(lite_loads):.2f} at these rows" if lite_loads else None,
+        f"{min(lite_loads):.2f} … {max(lite_loads):.2f} at these rows"
+        if lite_loads
+        else None,
         f"postgres, graphile-worker: bench/postgres.json of {pm.get('date')} "
         f"(median of {ps['runs']}, {ps['secs']} s a pgbench run, {pg['versions']['postgres'].split(' on ')[0]}, "
         f"shared_buffers {ps['shared_buffers']}, fsync {ps['fsync']}, graphile-worker "
         f"{pg['versions'].get('graphile_worker')}); 1-minute load "
-        f"{min(pg_loads):.2f} … {max(pg_loads):.2f} at these rows" if pg_loads else None,
-        f"{pm.get('cores')} cores. flushed: SQLite synchronous=FULL, Postgres synchronous_commit=on; "
-        "not flushed: NORMAL / off",
+        f"{min(pg_loads):.2f} … {max(pg_loads):.2f} at these rows"
+        if pg_loads
+        else None,
+        (
+            f"{pm.get('cores')} cores. flushed: SQLite synchronous=FULL, Postgres synchronous_commit=on; "
+            "not flushed: NORMAL / off"
+        ),
         "",
-        f"{'case':<60} {'durability':<11} {'SQLite':>6} {'sqlite-task':>11} {'raw SQLite':>10} "
-        f"{'postgres':>9} {'graphile':>9} {'÷ postgres':>10} {'÷ graphile':>10}",
+        (
+            f"{'case':<60} {'durability':<11} {'SQLite':>6} {'sqlite-task':>11} {'raw SQLite':>10} "
+            f"{'postgres':>9} {'graphile':>9} {'÷ postgres':>10} {'÷ graphile':>10}"
+        ),
         "-" * 143,
     ]
     body = []
@@ -123,10 +133,17 @@ def text(pg, lite, rows):
             f"{gw:>9} {ratio(t['sqlite-task'], t['postgres']):>10} "
             f"{ratio(t['sqlite-task'], t['graphile-worker']):>10}"
         )
-    lat = ["", "One worker, time per task (µs; the inverse of the one-worker rate; "
-           "Postgres: pgbench's mean latency of the script, over the socket)",
-           f"{'case':<60} {'durability':<11} {'sqlite-task':>11} {'raw SQLite':>10} "
-           f"{'postgres':>9} {'graphile':>9}"]
+    lat = [
+        "",
+        (
+            "One worker, time per task (µs; the inverse of the one-worker rate; "
+            "Postgres: pgbench's mean latency of the script, over the socket)"
+        ),
+        (
+            f"{'case':<60} {'durability':<11} {'sqlite-task':>11} {'raw SQLite':>10} "
+            f"{'postgres':>9} {'graphile':>9}"
+        ),
+    ]
     for r in rows:
         if r["group"] not in ("enqueue_single", "cycle_c1"):
             continue
@@ -136,10 +153,17 @@ def text(pg, lite, rows):
             return f"{1e6 / x:,.0f}" if x else ""
 
         pgl = f"{r['pg_latency_ms'] * 1000:,.0f}" if r["pg_latency_ms"] else us(t["postgres"])
-        lat.append(f"{r['label']:<60} {r['durability']:<11} {us(t['sqlite-task']):>11} "
-                   f"{us(t['raw']):>10} {pgl:>9} {us(t['graphile-worker']):>9}")
-    foot = ["", "*: graphile-worker stopped by its time cap and rated on what it did. Empty: the "
-            "SQLite harness has no such row."]
+        lat.append(
+            f"{r['label']:<60} {r['durability']:<11} {us(t['sqlite-task']):>11} "
+            f"{us(t['raw']):>10} {pgl:>9} {us(t['graphile-worker']):>9}"
+        )
+    foot = [
+        "",
+        (
+            "*: graphile-worker stopped by its time cap and rated on what it did. Empty: the "
+            "SQLite harness has no such row."
+        ),
+    ]
     return "\n".join([h for h in head if h is not None] + body + lat + foot) + "\n"
 
 
@@ -174,13 +198,18 @@ def chart(pg, lite, rows, dst):
     ax.set_xlabel("tasks per second (log; median)")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("sqlite-task and raw SQLite beside Postgres (hand-written SKIP LOCKED queue, "
-                 "graphile-worker)", fontsize=10)
+    ax.set_title(
+        "sqlite-task and raw SQLite beside Postgres (hand-written SKIP LOCKED queue, "
+        "graphile-worker)",
+        fontsize=10,
+    )
     fig.suptitle(
         f"SQLite figures: run of {lite['machine'].get('date')}; Postgres figures: run of "
         f"{pg['machine'].get('date')}; {pg['machine'].get('cores')} cores; flushed = FULL / "
         "synchronous_commit on, not flushed = NORMAL / off",
-        fontsize=7, y=0.995)
+        fontsize=7,
+        y=0.995,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(dst, dpi=110)
     return True
