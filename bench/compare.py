@@ -106,14 +106,16 @@ def text(pg, lite, rows):
         if lite_loads
         else None,
         f"postgres, graphile-worker: bench/postgres.json of {pm.get('date')} "
-        f"(median of {ps['runs']}, {ps['secs']} s a pgbench run, {pg['versions']['postgres'].split(' on ')[0]}, "
+        f"(median of {ps['runs']}, {ps['secs']} s a pgbench run, "
+        f"{pg['versions']['postgres'].split(' on ')[0]}, "
         f"shared_buffers {ps['shared_buffers']}, fsync {ps['fsync']}, graphile-worker "
         f"{pg['versions'].get('graphile_worker')}); 1-minute load "
         f"{min(pg_loads):.2f} … {max(pg_loads):.2f} at these rows"
         if pg_loads
         else None,
         (
-            f"{pm.get('cores')} cores. flushed: SQLite synchronous=FULL, Postgres synchronous_commit=on; "
+            f"{pm.get('cores')} cores. flushed: SQLite synchronous=FULL, Postgres "
+            "synchronous_commit=on; "
             "not flushed: NORMAL / off"
         ),
         "",

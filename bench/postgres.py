@@ -346,7 +346,8 @@ class Bench:
                 lat = f", {m['latency_ms']:.3f} ms a transaction" if m["latency_ms"] else ""
                 print(
                     f"   run {run + 1} sync {sync:<3} {m['rate']:>10.0f} tasks/s  "
-                    f"({m['ops']:.0f} in {m['secs']:.2f} s{lat}{', capped' if m['capped'] else ''}; "
+                    f"({m['ops']:.0f} in {m['secs']:.2f} s{lat}"
+                    f"{', capped' if m['capped'] else ''}; "
                     f"load {load:.2f})",
                     file=sys.stderr,
                 )
@@ -527,8 +528,9 @@ def table(data):
     lines = [
         (
             f"PostgreSQL queue bench, {s.get('started', '?')} to {data['machine']['date']}: "
-            f"median of {s['runs']} run(s), {s['secs']} s each (pgbench -T); {data['machine']['cores']} cores; load average "
-            f"{s['load_start']} at the start, {s['load_end']} at the end"
+            f"median of {s['runs']} run(s), {s['secs']} s each (pgbench -T); "
+            f"{data['machine']['cores']} cores; load average {s['load_start']} at the start, "
+            f"{s['load_end']} at the end"
         ),
         f"{data['versions']['postgres']}",
         (
