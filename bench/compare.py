@@ -86,6 +86,11 @@ def lines(pg, lite):
     return out
 
 
+def load_range(rows, field):
+    loads = [r[field] for r in rows if r[field] is not None]
+    return f"{min(loads):.2f} … {max(loads):.2f}" if loads else "unknown"
+
+
 def fmt(x):
     return "" if x is None else f"{x:,.0f}"
 
@@ -96,27 +101,24 @@ def ratio(a, b):
 
 def text(pg, lite, rows):
     lm, pm, ps = lite["machine"], pg["machine"], pg["settings"]
-    lite_loads = [r["sqlite_load"] for r in rows if r["sqlite_load"] is not None]
-    pg_loads = [r["pg_load"] for r in rows if r["pg_load"] is not None]
     head = [
         "Postgres beside sqlite-task (tasks/s, medians; ÷: sqlite-task's rate over the other's)",
-        f"sqlite-task, raw SQLite: bench/results-detail.json of {lm.get('date')} "
-        f"({lite['settings'].split(';')[0]}); 1-minute load "
-        f"{min(lite_loads):.2f} … {max(lite_loads):.2f} at these rows"
-        if lite_loads
-        else None,
-        f"postgres, graphile-worker: bench/postgres.json of {pm.get('date')} "
-        f"(median of {ps['runs']}, {ps['secs']} s a pgbench run, "
-        f"{pg['versions']['postgres'].split(' on ')[0]}, "
-        f"shared_buffers {ps['shared_buffers']}, fsync {ps['fsync']}, graphile-worker "
-        f"{pg['versions'].get('graphile_worker')}); 1-minute load "
-        f"{min(pg_loads):.2f} … {max(pg_loads):.2f} at these rows"
-        if pg_loads
-        else None,
+        (
+            f"sqlite-task, raw SQLite: bench/results-detail.json of {lm.get('date')} "
+            f"({lite['settings'].split(';')[0]}); 1-minute load "
+            f"{load_range(rows, 'sqlite_load')} at these rows"
+        ),
+        (
+            f"postgres, graphile-worker: bench/postgres.json of {pm.get('date')} "
+            f"(median of {ps['runs']}, {ps['secs']} s a pgbench run, "
+            f"{pg['versions']['postgres'].split(' on ')[0]}, "
+            f"shared_buffers {ps['shared_buffers']}, fsync {ps['fsync']}, graphile-worker "
+            f"{pg['versions'].get('graphile_worker')}); 1-minute load "
+            f"{load_range(rows, 'pg_load')} at these rows"
+        ),
         (
             f"{pm.get('cores')} cores. flushed: SQLite synchronous=FULL, Postgres "
-            "synchronous_commit=on; "
-            "not flushed: NORMAL / off"
+            "synchronous_commit=on; not flushed: NORMAL / off"
         ),
         "",
         (
@@ -166,7 +168,7 @@ def text(pg, lite, rows):
             "SQLite harness has no such row."
         ),
     ]
-    return "\n".join([h for h in head if h is not None] + body + lat + foot) + "\n"
+    return "\n".join(head + body + lat + foot) + "\n"
 
 
 def chart(pg, lite, rows, dst):
@@ -206,9 +208,11 @@ def chart(pg, lite, rows, dst):
         fontsize=10,
     )
     fig.suptitle(
-        f"SQLite figures: run of {lite['machine'].get('date')}; Postgres figures: run of "
-        f"{pg['machine'].get('date')}; {pg['machine'].get('cores')} cores; flushed = FULL / "
-        "synchronous_commit on, not flushed = NORMAL / off",
+        f"SQLite figures: run of {lite['machine'].get('date')}, 1-minute load "
+        f"{load_range(rows, 'sqlite_load')}; Postgres figures: run of "
+        f"{pg['machine'].get('date')}, load {load_range(rows, 'pg_load')}; "
+        f"{pg['machine'].get('cores')} cores; flushed = FULL / synchronous_commit on, "
+        "not flushed = NORMAL / off",
         fontsize=7,
         y=0.995,
     )
