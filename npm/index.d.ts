@@ -51,11 +51,13 @@ export interface ReportOptions {
 /** What the handler gets besides its task. */
 export interface TaskContext {
   /**
-   * Aborted when the worker is stopping (SIGINT, SIGTERM, options.signal), when a report finds
-   * the task cancelled, or when it finds the task no longer held by this worker. Its reason is an
-   * Error saying which.
+   * Aborted when a second SIGINT or SIGTERM asks for the task back, when a report finds the task
+   * cancelled, or when it finds the task no longer held by this worker. Its reason is an Error
+   * saying which.
    */
   signal: AbortSignal;
+  /** True once the worker was asked to stop: it claims nothing after this task, which may end early. */
+  readonly stopping: boolean;
   worker: string;
   attempt: number;
   /** task_progress with this attempt: 'running', or 'cancelled' (stop: ctx.signal is aborted). Throws what task_progress throws. */
@@ -68,7 +70,7 @@ export interface TaskContext {
 export type Outcome =
   /** Completed with the handler's result ('waiting': a parent whose children have not all finished). */
   | { status: 'completed' | 'waiting'; result: any }
-  /** Failed with the handler's error: queued again for a retry (or given back at a stop), or failed for good. */
+  /** Failed with the handler's error: queued again for a retry (or given back at a second signal), or failed for good. */
   | { status: 'queued' | 'failed'; error: string }
   /** Cancelled while it ran, or no longer this worker's (its lease expired and it was claimed again): nothing written. */
   | { status: 'cancelled' | 'lost'; error: string };
@@ -90,10 +92,12 @@ export interface WorkerOptions {
   now?: () => number;
   /** Stops the worker when aborted. */
   signal?: AbortSignal;
-  /** Process signals that stop the worker; a second one takes its default action. Default ['SIGINT', 'SIGTERM'] on the main thread, [] in a worker_thread. */
+  /** Process signals that stop the worker (a second asks for the task back). Default ['SIGINT', 'SIGTERM'] on the main thread, [] in a worker_thread. */
   signals?: string[];
   /** Return as soon as a claim finds no task. */
   untilIdle?: boolean;
+  /** Return after this many tasks. */
+  maxTasks?: number;
   /** Called after each task with its outcome. */
   onFinish?: (task: Task, outcome: Outcome) => void;
 }
@@ -109,14 +113,23 @@ export interface WorkerStats {
   lost: number;
 }
 
+/** Throw it in a handler to fail the task with exactly this message, and choose the retry. */
+export class Fail extends Error {
+  constructor(message: string, options?: { retry?: boolean; delay?: number });
+  /** false: fail for good, whatever attempts remain. */
+  retry: boolean;
+  /** Retry after this many ms instead of the backoff. */
+  delay?: number;
+}
+
+export type Handler = (task: Task, ctx: TaskContext) => unknown | Promise<unknown>;
+
 /**
- * Claims tasks and runs `handler` on each, one at a time: its result (JSON) completes the task,
- * its error fails it with the error's message. On a stop, the task in hand is finished: its
- * handler's result completes it; if the handler throws (ctx.signal tells it to give up), the task
- * is given back (task_fail with {"delay": 0}). Resolves with the counts once stopped.
+ * Claims tasks and runs `handler` (or `handler[task.type]`: a task of another type fails for
+ * good) on each, one at a time: its result (JSON) completes the task, its error fails it with the
+ * error's message. The first SIGINT or SIGTERM (or options.signal) stops it after the task in
+ * hand; a second aborts ctx.signal, and a handler that then throws gives its task back
+ * (task_fail with {"delay": 0}); a third takes the signal's default action. Resolves with the
+ * counts once stopped.
  */
-export function runWorker(
-  db: SyncDatabase,
-  handler: (task: Task, ctx: TaskContext) => unknown | Promise<unknown>,
-  options?: WorkerOptions,
-): Promise<WorkerStats>;
+export function runWorker(db: SyncDatabase, handler: Handler | Record<string, Handler>, options?: WorkerOptions): Promise<WorkerStats>;

@@ -1,6 +1,6 @@
 // The sqlite-task package: where the compiled extension of this platform is
 // (getLoadablePath), loading it into a connection of any of the three Node
-// drivers (load), and the worker loop (runWorker, in worker.js).
+// drivers (load), and the worker loop (runWorker and Fail, in worker.js).
 //
 // The extension ships inside the package, one folder per platform:
 // prebuilds/<process.platform>-<process.arch>/task0.<so|dylib|dll>, put
@@ -11,7 +11,7 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
-const { runWorker } = require('./worker.js');
+const { runWorker, Fail } = require('./worker.js');
 
 const PREBUILDS = path.join(__dirname, 'prebuilds');
 
@@ -78,4 +78,4 @@ function describe(value) {
   return value.constructor ? `a ${value.constructor.name} with no loadExtension method` : 'an object with no loadExtension method';
 }
 
-module.exports = { getLoadablePath, load, runWorker };
+module.exports = { getLoadablePath, load, runWorker, Fail };

@@ -11,10 +11,10 @@
 // while a handler runs, the attempt passed with every call.
 //
 // Ctrl-C or SIGTERM stops it: no new task is claimed, and the task in hand
-// is finished; a handler that gives up on ctx.signal (as `sleep` and `hash`
-// do) gives its task back instead, queued again at once for another worker.
-// A second signal ends the process at once; its task then comes back when
-// its lease expires. Either way no task is lost or left running.
+// runs to its end. A second signal asks for the task back: ctx.signal is
+// aborted, the handlers here give up on it, and the task is queued again at
+// once for another worker (on its next attempt). A third ends the process at
+// once; its task then comes back when its lease expires. No task is lost.
 //
 // In your project: npm install sqlite-task better-sqlite3. In this checkout
 // (examples/README.md): bash npm/build.sh, and NODE_PATH=tests/node/node_modules.
@@ -104,15 +104,26 @@ async function main() {
 
   process.stdout.write(`worker ${worker} waiting for tasks in ${positionals[0]}\n`);
   let stoppedBy = null;
-  for (const name of ['SIGINT', 'SIGTERM']) process.once(name, () => (stoppedBy ??= name));
+  for (const name of ['SIGINT', 'SIGTERM']) {
+    // once: runWorker's own listeners handle the signals that follow.
+    process.once(name, () => {
+      if (stoppedBy !== null) return;
+      stoppedBy = name;
+      process.stdout.write(`worker ${worker} stopping (${name}): a task in hand runs to its end; a second signal gives it back\n`);
+    });
+  }
   const stats = await runWorker(
     db,
-    async (task, ctx) => {
-      line('started', task);
-      const handler = HANDLERS[task.type];
-      if (!handler) throw new Error(`no handler for type "${task.type}" (this worker has ${Object.keys(HANDLERS).join(', ')})`);
-      return handler(task.details ?? {}, ctx, task);
-    },
+    // One function per task type; a task of another type fails for good.
+    Object.fromEntries(
+      Object.entries(HANDLERS).map(([type, handler]) => [
+        type,
+        (task, ctx) => {
+          line('started', task);
+          return handler(task.details ?? {}, ctx, task);
+        },
+      ]),
+    ),
     {
       worker,
       queue: values.queue,

@@ -266,7 +266,7 @@ test('the TypeScript types accept the documented uses and refuse wrong ones', ()
   fs.symlinkSync(built, path.join(dir, 'node_modules', 'sqlite-task'));
   fs.writeFileSync(
     path.join(dir, 'use.ts'),
-    `import { getLoadablePath, load, runWorker, Task, TaskContext, WorkerStats, Outcome } from 'sqlite-task';
+    `import { getLoadablePath, load, runWorker, Fail, Task, TaskContext, WorkerStats, Outcome } from 'sqlite-task';
 declare const sync: { loadExtension(file: string): void; prepare(sql: string): unknown };
 declare const callback: { loadExtension(file: string, cb?: (err: Error | null) => void): void; parallelize(): void };
 const file: string = getLoadablePath();
@@ -282,6 +282,8 @@ async function main(): Promise<number> {
   }, { worker: 'w1', queue: ['a', 'b'], lease: 30000, wait: 0, idle: 500, heartbeat: 10000, now: () => 1000,
        signal: controller.signal, signals: ['SIGTERM'], untilIdle: true,
        onFinish: (task: Task, outcome: Outcome) => { if (outcome.status === 'failed') console.log(task.id, outcome.error); } });
+  await runWorker(sync, { resize: async (task) => task.details, mail: () => { throw new Fail('bounced', { retry: false, delay: 5 }); } }, { maxTasks: 1 });
+  const stopping: boolean = (null as unknown as TaskContext).stopping;
   // @ts-expect-error: an unknown option
   await runWorker(sync, async () => null, { polling: 5 });
   // @ts-expect-error: progress needs a number

@@ -1,6 +1,7 @@
 // runWorker (npm/worker.js) on better-sqlite3: what it writes for each way a
-// handler ends, the reports it passes the attempt with, fencing, the idle
-// wait, and each way to stop it. The clock is supplied ({"now": ms} through
+// handler ends, handlers by type and Fail, the reports it passes the attempt
+// with, fencing, the handler's transaction, the idle wait, and each way to
+// stop it (the first signal finishes the task, a second gives it back). The clock is supplied ({"now": ms} through
 // the `now` option) wherever a lease or a backoff is looked at; the tests
 // wait for events, never for a time, and a deadline only turns a hang into
 // a failure.
@@ -12,7 +13,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { Worker } = require('node:worker_threads');
 const Database = require('better-sqlite3');
-const { runWorker } = require('sqlite-task');
+const { runWorker, Fail } = require('sqlite-task');
 
 const EXT = process.env.TASK_EXT || path.join(__dirname, '..', '..', 'dist', 'task0');
 const DEADLINE = 10000; // ms: the most a test waits for an event
@@ -95,6 +96,71 @@ test('a result completes the task, an error fails it with its message', async ()
   }, { ...base, wait: 0, untilIdle: true, now: () => 7000 });
   assert.deepStrictEqual([again.claimed, again.failed], [1, 1]);
   assert.deepStrictEqual([row(db, boom).status, row(db, boom).error, row(db, boom).attempts], ['failed', 'still full on attempt 2', 2]);
+  db.close();
+});
+
+test('handlers by task type; Fail chooses the retry; maxTasks', async () => {
+  const { db } = fresh();
+  const a = enqueue(db, 'a', null, { now: 1000 });
+  const never = enqueue(db, 'b', null, { now: 1001 });
+  const later = enqueue(db, 'c', null, { now: 1002 });
+  const unknown = enqueue(db, 'paint', null, { now: 1003 });
+  const left = enqueue(db, 'a', null, { now: 1004 });
+  const stats = await runWorker(
+    db,
+    {
+      a: async (task) => task.type,
+      b: async () => {
+        throw new Fail('no such account', { retry: false });
+      },
+      c: async () => {
+        throw new Fail('rate limited', { delay: 60000 });
+      },
+    },
+    { ...base, wait: 0, maxTasks: 4, now: () => 5000 },
+  );
+  assert.deepStrictEqual(stats, { claimed: 4, completed: 1, waiting: 0, queued: 1, failed: 2, cancelled: 0, lost: 0 });
+  assert.strictEqual(row(db, a).result, '"a"');
+  assert.deepStrictEqual([row(db, never).status, row(db, never).error, row(db, never).attempts], ['failed', 'no such account', 1]);
+  assert.deepStrictEqual([row(db, later).status, row(db, later).error, row(db, later).run_at], ['queued', 'rate limited', 65000]);
+  assert.deepStrictEqual([row(db, unknown).status, row(db, unknown).error], ['failed', 'worker w1 has no function for task type "paint" (it runs "a", "b", "c")']);
+  assert.strictEqual(row(db, left).status, 'queued');
+  db.close();
+});
+
+test("the handler's open transaction commits with the completion, and rolls back otherwise", async () => {
+  const { db, open } = fresh();
+  db.exec('CREATE TABLE sent (task TEXT)');
+  const other = open();
+  const ok = enqueue(db, 'ok', null, { now: 1000 });
+  const boom = enqueue(db, 'boom', null, { now: 1000, max_attempts: 1 });
+  const lost = enqueue(db, 'lost', null, { now: 1000 });
+  let now = 1000;
+  const stats = await runWorker(
+    db,
+    async (task) => {
+      db.exec('BEGIN IMMEDIATE');
+      db.prepare('INSERT INTO sent VALUES (?)').run(task.type);
+      await new Promise((resolve) => setImmediate(resolve));
+      if (task.type === 'boom') throw new Error('after the insert');
+      if (task.type === 'lost') {
+        // Its lease runs out and another worker takes it (an autocommit
+        // claim on another connection, after this one rolled back).
+        db.exec('ROLLBACK');
+        now += 400000;
+        one(other, 'SELECT task_claim(?, ?)', 'w2', JSON.stringify({ now }));
+        db.exec('BEGIN IMMEDIATE');
+        db.prepare('INSERT INTO sent VALUES (?)').run('lost again');
+      }
+      return task.type;
+    },
+    { ...base, wait: 0, untilIdle: true, heartbeat: 0, now: () => now },
+  );
+  assert.deepStrictEqual([stats.completed, stats.failed, stats.lost], [1, 1, 1]);
+  assert.strictEqual(db.inTransaction, false);
+  assert.deepStrictEqual(db.prepare('SELECT task FROM sent').pluck().all(), ['ok']);
+  assert.deepStrictEqual([row(db, ok).status, row(db, boom).status, row(db, lost).worker], ['completed', 'failed', 'w2']);
+  other.close();
   db.close();
 });
 
@@ -267,38 +333,71 @@ test('a stop lets the task in hand finish, and claims nothing more', async () =>
   const first = enqueue(db, 'job', null, { now: 1000 });
   const second = enqueue(db, 'job', null, { now: 1001 });
   const controller = new AbortController();
-  let reason;
+  let seen;
   const stats = await runWorker(
     db,
     async (task, ctx) => {
+      const before = ctx.stopping;
       controller.abort();
-      reason = ctx.signal.reason.message;
+      await new Promise((resolve) => setImmediate(resolve));
+      seen = [before, ctx.stopping, ctx.signal.aborted];
       return 'finished anyway';
     },
     { ...base, wait: 0, signal: controller.signal },
   );
-  assert.strictEqual(reason, 'sqlite-task: worker w1 is stopping (aborted)');
+  assert.deepStrictEqual(seen, [false, true, false]);
   assert.deepStrictEqual([stats.claimed, stats.completed], [1, 1]);
   assert.deepStrictEqual([row(db, first).status, row(db, first).result], ['completed', '"finished anyway"']);
   assert.strictEqual(row(db, second).status, 'queued');
   db.close();
 });
 
-test('a handler that gives up at a stop gives its task back, queued at once', async () => {
+/** Sends `signal` to this process and waits until check() holds. */
+async function signal(name, check, what) {
+  process.kill(process.pid, name);
+  await until(check, what);
+}
+
+test('a first signal finishes the task; its listeners are removed afterwards', async () => {
   const { db } = fresh();
-  const id = enqueue(db, 'long', null, { now: 1000 });
-  const controller = new AbortController();
-  const outcomes = [];
+  const id = enqueue(db, 'job');
+  const other = enqueue(db, 'job');
+  const before = process.listenerCount('SIGUSR2');
+  let during;
+  let aborted;
   const stats = await runWorker(
     db,
-    (task, ctx) =>
-      new Promise((resolve, reject) => {
-        ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
-        setImmediate(() => controller.abort());
-      }),
-    { ...base, wait: 0, now: () => 3000, signal: controller.signal, onFinish: (task, o) => outcomes.push(o) },
+    async (task, ctx) => {
+      during = process.listenerCount('SIGUSR2');
+      await signal('SIGUSR2', () => ctx.stopping, 'the signal to stop the worker');
+      aborted = ctx.signal.aborted;
+      return 'done';
+    },
+    { ...base, wait: 0, signals: ['SIGUSR2'] },
   );
-  const error = 'worker w1 stopped (aborted): sqlite-task: worker w1 is stopping (aborted)';
+  assert.deepStrictEqual([during, process.listenerCount('SIGUSR2')], [before + 1, before]);
+  assert.strictEqual(aborted, false);
+  assert.deepStrictEqual([stats.claimed, row(db, id).status, row(db, other).status], [1, 'completed', 'queued']);
+  db.close();
+});
+
+test('a second signal aborts ctx.signal: a handler that gives up gives its task back, queued at once', async () => {
+  const { db } = fresh();
+  const id = enqueue(db, 'long', null, { now: 1000 });
+  const outcomes = [];
+  let reason;
+  const stats = await runWorker(
+    db,
+    async (task, ctx) => {
+      await signal('SIGUSR2', () => ctx.stopping, 'the first signal');
+      await signal('SIGUSR2', () => ctx.signal.aborted, 'the second signal');
+      reason = ctx.signal.reason.message;
+      throw ctx.signal.reason;
+    },
+    { ...base, wait: 0, now: () => 3000, signals: ['SIGUSR2'], onFinish: (task, o) => outcomes.push(o) },
+  );
+  assert.strictEqual(reason, 'sqlite-task: worker w1 was asked by SIGUSR2 to give its task back');
+  const error = 'interrupted: worker w1 stopped by SIGUSR2 during attempt 1';
   assert.deepStrictEqual(outcomes, [{ status: 'queued', error }]);
   assert.strictEqual(stats.queued, 1);
   assert.deepStrictEqual(row(db, id), { status: 'queued', attempts: 1, progress: 0, result: null, error, worker: null, lease_until: null, run_at: 3000 });
@@ -307,26 +406,19 @@ test('a handler that gives up at a stop gives its task back, queued at once', as
   db.close();
 });
 
-test('a process signal stops it gracefully; its handlers are removed afterwards', async () => {
+test('after a second signal, a handler that finishes anyway completes its task', async () => {
   const { db } = fresh();
-  const id = enqueue(db, 'job');
-  const before = process.listenerCount('SIGUSR2');
-  let during;
-  let reason;
-  const stats = await runWorker(
+  const id = enqueue(db, 'short');
+  await runWorker(
     db,
     async (task, ctx) => {
-      during = process.listenerCount('SIGUSR2');
-      process.kill(process.pid, 'SIGUSR2');
-      await until(() => ctx.signal.aborted, 'the signal to abort ctx.signal');
-      reason = ctx.signal.reason.message;
-      return 'done';
+      await signal('SIGUSR2', () => ctx.stopping, 'the first signal');
+      await signal('SIGUSR2', () => ctx.signal.aborted, 'the second signal');
+      return 'made it';
     },
     { ...base, wait: 0, signals: ['SIGUSR2'] },
   );
-  assert.deepStrictEqual([during, process.listenerCount('SIGUSR2')], [before + 1, before]);
-  assert.strictEqual(reason, 'sqlite-task: worker w1 is stopping (SIGUSR2)');
-  assert.deepStrictEqual([stats.completed, row(db, id).status], [1, 'completed']);
+  assert.deepStrictEqual([row(db, id).status, row(db, id).result], ['completed', '"made it"']);
   db.close();
 });
 
@@ -344,7 +436,9 @@ test('bad arguments are refused with a message, before anything is claimed', asy
   const id = enqueue(db, 'job');
   const handler = async () => null;
   const cases = [
-    [[db, 'not a function'], TypeError, 'sqlite-task: runWorker(db, handler, options): handler must be a function, got string'],
+    [[db, 'not a function'], TypeError, 'sqlite-task: runWorker(db, handler, options): handler must be a function or an object of functions by task type, got string'],
+    [[db, null], TypeError, 'sqlite-task: runWorker(db, handler, options): handler must be a function or an object of functions by task type, got null'],
+    [[db, handler, { maxTasks: -1 }], TypeError, 'sqlite-task: runWorker: maxTasks must be a whole number, 0 or more, got -1'],
     [[db, handler, { polling: 1 }], TypeError, /^sqlite-task: runWorker: unknown option "polling" \(known: worker, queue, /],
     [[db, handler, { wait: -1 }], TypeError, 'sqlite-task: runWorker: wait must be a whole number of ms, 0 or more, got -1'],
     [[db, handler, { lease: 1.5 }], TypeError, 'sqlite-task: runWorker: lease must be a whole number of ms, 0 or more, got 1.5'],

@@ -110,15 +110,14 @@ test('it works through a live queue fed by enqueue.js, then stops on SIGTERM', a
     const missing = enqueue(file, 'hash', JSON.stringify({ path: path.join(dir, 'gone.bin') }), '--max-attempts', '1');
     const unknown = enqueue(file, 'paint', '{}', '--max-attempts', '1', '--priority=-1');
     const lines = [];
-    for (let i = 0; i < 6; i++) lines.push(await w.next());
+    for (let i = 0; i < 5; i++) lines.push(await w.next());
     const sha256 = crypto.createHash('sha256').update(fs.readFileSync(data)).digest('hex');
     assert.deepStrictEqual(lines, [
       `started   files/hash ${hash} attempt=1`,
       `completed files/hash ${hash} attempt=1 result={"sha256":"${sha256}","bytes":${3 * 1024 * 1024}}`,
       `started   default/hash ${missing} attempt=1`,
       `failed    default/hash ${missing} attempt=1 error="ENOENT: no such file or directory, stat '${path.join(dir, 'gone.bin')}'"`,
-      `started   default/paint ${unknown} attempt=1`,
-      `failed    default/paint ${unknown} attempt=1 error="no handler for type \\"paint\\" (this worker has echo, hash, sleep)"`,
+      `failed    default/paint ${unknown} attempt=1 error="worker ex1 has no function for task type \\"paint\\" (it runs \\"echo\\", \\"hash\\", \\"sleep\\")"`,
     ]);
     // What it printed is what the queue holds; the hash reported its progress.
     const rows = db.prepare('SELECT id, status, result, error, worker FROM tasks ORDER BY rowid').all();
@@ -133,6 +132,7 @@ test('it works through a live queue fed by enqueue.js, then stops on SIGTERM', a
     assert.ok(progress.length >= 5 && progress.every((p, i) => i === 0 || p > progress[i - 1]), `${progress}`);
 
     w.proc.kill('SIGTERM');
+    assert.strictEqual(await w.next(), 'worker ex1 stopping (SIGTERM): a task in hand runs to its end; a second signal gives it back');
     assert.strictEqual(await w.next(), 'worker ex1 stopped (SIGTERM) after 4 tasks: 2 completed, 2 failed');
     assert.deepStrictEqual(await w.exit(), { code: 0, signal: null });
     assert.strictEqual(w.stderr, '');
@@ -143,18 +143,44 @@ test('it works through a live queue fed by enqueue.js, then stops on SIGTERM', a
 });
 
 for (const sig of ['SIGTERM', 'SIGINT']) {
-  test(`${sig} mid-task gives the task back: queued again, on its next attempt`, async () => {
+  test(`${sig} mid-task: the task runs to its end, then the worker exits`, async () => {
     const { file, db } = fresh();
-    const id = enqueue(file, 'sleep', '{"ms":3600000}');
-    const w = new Process(file, '--worker', 'ex2', '--lease', '60000');
+    const id = enqueue(file, 'sleep', '{"ms":300}');
+    const other = enqueue(file, 'echo', '{}', '--priority=-1');
+    const w = new Process(file, '--worker', 'ex2');
     try {
       await w.next();
       assert.strictEqual(await w.next(), `started   default/sleep ${id} attempt=1`);
-      assert.deepStrictEqual(db.prepare('SELECT status, worker FROM tasks WHERE id = ?').get(id), { status: 'running', worker: 'ex2' });
       w.proc.kill(sig);
-      const error = `worker ex2 stopped (${sig}): The operation was aborted`;
+      assert.strictEqual(await w.next(), `worker ex2 stopping (${sig}): a task in hand runs to its end; a second signal gives it back`);
+      assert.strictEqual(await w.next(), `completed default/sleep ${id} attempt=1 result={"slept":300}`);
+      assert.strictEqual(await w.next(), `worker ex2 stopped (${sig}) after 1 tasks: 1 completed`);
+      assert.deepStrictEqual(await w.exit(), { code: 0, signal: null });
+      assert.strictEqual(w.stderr, '');
+      assert.deepStrictEqual(db.prepare('SELECT status FROM tasks ORDER BY rowid').pluck().all(), ['completed', 'queued']);
+      assert.strictEqual(db.prepare('SELECT attempts FROM tasks WHERE id = ?').pluck().get(other), 0);
+    } finally {
+      w.proc.kill('SIGKILL');
+      db.close();
+    }
+  });
+
+  test(`a second ${sig} mid-task gives the task back: queued again, on its next attempt`, async () => {
+    const { file, db } = fresh();
+    const id = enqueue(file, 'sleep', '{"ms":3600000}');
+    const w = new Process(file, '--worker', 'ex3', '--lease', '60000');
+    try {
+      await w.next();
+      assert.strictEqual(await w.next(), `started   default/sleep ${id} attempt=1`);
+      assert.deepStrictEqual(db.prepare('SELECT status, worker FROM tasks WHERE id = ?').get(id), { status: 'running', worker: 'ex3' });
+      w.proc.kill(sig);
+      // The first is seen before the second is sent: two signals sent at
+      // once may arrive as one.
+      await w.next();
+      w.proc.kill(sig);
+      const error = `interrupted: worker ex3 stopped by ${sig} during attempt 1`;
       assert.strictEqual(await w.next(), `queued    default/sleep ${id} attempt=1 error=${JSON.stringify(error)}`);
-      assert.strictEqual(await w.next(), `worker ex2 stopped (${sig}) after 1 tasks: 1 queued`);
+      assert.strictEqual(await w.next(), `worker ex3 stopped (${sig}) after 1 tasks: 1 queued`);
       assert.deepStrictEqual(await w.exit(), { code: 0, signal: null });
       assert.strictEqual(w.stderr, '');
       const row = db.prepare('SELECT status, attempts, error, worker, lease_until FROM tasks WHERE id = ?').get(id);
@@ -168,6 +194,60 @@ for (const sig of ['SIGTERM', 'SIGINT']) {
     }
   });
 }
+
+test('a third signal ends it at once; the task comes back when its lease expires', async () => {
+  const { file, db } = fresh();
+  const id = enqueue(file, 'hold', '{}');
+  // A handler that ignores ctx.signal: worker.js with one more task type.
+  const script = `
+    const Database = require('better-sqlite3');
+    const { runWorker } = require('sqlite-task');
+    const db = new Database(process.argv[1]);
+    db.loadExtension(process.env.TASK_EXT);
+    runWorker(db, { hold: (task, ctx) => { console.log('started'); let seen = 0; const log = () => { console.log(ctx.stopping, ctx.signal.aborted); if (++seen === 2) process.removeListener('SIGTERM', log); }; process.on('SIGTERM', log); return new Promise(() => {}); } },
+              { worker: 'ex4', lease: 60000 });`;
+  const p = spawn(process.execPath, ['-e', script, file], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = [];
+  let wake = null;
+  readline.createInterface({ input: p.stdout }).on('line', (l) => {
+    lines.push(l);
+    if (wake) wake();
+  });
+  const next = async () => {
+    while (!lines.length) {
+      let timer;
+      const came = await new Promise((resolve) => {
+        timer = setTimeout(resolve, DEADLINE, false);
+        wake = () => resolve(true);
+      });
+      clearTimeout(timer);
+      if (!came) assert.fail(`no line within ${DEADLINE} ms after ${JSON.stringify(lines)}`);
+    }
+    return lines.shift();
+  };
+  const closed = new Promise((resolve) => p.on('close', (code, signal) => resolve({ code, signal })));
+  try {
+    assert.strictEqual(await next(), 'started');
+    p.kill('SIGTERM');
+    assert.strictEqual(await next(), 'true false');
+    p.kill('SIGTERM');
+    assert.strictEqual(await next(), 'true true');
+    p.kill('SIGTERM');
+    let timer;
+    const ended = await Promise.race([closed, new Promise((resolve) => (timer = setTimeout(resolve, DEADLINE, 'still running')))]);
+    clearTimeout(timer);
+    assert.deepStrictEqual(ended, { code: null, signal: 'SIGTERM' });
+    const row = db.prepare('SELECT status, attempts, worker, lease_until - started_at AS lease FROM tasks WHERE id = ?').get(id);
+    assert.deepStrictEqual(row, { status: 'running', attempts: 1, worker: 'ex4', lease: 60000 });
+    // After the lease (a supplied clock past it), the next claim takes it over as attempt 2.
+    const after = db.prepare('SELECT lease_until + 1 FROM tasks WHERE id = ?').pluck().get(id);
+    const next2 = JSON.parse(db.prepare('SELECT task_claim(?, ?)').pluck().get('next', JSON.stringify({ now: after })));
+    assert.deepStrictEqual([next2.id, next2.attempt], [id, 2]);
+  } finally {
+    p.kill('SIGKILL');
+    db.close();
+  }
+});
 
 test('bad arguments end them with a message', () => {
   const { dir, file, db } = fresh();
