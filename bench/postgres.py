@@ -4,8 +4,9 @@ driven by pgbench, and graphile-worker, the Postgres job queue users pick.
 It starts a throwaway cluster (initdb + pg_ctl on a temporary directory, a Unix socket in it and
 no TCP; as the `postgres` user, or `nobody`, when run as root), runs every case, stops the
 cluster and deletes it, also when a case fails or the run is interrupted. Postgres keeps its
-defaults (shared_buffers 128MB, fsync on, synchronous_commit on); each case runs once with
-synchronous_commit on and once off, set per connection through PGOPTIONS and checked.
+defaults (shared_buffers 128MB, fsync on, synchronous_commit on); each case runs --runs times
+with synchronous_commit on and as many off, interleaved, set per connection through PGOPTIONS
+and checked.
 
 Raw Postgres (pgbench -M prepared: C, prepared statements; scripts in bench/peers/postgres/):
 the jobs table of the SQLite harness's raw system with a partial ready index (schema.sql); the
