@@ -15,6 +15,9 @@ pub mod code {
     pub const ERROR: i32 = 1;
     /// `SQLITE_BUSY`: retry the call.
     pub const BUSY: i32 = 5;
+    /// `SQLITE_READONLY`: this database cannot take the write (a libSQL
+    /// read replica's copy).
+    pub const READONLY: i32 = 8;
     /// `SQLITE_CONSTRAINT_UNIQUE`: a UNIQUE index refused a row.
     pub const CONSTRAINT_UNIQUE: i32 = 19 | (8 << 8);
 }

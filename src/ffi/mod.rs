@@ -46,5 +46,6 @@ mod tests {
         assert_eq!(code::ERROR, sys::SQLITE_ERROR);
         assert_eq!(code::BUSY, sys::SQLITE_BUSY);
         assert_eq!(code::CONSTRAINT_UNIQUE, sys::SQLITE_CONSTRAINT_UNIQUE);
+        assert_eq!(code::READONLY, sys::SQLITE_READONLY);
     }
 }

@@ -218,7 +218,7 @@ pub use enqueue::{Enqueued, NewTask, enqueue};
 pub use model::Status;
 pub use worker::{FailArgs, WorkerArgs, complete, fail, progress};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ffi::{Conn, Stmt};
 use crate::storage;
 use std::cell::{Cell, RefCell};
@@ -233,6 +233,9 @@ pub struct Queue {
     hint: RefCell<claim::Hint>,
     /// Whether the storage was verified at this build's schema version.
     ready: Cell<bool>,
+    /// Whether the database was found not to be a libSQL replica's copy
+    /// (see [`Queue::ensure_writable`]).
+    primary: Cell<bool>,
     /// Ids of tasks in workflows this connection claimed lately, and
     /// whether only a concurrency limit links them (flags 64, no workflow):
     /// their completion or failure skips the plain statement.
@@ -240,6 +243,28 @@ pub struct Queue {
     /// The file watch of this connection's waits, made by the first one
     /// (`wait.rs`).
     watch: RefCell<Option<crate::ffi::Watch>>,
+}
+
+/// A write statement that changes nothing: it takes the write lock of the
+/// transaction it runs in (`Queue::ensure_writable`).
+const LOCK_FIRST_SQL: &str = "DELETE FROM main.task_queue_store WHERE 0";
+
+/// The file libSQL keeps beside a replica's database, if there is one.
+fn replica_marker(conn: &Conn) -> Option<String> {
+    if conn.in_memory() {
+        return None;
+    }
+    let file = std::path::Path::new(conn.key());
+    let beside = file.parent().map(|d| d.join("client_wal_index"));
+    let embedded = Some(std::path::PathBuf::from(format!(
+        "{}-client_wal_index",
+        conn.key()
+    )));
+    [beside, embedded]
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .map(|p| p.display().to_string())
 }
 
 /// How many claimed workflow tasks a connection remembers.
@@ -252,6 +277,7 @@ impl Queue {
             notes: notes::Notes::default(),
             hint: RefCell::new(claim::Hint::None),
             ready: Cell::new(false),
+            primary: Cell::new(false),
             linked: RefCell::new(Vec::new()),
             watch: RefCell::new(None),
         })
@@ -296,6 +322,54 @@ impl Queue {
             self.ready.set(true);
         }
         Ok(())
+    }
+
+    /// What every verb that writes checks before its first statement: the
+    /// storage is ready, the database is not a libSQL read replica's copy,
+    /// and, inside a transaction that has not touched the database yet
+    /// (`BEGIN`, then this verb), the write lock is taken first.
+    ///
+    /// A replica (libSQL server's, or an embedded one) runs a statement
+    /// that reads as a SELECT on its own copy and forwards only what reads
+    /// as a write: `SELECT task_claim(…)` would claim on the copy alone,
+    /// invisible to the primary and overwritten by the next replicated
+    /// frame, while another worker claims the same task there. libSQL
+    /// keeps a `client_wal_index` file beside a replica's database (or
+    /// `<database>-client_wal_index` for an embedded replica), and only
+    /// there; looking for it is a `stat`, never an open.
+    ///
+    /// Taking the write lock first matters because the verbs read before
+    /// they write (a claim's plan, a refusal's reasons): in a deferred
+    /// transaction those reads start a snapshot, and if another connection
+    /// commits before the write, SQLite cannot upgrade the snapshot and
+    /// fails at once with SQLITE_BUSY, which no busy timeout retries. With
+    /// the lock taken first, the verb waits for it like any write.
+    pub fn ensure_writable(&self) -> Result<()> {
+        if !self.primary.get() {
+            if let Some(marker) = replica_marker(&self.conn) {
+                return Err(Error::with_code(
+                    crate::error::code::READONLY,
+                    format!(
+                        "this database is a libSQL read replica's copy ({marker} exists): a write \
+                         here would change the copy only; send the call in a transaction the \
+                         replica forwards to its primary (BEGIN IMMEDIATE, the call and COMMIT \
+                         as separate requests of one stream; see docs/scaling.md)"
+                    ),
+                ));
+            }
+            self.primary.set(true);
+        }
+        // Before the storage check, which reads (and would start the
+        // snapshot); if the lock cannot be taken because there is no
+        // storage, the check says so.
+        if !self.conn.autocommit() && !self.conn.txn_open() {
+            let locked = self.prepare(LOCK_FIRST_SQL).and_then(|mut st| st.finish());
+            if let Err(e) = locked {
+                self.ensure_ready()?;
+                return Err(e);
+            }
+        }
+        self.ensure_ready()
     }
 
     /// `task_init()`: creates or migrates the storage, and adds or drops

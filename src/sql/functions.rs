@@ -136,7 +136,7 @@ fn queue_settings(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         events: o.events,
         now: o.now,
     };
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::settings::queue(q, name, &change).map(Out::Text)
 }
 
@@ -182,7 +182,7 @@ fn schedule(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         if_exists: o.if_exists.as_deref(),
         now: o.now,
     };
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::schedule::schedule(q, &s).map(Out::Text)
 }
 
@@ -197,20 +197,20 @@ fn schedule_resume(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
 fn pause_or_resume(q: &Rc<Queue>, args: &[Value<'_>], paused: bool) -> Result<Out> {
     let name = arg(args, 0, "name").nonempty()?;
     let o = options::Clock::parse(options_at(args, 1)?)?;
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::schedule::pause(q, name, paused, o.now).map(Out::Text)
 }
 
 fn unschedule(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let name = arg(args, 0, "name").nonempty()?;
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::schedule::unschedule(q, name).map(|()| Out::Int(1))
 }
 
 fn tick(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let o = options::Clock::parse(options_at(args, 0)?)?;
     let now = model::clock(o.now)?;
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     let enqueued = queue::schedule::tick(q, now, queue::schedule::TICK)?;
     let pruned = queue::prune::retention(q, now)?;
     Ok(Out::Text(format!(
@@ -256,7 +256,7 @@ fn prune(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         Some(on) => on,
         None => every,
     };
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     let p = queue::prune::prune(q, &c, step, events)?;
     Ok(Out::Text(format!(
         "{{\"deleted\":{},\"events\":{},\"steps\":{},\"longest_step_ms\":{:.3}}}",
@@ -305,7 +305,7 @@ fn enqueue(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         on_child_failure: o.on_child_failure.as_deref(),
         wait_for_children: o.wait_for_children,
     };
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::enqueue(q, &task).map(|t| Out::Text(t.id))
 }
 
@@ -323,7 +323,7 @@ fn claim(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let worker = arg(args, 0, "worker").nonempty()?;
     let o = options::Claim::parse(options_at(args, 1)?)?;
     let a = claim_args(worker, o);
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     Ok(match queue::claim(q, &a, 1)?.first() {
         Some(t) => Out::Text(t.to_json()),
         None => Out::Null,
@@ -335,7 +335,7 @@ fn claim_batch(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let limit = arg(args, 1, "limit").integer()?;
     let o = options::Claim::parse(options_at(args, 2)?)?;
     let a = claim_args(worker, o);
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     let tasks = queue::claim(q, &a, limit)?;
     Ok(Out::Text(queue::claim::list_json(&tasks)))
 }
@@ -364,7 +364,7 @@ fn progress(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         now: o.now,
         writeback_ms: o.writeback,
     };
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::progress(q, id, Some(percent), &w).map(|s| Out::Static(s.as_str()))
 }
 
@@ -377,7 +377,7 @@ fn heartbeat(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         now: o.now,
         writeback_ms: None,
     };
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::progress(q, id, None, &w).map(|s| Out::Static(s.as_str()))
 }
 
@@ -390,14 +390,14 @@ fn complete(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         now: o.now,
         ..WorkerArgs::default()
     };
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::complete(q, id, result, &w).map(|s| Out::Static(s.as_str()))
 }
 
 fn complete_batch(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let items = arg(args, 0, "items").text()?;
     let o = options::Clock::parse(options_at(args, 1)?)?;
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     bulk::complete_batch(q, items, o.now).map(Out::Int)
 }
 
@@ -412,7 +412,7 @@ fn fail_batch(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         retry: o.retry.unwrap_or(true),
         delay_ms: o.delay,
     };
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     let out = bulk::fail_batch(q, items, &f)?;
     let list: Vec<serde_json::Value> = out
         .into_iter()
@@ -438,7 +438,7 @@ fn complete_next(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         now: o.now,
         wait_ms: None,
     };
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     Ok(match bulk::complete_next(q, id, result, &w, &next)? {
         Some(t) => Out::Text(t.to_json()),
         None => Out::Null,
@@ -458,21 +458,21 @@ fn fail(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
         retry: o.retry.unwrap_or(true),
         delay_ms: o.delay,
     };
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::fail(q, id, error, &f).map(|s| Out::Static(s.as_str()))
 }
 
 fn cancel(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let id = arg(args, 0, "id").text()?;
     let o = options::Clock::parse(options_at(args, 1)?)?;
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::cancel(q, id, o.now).map(|()| Out::Static(queue::Status::Cancelled.as_str()))
 }
 
 fn retry(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let id = arg(args, 0, "id").text()?;
     let o = options::Clock::parse(options_at(args, 1)?)?;
-    q.ensure_ready()?;
+    q.ensure_writable()?;
     queue::retry(q, id, o.now).map(|()| Out::Static(queue::Status::Queued.as_str()))
 }
 

@@ -145,7 +145,7 @@ impl ffi::Table for Tasks {
 
     fn update(&self, args: &[ValueRef<'_>]) -> Result<Option<i64>> {
         let q = &self.q;
-        q.ensure_ready()?;
+        q.ensure_writable()?;
         let values: Vec<Value<'_>> = args.iter().map(|v| v.get()).collect();
         match values.as_slice() {
             [Value::Integer(seq)] => queue::delete(q, *seq).map(|_| None),
