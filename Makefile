@@ -86,3 +86,21 @@ bench-quick: loadable ## a one-run smoke test of the benchmarks (~3 min after th
 
 bench-postgres: ## the same work on PostgreSQL: a throwaway cluster, pgbench, graphile-worker (~4.5 min) → bench/postgres.json, bench/postgres-vs-sqlite.txt
 	bash bench/postgres.sh
+
+.PHONY: stress test-stress-quick
+
+stress: loadable $(PYTHON) ## reliability harness: N=2,4,8 worker processes, 50k tasks, NORMAL/FULL, SIGKILL rounds (~10-15 min)
+	TASK_EXT=$(CURDIR)/dist/task0 $(PYTHON) tests/stress/run.py --full
+
+test-stress-quick: loadable $(PYTHON) ## reliability harness, short: N=2 and 4, 3000 tasks, one SIGKILL round (< 1 min)
+	TASK_EXT=$(CURDIR)/dist/task0 $(PYTHON) tests/stress/run.py --quick
+
+.PHONY: stress-hostile test-hosts
+
+HOSTILE_CASES ?= 20000
+
+stress-hostile: loadable ## random hostile call sequences against the model, at length (HOSTILE_CASES=20000, ~3 min)
+	TASK_EXT=$(CURDIR)/dist/task0 PROPTEST_CASES=$(HOSTILE_CASES) cargo test --release -p sqlite-task-tests --test hostile random_call_sequences -- --nocapture
+
+test-hosts: loadable ## load dist/task0 into C hosts on SQLite 3.33 … 3.53: refused below the floor, working above (first run builds, ~2 min)
+	bash tests/hosts/run.sh
