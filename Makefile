@@ -12,7 +12,7 @@ SQLITE3  ?= sqlite3
 VENV     := .venv
 PYTHON   := $(VENV)/bin/python
 
-.PHONY: help loadable python test test-unit test-rust test-sql test-python test-node demo playlist fmt lint clean
+.PHONY: help loadable python npm test test-unit test-rust test-sql test-python test-node demo playlist fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -27,14 +27,18 @@ loadable: ## release build of the extension → dist/task0.so
 python: loadable ## the Python wheel (sqlite-task, carrying dist/task0.so) → dist/wheels/
 	python3 python/build_wheel.py $(LOADABLE) dist/wheels
 
+npm: loadable ## the npm package: dist/task0.so into npm/prebuilds/<platform>-<arch>/
+	bash npm/build.sh
+
 test: loadable test-unit test-rust test-sql test-python test-node test-hosts test-stress-quick ## every suite, against one build
 	@echo "all suites passed"
 
 test-unit: ## Rust unit tests (no SQLite needed)
 	cargo test --release -p sqlite-task --lib
 
-test-rust: loadable ## Rust integration tests loading dist/task0 into rusqlite
+test-rust: loadable ## Rust integration tests: dist/task0 loaded into rusqlite; the queue linked in (feature static)
 	TASK_EXT=$(CURDIR)/dist/task0 cargo test --release -p sqlite-task-tests
+	cargo test --release -p sqlite-task-static
 
 test-sql: loadable ## SQL scripts run by the real sqlite3 shell, diffed against expected output
 	SQLITE3=$(SQLITE3) bash tests/sql/run.sh
@@ -69,6 +73,7 @@ lint: ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --release -p sqlite-task --all-targets -- -D warnings
 	cargo clippy --release -p sqlite-task-tests --all-targets -- -D warnings
+	cargo clippy --release -p sqlite-task-static --all-targets -- -D warnings
 
 clean: ## remove build output
 	cargo clean

@@ -12,8 +12,10 @@
 //! - [`sql`]: what SQL sees: the function table, argument and option
 //!   reading, the `tasks` table; thin adapters over the queue.
 //!
-//! The entry point SQLite calls is [`sqlite3_task_init`] (`ffi/entry.rs`);
-//! it checks the host, then runs [`sql::register`] on the connection.
+//! The entry point SQLite calls is `sqlite3_task_init` (`ffi/entry.rs`);
+//! it checks the host, then runs [`sql::register`] on the connection. Built
+//! with the feature `static` instead of `loadable`, `register(&conn)` does
+//! the same on a rusqlite connection of an application that links SQLite.
 
 // Unsafe code is confined to `ffi`: anywhere else it does not compile.
 #![deny(unsafe_code)]
@@ -25,4 +27,7 @@ pub mod queue;
 pub mod sql;
 pub mod storage;
 
+#[cfg(feature = "static")]
+pub use ffi::register;
+#[cfg(feature = "loadable")]
 pub use ffi::sqlite3_task_init;

@@ -34,6 +34,7 @@ type VtabIn = unsafe extern "C" fn(*mut sys::sqlite3_index_info, c_int, c_int) -
 
 /// `sqlite3_api_routines` up to `vtab_in` (SQLite 3.38.0): the 3.34.1
 /// layout, then the routines 3.36.1–3.38.0 appended, in sqlite3ext.h order.
+#[cfg(feature = "loadable")]
 #[repr(C)]
 struct Routines338 {
     base: sys::sqlite3_api_routines,
@@ -52,6 +53,7 @@ static VTAB_IN: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 ///
 /// # Safety
 /// `api` must be the host's routine table, valid for the host's version.
+#[cfg(feature = "loadable")]
 pub(super) unsafe fn init(api: *const sys::sqlite3_api_routines, version: i32) {
     if version >= 3_038_000 && !api.is_null() {
         // SAFETY: a 3.38+ host's table has at least these fields.
@@ -63,6 +65,12 @@ pub(super) unsafe fn init(api: *const sys::sqlite3_api_routines, version: i32) {
 }
 
 /// `sqlite3_vtab_in`, when the host has it.
+/// As `init`, for a linked SQLite: its bindings have the routine.
+#[cfg(feature = "static")]
+pub(super) fn init_linked() {
+    VTAB_IN.store(sys::sqlite3_vtab_in as *mut c_void, Ordering::Release);
+}
+
 pub(super) fn vtab_in() -> Option<VtabIn> {
     let p = VTAB_IN.load(Ordering::Acquire);
     if p.is_null() {

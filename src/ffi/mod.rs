@@ -28,6 +28,14 @@ mod vtab;
 mod watch;
 
 pub use conn::{Conn, libversion, randomness};
+#[cfg(all(feature = "loadable", feature = "static"))]
+compile_error!("sqlite-task: the features `loadable` and `static` are two builds; enable one");
+#[cfg(not(any(feature = "loadable", feature = "static")))]
+compile_error!("sqlite-task: enable the feature `loadable` (the extension) or `static`");
+
+#[cfg(feature = "static")]
+pub use entry::register;
+#[cfg(feature = "loadable")]
 pub use entry::sqlite3_task_init;
 pub use function::{Flags, Handler, Out, register as register_function};
 pub use host::{MIN_SQLITE_VERSION, MIN_SQLITE_VERSION_TEXT};

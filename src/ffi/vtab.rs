@@ -95,6 +95,10 @@ impl<T: Table> Module<T> {
         xRelease: None,
         xRollbackTo: None,
         xShadowName: None,
+        // The linked SQLite's bindings are newer (3.44+ added it); with
+        // iVersion 1 SQLite never reads it.
+        #[cfg(feature = "static")]
+        xIntegrity: None,
     };
 }
 
