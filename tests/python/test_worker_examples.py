@@ -12,9 +12,10 @@ attempt used up, its error saying why), and the next worker completes it:
 never lost, never left running. A signal stops an idle worker.
 
 No timing is asserted. A task is held "mid-task" by a named pipe: the
-checksum function blocks reading it until the test writes, so the signal
-surely comes while the task runs; each step waits for the worker's log
-line that says it happened. The line waits have a deadline (DEADLINE) only
+checksum function blocks opening it until the test writes, so the signal
+surely comes while the task runs; each signal is sent once the worker
+sleeps in that open(2) (/proc/PID/wchan), and each step waits for the
+worker's log line that says it happened. The line waits have a deadline (DEADLINE) only
 so that a broken worker fails the test instead of hanging it.
 """
 
@@ -137,6 +138,26 @@ def feed(fifo, data):
         f.write(data)
 
 
+def sleeping_in(pid, where):
+    """Waits until the process's main thread sleeps in the kernel function
+    `where` (its wait channel): a signal then interrupts that system call,
+    so the process's handler runs at once. Sent a moment earlier, between
+    the interpreter's last look for signals and the call, the signal would
+    be handled only after the call returns (a pipe open with no writer:
+    never)."""
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end:
+        with open(f"/proc/{pid}/wchan") as f:
+            if where in f.read():
+                return
+        time.sleep(0.005)
+    pytest.fail(f"process {pid} never slept in {where}")
+
+
+def in_fifo_open(w):
+    sleeping_in(w.proc.pid, "wait_for_partner")  # open(2) of a named pipe that has no writer yet
+
+
 def digest(data):
     return {"algorithm": "sha256", "digest": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
@@ -199,6 +220,7 @@ def test_a_sigterm_mid_task_lets_the_task_finish(tmp_path, path, workers, enqueu
 
     w = workers(path, "w1")
     w.expect(f"claimed task {held}")
+    in_fifo_open(w)
     w.signal(signal.SIGTERM)
     w.expect(f"SIGTERM: stopping after task {held}")
     data = os.urandom(100_000)
@@ -222,8 +244,10 @@ def test_a_second_sigterm_gives_the_task_back_and_the_next_worker_completes_it(t
 
     first = workers(path, "w1")
     first.expect(f"claimed task {tid} (checksum, attempt 1 of 3)")
+    in_fifo_open(first)
     first.signal(signal.SIGTERM)
     first.expect(f"SIGTERM: stopping after task {tid}")
+    in_fifo_open(first)  # back in its open(2), which the handler let it retry
     first.signal(signal.SIGTERM)
     first.expect(f"task {tid} given back (queued again)")
     first.expect("stopped (SIGTERM) after 1 task")
@@ -255,16 +279,6 @@ def test_a_signal_stops_an_idle_worker(path, workers, signum):
     assert w.exit_code() == 0
 
 
-def in_poll(pid):
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end:
-        with open(f"/proc/{pid}/wchan") as f:
-            if "poll" in f.read():
-                return
-        time.sleep(0.005)
-    pytest.fail(f"process {pid} never slept in poll(2)")
-
-
 @pytest.mark.xfail(strict=True, reason=(
     "the long-poll claim does not end early on a signal, as docs/reference/workers.md says it does "
     "(task_wait does): in src/queue/claim/mod.rs the claim loop takes the wait's early return for "
@@ -273,7 +287,7 @@ def test_a_signal_ends_a_long_poll_at_once(path, workers):
     fresh(path).close()
     w = workers(path, "w1", "--wait-ms", "3600000")
     w.expect("waiting for tasks")
-    in_poll(w.proc.pid)
+    sleeping_in(w.proc.pid, "poll")
     w.signal(signal.SIGINT)
     try:
         w.proc.wait(3)  # an hour's wait: over by now only if the signal ended it
