@@ -300,15 +300,9 @@ class Worker:
         return fn
 
     def _complete(self, task: Task, value: Any, result: Optional[str]) -> Outcome:
-        try:
-            status = self._value("SELECT task_complete(?, ?, ?)", task.id, result,
-                                 self._options(attempt=task.attempt))
-        except Exception as e:
-            refusal = self._refusal(task, "task_complete", e)
-            self._end_transaction(commit=False)
-            if refusal is None:
-                raise
-            return self._lost(task, refusal, cancelled=task._is_cancelled(refusal))
+        status = self._finish(task, "task_complete", result, self._options(attempt=task.attempt))
+        if isinstance(status, Outcome):
+            return status
         self._end_transaction(commit=True)
         log.info("worker %s: task %s %s", self.name, task.id, status)
         return Outcome(task, status, result=value)
@@ -322,13 +316,9 @@ class Worker:
         else:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             options = self._options(attempt=task.attempt)
-        try:
-            status = self._value("SELECT task_fail(?, ?, ?)", task.id, error, options)
-        except Exception as e:
-            refusal = self._refusal(task, "task_fail", e)
-            if refusal is None:
-                raise
-            return self._lost(task, refusal, cancelled=task._is_cancelled(refusal))
+        status = self._finish(task, "task_fail", error, options)
+        if isinstance(status, Outcome):
+            return status
         log.warning("worker %s: task %s attempt %d of %d failed, %s: %s", self.name, task.id,
                     task.attempt, task.max_attempts,
                     "queued again" if status == "queued" else "for good", error,
@@ -338,17 +328,26 @@ class Worker:
     def _give_task_back(self, task: Task, why: str) -> Outcome:
         self._end_transaction(commit=False)
         error = f"interrupted: worker {self.name} stopped by {why} during attempt {task.attempt}"
-        try:
-            status = self._value("SELECT task_fail(?, ?, ?)", task.id, error,
-                                 self._options(attempt=task.attempt, delay=0))
-        except Exception as e:
-            refusal = self._refusal(task, "task_fail", e)
-            if refusal is None:
-                raise
-            return self._lost(task, refusal, cancelled=task._is_cancelled(refusal))
+        status = self._finish(task, "task_fail", error, self._options(attempt=task.attempt, delay=0))
+        if isinstance(status, Outcome):
+            return status
         log.info("worker %s: task %s given back (%s)", self.name, task.id,
                  "queued again" if status == "queued" else "failed: it was its last attempt")
         return Outcome(task, status, error=error)
+
+    def _finish(self, task: Task, verb: str, *args: Any) -> Union[str, Outcome]:
+        """`SELECT verb(id, *args)`: the status it returns; or, when the queue
+        refuses it because the task is no longer this attempt's, the 'lost' or
+        'cancelled' outcome. Either error rolls back what the function left
+        open; any other goes on up."""
+        try:
+            return str(self._value(f"SELECT {verb}(?{', ?' * len(args)})", task.id, *args))
+        except Exception as e:
+            self._end_transaction(commit=False)
+            refusal = self._refusal(task, verb, e)
+            if refusal is None:
+                raise
+            return self._lost(task, refusal, cancelled=task._is_cancelled(refusal))
 
     def _lost(self, task: Task, refusal: str, *, cancelled: bool) -> Outcome:
         log.warning("worker %s: task %s %s: %s", self.name, task.id,
