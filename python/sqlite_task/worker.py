@@ -15,7 +15,7 @@ is the loop every Python worker would otherwise write by hand.
 
 Stopping, decided here: the first SIGINT or SIGTERM stops the loop after the
 task in hand. That task runs to its end and is completed or failed as usual;
-a long poll in progress ends at its end (wait_ms, a second by default); the
+a long poll in progress ends at once, its claim returning nothing; the
 function can look at Task.stopping to end early. A second signal while the function runs raises Interrupted in
 it, and the worker gives the task back: task_fail with delay 0 puts it back
 in its queue at once, for this worker's successor or another worker. That
@@ -171,10 +171,9 @@ class Worker:
               The function must call progress or heartbeat within it.
     wait_ms   the long poll of one claim (task_claim's `wait`): an idle
               worker sleeps in it until a task can be claimed, then claims
-              again. A stop (a signal, stop() from another thread) takes
-              effect at its end: the extension's long-poll claim does not
-              yet end early on a signal, as task_wait does, so the default
-              is a second, which costs an idle worker one read a second.
+              again. A signal ends it at once; stop() from another thread
+              takes effect at its end, so the default is a second, which
+              costs an idle worker one read a second.
     now       a clock (ms since the epoch) passed as {"now": …} to every call:
               for tests and deterministic replays; default the system clock
     handle_signals  run() turns SIGINT and SIGTERM into a graceful stop

@@ -58,6 +58,18 @@ pub struct Waiter {
     recent: bool,
 }
 
+/// Why a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woke {
+    /// Another connection committed.
+    Commit,
+    /// The deadline passed.
+    Deadline,
+    /// A signal arrived: the caller returns at once, so that the host's
+    /// handler runs (a wait that went on would hide it until its end).
+    Signal,
+}
+
 impl Waiter {
     /// Starts a wait: reads data_version, and makes (once per connection)
     /// or readies the watch.
@@ -82,17 +94,17 @@ impl Waiter {
         Ok(Waiter { version, recent })
     }
 
-    /// Sleeps until another connection commits (true) or `until` (false).
-    pub fn wait_until(&mut self, q: &Queue, until: Instant) -> Result<bool> {
+    /// Sleeps until another connection commits, `until`, or a signal.
+    pub fn wait_until(&mut self, q: &Queue, until: Instant) -> Result<Woke> {
         loop {
             let v = data_version(q)?;
             if v != self.version {
                 self.version = v;
-                return Ok(true);
+                return Ok(Woke::Commit);
             }
             let now = Instant::now();
             if now >= until {
-                return Ok(false);
+                return Ok(Woke::Deadline);
             }
             if std::mem::take(&mut self.recent) {
                 self.settle(q, until)?;
@@ -105,8 +117,9 @@ impl Waiter {
                     Some(w) => {
                         let wake = w.wait(left.min(Duration::from_millis(SAFETY_NET_MS)));
                         if wake == Wake::Signal {
-                            // Ends like a timeout: the host handles the signal.
-                            return Ok(false);
+                            // Ends the wait at once: the host handles the
+                            // signal (a Ctrl-C handler, a worker's stop).
+                            return Ok(Woke::Signal);
                         }
                         let seen = wake == Wake::Changed;
                         if seen {
@@ -181,7 +194,7 @@ pub fn wait(q: &Queue, timeout_ms: i64, after_seq: Option<i64>) -> Result<bool> 
     let until = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
     let mut waiter = Waiter::new(q)?;
     let Some(after) = after_seq else {
-        return waiter.wait_until(q, until);
+        return Ok(waiter.wait_until(q, until)? == Woke::Commit);
     };
     // The waiter's data_version is read first: a commit after the look at
     // the log below changes it, and the wait returns at once to look again.
@@ -189,7 +202,7 @@ pub fn wait(q: &Queue, timeout_ms: i64, after_seq: Option<i64>) -> Result<bool> 
         if newest_event(q)? > after {
             return Ok(true);
         }
-        if !waiter.wait_until(q, until)? {
+        if waiter.wait_until(q, until)? != Woke::Commit {
             return Ok(false);
         }
     }

@@ -361,13 +361,20 @@ def test_a_failure_s_event_has_only_the_progress_it_writes(db):
     assert [p for k, *_, p in story(db, ID1) if k == "failed"] == [None, 60]
 
 
-def test_a_signal_ends_a_wait_early_so_its_handler_runs(db):
+@pytest.mark.parametrize("sql, nothing", [
+    ("SELECT task_wait(20000)", 0),
+    ("""SELECT task_claim('w1', '{"wait": 20000}')""", None),
+    ("""SELECT task_claim_batch('w1', 5, '{"wait": 20000}')""", "[]"),
+])
+def test_a_signal_ends_a_wait_early_so_its_handler_runs(db, sql, nothing):
+    # The long-poll claims too: a worker's stop must not wait for the end
+    # of its long poll (it did, until a Python worker's test caught it).
     caught = []
     previous = signal.signal(signal.SIGALRM, lambda *_: caught.append(1))
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.3)
         started = time.monotonic()
-        assert one(db, "SELECT task_wait(20000)") == 0
+        assert one(db, sql) == nothing
         took = time.monotonic() - started
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

@@ -279,10 +279,6 @@ def test_a_signal_stops_an_idle_worker(path, workers, signum):
     assert w.exit_code() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the long-poll claim does not end early on a signal, as docs/reference/workers.md says it does "
-    "(task_wait does): in src/queue/claim/mod.rs the claim loop takes the wait's early return for "
-    "the end of one step and sleeps again until its deadline; so the Worker's default wait_ms is 1 s"))
 def test_a_signal_ends_a_long_poll_at_once(path, workers):
     fresh(path).close()
     w = workers(path, "w1", "--wait-ms", "3600000")

@@ -79,7 +79,10 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
         // time that the claim cannot act on (a lease of a paused queue)
         // costs a look a millisecond, not a spin.
         wake = wake.max(last_pass + Duration::from_millis(1)).min(deadline);
-        waiter.wait_until(q, wake)?;
+        if waiter.wait_until(q, wake)? == wait::Woke::Signal {
+            // Nothing claimed (NULL), at once: the host handles the signal.
+            return Ok(Vec::new());
+        }
         last_pass = Instant::now();
         let claimed = claim_at(q, a, limit, lease, clock(a.now)?)?;
         if !claimed.is_empty() || Instant::now() >= deadline {
