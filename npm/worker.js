@@ -7,12 +7,12 @@
 //
 // Why the claim waits in short steps: both drivers are synchronous, so a
 // long-poll claim (task_claim's {"wait": ms}) blocks the thread that calls
-// it, timers, AbortSignals and signal handlers included (a signal does not
-// end the wait early here: Node takes it on another thread and runs the
-// handler on the event loop). The loop therefore claims with a wait of at
-// most `wait` ms (1 s by default) and yields to the event loop between
-// claims: an idle worker costs one cheap read a second, and a stop request
-// is seen within `wait` ms. An application whose main thread must stay
+// it, timers and AbortSignals included (a process signal ends the wait at
+// once: the claim returns NULL and the handler runs on the event loop). The
+// loop therefore claims with a wait of at most `wait` ms (1 s by default)
+// and yields to the event loop between claims: an idle worker costs one
+// cheap read a second, and an abort of options.signal is seen within `wait`
+// ms. An application whose main thread must stay
 // responsive runs the loop in a worker_thread or a utility process.
 //
 // Stopping, as the Python worker does: the first SIGINT or SIGTERM (or an
