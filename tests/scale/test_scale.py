@@ -17,6 +17,7 @@ asserted.
 """
 
 import json
+import threading
 import time
 
 import pytest
@@ -92,6 +93,23 @@ def test_reads_on_the_replica_work(queue):
     assert query(*r, "SELECT count(*) FROM task_events WHERE kind = 'claimed'") == [[1]]
     (stats,) = json.loads(query(*r, "SELECT task_stats()")[0][0])["queues"]
     assert (stats["queued"], stats["running"]) == (1, 1)
+
+
+def test_task_wait_on_the_replica_wakes_when_a_commit_is_replicated(queue):
+    """task_wait only reads, so the replica runs it on its copy; replication
+    writing the copy's file wakes it: a worker can wait there for work."""
+    timer = threading.Timer(0.5, query, (*queue.primary, "SELECT task_enqueue('job')"))
+    started = time.monotonic()
+    timer.start()
+    try:
+        assert query(*queue.replica, "SELECT task_wait(10000)") == [[1]]
+    finally:
+        timer.join()
+    assert 0.4 < time.monotonic() - started < 5
+    seq = query(*queue.primary, "SELECT max(seq) FROM task_event_store")[0][0]
+    converged(queue)
+    assert query(*queue.replica, "SELECT task_wait(300, ?)",
+                 json.dumps({"after_seq": seq})) == [[0]]
 
 
 @pytest.mark.parametrize("begin", ["BEGIN IMMEDIATE", "BEGIN"])
