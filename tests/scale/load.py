@@ -74,7 +74,7 @@ class Wedged(AssertionError):
 
 
 def run(cluster, label, *, through, form="immediate", batch=0, workers=4, producers=2,
-        tasks=400, enqueue_batch=100, busy_timeout=0, queue=None, deadline=60):
+        tasks=400, enqueue_batch=100, busy_timeout=0, queue=None, deadline=30):
     """Runs producers (through the primary) and `workers` worker processes
     (through `through`), checks the primary's storage and the replica, and
     returns the Figures."""

@@ -131,6 +131,17 @@ def test_a_transaction_of_separate_requests_claims_on_the_primary(queue, begin):
     converged(queue)
 
 
+def test_the_three_requests_may_share_one_http_request(queue):
+    """A pipeline of three execute requests: each is its own request of the
+    stream to the replica, so the claim is forwarded."""
+    with Stream(*queue.replica) as s:
+        rows = s.execute_many([("BEGIN IMMEDIATE", ()), ("SELECT task_claim('w1')", ()),
+                               ("COMMIT", ())])
+    assert json.loads(rows[1][0][0])["id"] == T1
+    assert query(*queue.primary, "SELECT worker FROM tasks WHERE id = ?", T1) == [["w1"]]
+    converged(queue)
+
+
 def test_a_write_statement_on_the_tasks_table_is_forwarded(queue):
     """INSERT INTO tasks reads as a write: the replica sends it to the primary
     as it is, in autocommit (so producers can enqueue through a replica)."""
