@@ -50,6 +50,8 @@ class Figures:
         return (f"{self.label}: {self.completed}/{self.tasks} completed in {self.seconds:.1f} s "
                 f"= {self.rate:,.0f} tasks/s; errors {errors}, double claims {self.doubles}, "
                 f"lost {self.lost}, expired {self.expired}, converged {self.converged}, "
+                + (f"commits that failed after the verb {self.ambiguous_commits}, "
+                   if self.ambiguous_commits else "") +
                 f"per worker {self.per_worker}")
 
     def details(self):

@@ -22,7 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hrana import HranaError, Stream  # noqa: E402
 
 ENQUEUE_SQL = ("INSERT INTO tasks(type, details, queue)"
-               " SELECT 'job', json_object('producer', ?, 'n', value), ? FROM generate_series(?, ?)")
+               " SELECT 'job', json_object('producer', ?, 'n', value), ?"
+               " FROM generate_series(?, ?)")
 
 
 def main():
