@@ -12,7 +12,7 @@ SQLITE3  ?= sqlite3
 VENV     := .venv
 PYTHON   := $(VENV)/bin/python
 
-.PHONY: help loadable python npm test test-unit test-rust test-sql test-python test-node demo playlist fmt lint clean
+.PHONY: help loadable python npm test test-scale test-unit test-rust test-sql test-python test-node demo playlist fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -30,7 +30,7 @@ python: loadable ## the Python wheel (sqlite-task, carrying dist/task0.so) → d
 npm: loadable ## the npm package: dist/task0.so into npm/prebuilds/<platform>-<arch>/
 	bash npm/build.sh
 
-test: loadable test-unit test-rust test-sql test-python test-node test-hosts test-stress-quick ## every suite, against one build
+test: loadable test-unit test-rust test-sql test-python test-node test-hosts test-scale test-stress-quick ## every suite, against one build
 	@echo "all suites passed"
 
 test-unit: ## Rust unit tests (no SQLite needed)
@@ -57,6 +57,9 @@ tests/node/node_modules: tests/node/package.json
 
 test-node: loadable tests/node/node_modules ## node:test suite loading dist/task0 through better-sqlite3
 	cd tests/node && TASK_EXT=$(CURDIR)/dist/task0 node --test
+
+test-scale: loadable $(PYTHON) ## libSQL server: a primary and a read replica, 4 worker processes through the replica (~30 s)
+	TASK_EXT=$(CURDIR)/dist/task0 PYTHON=$(PYTHON) bash tests/scale/run.sh
 
 demo: loadable ## the queue at work, in the sqlite3 shell
 	@rm -f /tmp/sqlite-task-demo.db /tmp/sqlite-task-demo.db-wal /tmp/sqlite-task-demo.db-shm
