@@ -12,12 +12,12 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
-const { spawn, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const readline = require('node:readline');
 const Database = require('better-sqlite3');
+const { LineProcess } = require('./lines');
 
 const EXT = process.env.TASK_EXT || path.join(__dirname, '..', '..', 'dist', 'task0');
 const WATCH = path.join(__dirname, '..', '..', 'examples', 'node', 'watch.js');
@@ -55,47 +55,15 @@ const events = (db, where = '1', ...args) =>
 const story = (printed, id) => printed.filter((e) => e.task_id === id).map((e) => [e.kind, e.status]);
 
 /** node watch.js FILE ARGS as a process; its stdout read line by line. */
-class Watcher {
+class Watcher extends LineProcess {
   constructor(file, ...args) {
-    this.proc = spawn(process.execPath, [WATCH, file, ...args], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.lines = [];
-    this.waiting = [];
-    this.stderr = '';
-    this.ended = null;
-    this.proc.stderr.on('data', (d) => (this.stderr += d));
-    readline.createInterface({ input: this.proc.stdout }).on('line', (l) => this.push(l));
-    this.closed = new Promise((resolve) =>
-      this.proc.on('close', (code, signal) => {
-        this.ended = { code, signal };
-        this.push(null);
-        resolve(this.ended);
-      }),
-    );
-  }
-
-  push(line) {
-    if (line !== null) this.lines.push(line);
-    for (const wake of this.waiting.splice(0)) wake();
+    super('watcher', WATCH, [file, ...args], ENV, DEADLINE);
   }
 
   /** The next n lines, each within DEADLINE. */
   async take(n) {
     const got = [];
-    while (got.length < n) {
-      if (this.lines.length) {
-        got.push(this.lines.shift());
-        continue;
-      }
-      if (this.ended) assert.fail(`the watcher ended (${JSON.stringify(this.ended)}) after ${got}: ${this.stderr}`);
-      const came = await new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(false), DEADLINE);
-        this.waiting.push(() => {
-          clearTimeout(timer);
-          resolve(true);
-        });
-      });
-      if (!came) assert.fail(`no line within ${DEADLINE} ms after ${JSON.stringify(got)}`);
-    }
+    while (got.length < n) got.push(await this.next(` after ${JSON.stringify(got)}`));
     return got;
   }
 

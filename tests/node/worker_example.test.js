@@ -16,6 +16,7 @@ const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
 const Database = require('better-sqlite3');
+const { LineProcess } = require('./lines');
 
 const EXT = process.env.TASK_EXT || path.join(__dirname, '..', '..', 'dist', 'task0');
 const EXAMPLES = path.join(__dirname, '..', '..', 'examples', 'node');
@@ -45,43 +46,9 @@ function enqueue(...args) {
 }
 
 /** node worker.js ARGS as a process; its stdout read line by line. */
-class Process {
+class Process extends LineProcess {
   constructor(...args) {
-    this.proc = spawn(process.execPath, [path.join(EXAMPLES, 'worker.js'), ...args], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.lines = [];
-    this.waiting = [];
-    this.stderr = '';
-    this.ended = null;
-    this.proc.stderr.on('data', (d) => (this.stderr += d));
-    readline.createInterface({ input: this.proc.stdout }).on('line', (l) => this.push(l));
-    this.closed = new Promise((resolve) =>
-      this.proc.on('close', (code, signal) => {
-        this.ended = { code, signal };
-        this.push(null);
-        resolve(this.ended);
-      }),
-    );
-  }
-
-  push(line) {
-    if (line !== null) this.lines.push(line);
-    for (const wake of this.waiting.splice(0)) wake();
-  }
-
-  /** The next line, within DEADLINE. */
-  async next() {
-    while (!this.lines.length) {
-      if (this.ended) assert.fail(`the worker ended (${JSON.stringify(this.ended)}): ${this.stderr}`);
-      const came = await new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(false), DEADLINE);
-        this.waiting.push(() => {
-          clearTimeout(timer);
-          resolve(true);
-        });
-      });
-      if (!came) assert.fail(`no line within ${DEADLINE} ms; stderr: ${this.stderr}`);
-    }
-    return this.lines.shift();
+    super('worker', path.join(EXAMPLES, 'worker.js'), args, ENV, DEADLINE);
   }
 
   /** The exit, within DEADLINE. */
