@@ -15,8 +15,10 @@ a new virtual environment with the three drivers it supports.
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import apsw
@@ -34,6 +36,22 @@ ID2 = "0193a000-0000-7000-8000-000000000002"
 ID3 = "0193a000-0000-7000-8000-000000000003"
 UNKNOWN = "0193a000-0000-7000-8000-0000000000ff"
 
+
+
+def read_lines(stream):
+    """A queue that a thread of ours fills with `stream`'s lines (without
+    their newline), then None at its end; and that thread."""
+    lines = queue.Queue()
+
+    def read():
+        with stream:
+            for line in stream:
+                lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reader
 
 def connect(path, load=True):
     """A connection on `path` in WAL mode, with the extension loaded."""

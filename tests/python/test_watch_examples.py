@@ -20,14 +20,13 @@ import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import apsw
 import pytest
 
-from conftest import EXT, ID1, ID2, REPO, claim, connect, enqueue, one, opts, rows
+from conftest import EXT, ID1, ID2, REPO, claim, connect, enqueue, one, opts, read_lines, rows
 
 WATCH = REPO / "examples" / "python" / "watch.py"
 HOUR_MS = "3600000"
@@ -48,15 +47,7 @@ class Watcher:
         self.proc = subprocess.Popen([sys.executable, str(WATCH), str(path), *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env)
-        self.lines = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        with self.proc.stdout:
-            for line in self.proc.stdout:
-                self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)  # end of output
+        self.lines, self.reader = read_lines(self.proc.stdout)  # None: end of output
 
     def take(self, n):
         """The next n lines, each within DEADLINE."""

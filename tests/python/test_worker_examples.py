@@ -26,12 +26,11 @@ import os
 import queue
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import REPO, connect, one, rows
+from conftest import REPO, connect, one, read_lines, rows
 
 WORKER = REPO / "examples" / "python" / "worker.py"
 ENQUEUE = REPO / "examples" / "python" / "enqueue.py"
@@ -46,15 +45,8 @@ class Worker:
         self.proc = subprocess.Popen([str(venv.python), str(WORKER), str(path), "--name", name, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=venv.env(), cwd=path.parent)
-        self.lines, self.log = queue.Queue(), []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        with self.proc.stdout:
-            for line in self.proc.stdout:
-                self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+        self.lines, self.reader = read_lines(self.proc.stdout)
+        self.log = []
 
     def expect(self, text):
         """The next log line that contains `text` (earlier ones are kept in .log)."""
