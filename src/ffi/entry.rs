@@ -1,9 +1,7 @@
-//! The entry points. Built as the loadable extension (feature `loadable`),
-//! `sqlite3_task_init` is what SQLite calls when it loads the library; the
-//! sqlite3 shell derives the name from the file name: `.load ./dist/task0`
-//! looks for `sqlite3_task_init`. Built for an application that links
-//! SQLite itself (feature `static`), [`register`] does the same on a
-//! rusqlite connection.
+//! The entry point SQLite calls when it loads the library (the build with
+//! the feature `loadable`; `linked.rs` is the other build's). The sqlite3
+//! shell derives the name from the file name: `.load ./dist/task0` looks for
+//! `sqlite3_task_init`.
 //!
 //! Order matters: the host's version is checked through the routine table
 //! it passed, before rusqlite's bindings are initialised with that table. A
@@ -13,22 +11,16 @@
 
 use super::conn::Conn;
 use super::host;
-#[cfg(feature = "loadable")]
 use crate::error::Result;
 use rusqlite::ffi as sys;
-#[cfg(feature = "loadable")]
-use std::os::raw::c_char;
-use std::os::raw::c_int;
-#[cfg(feature = "loadable")]
+use std::os::raw::{c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-#[cfg(feature = "loadable")]
 use std::rc::Rc;
 
 /// Entry point.
 ///
 /// # Safety
 /// Called by SQLite with a live connection and its API routines.
-#[cfg(feature = "loadable")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sqlite3_task_init(
     db: *mut sys::sqlite3,
@@ -47,7 +39,6 @@ pub unsafe extern "C" fn sqlite3_task_init(
 ///
 /// # Safety
 /// As [`sqlite3_task_init`].
-#[cfg(feature = "loadable")]
 unsafe fn load(
     db: *mut sys::sqlite3,
     pz_err_msg: *mut *mut c_char,
@@ -87,38 +78,8 @@ unsafe fn load(
     sys::SQLITE_OK
 }
 
-/// Registers the functions and the `tasks` table on `conn`, for an
-/// application that links SQLite into itself (rusqlite's `bundled`): the
-/// same queue as the loadable extension, with no `.so` and no
-/// `load_extension`. Call it once per connection, before using the queue.
-/// The functions and the table live as long as the connection.
-///
-/// ```no_run
-/// let conn = rusqlite::Connection::open("app.db")?;
-/// sqlite_task::register(&conn)?;
-/// conn.query_row("SELECT task_init()", [], |_| Ok(()))?;
-/// # Ok::<(), rusqlite::Error>(())
-/// ```
-#[cfg(feature = "static")]
-pub fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let failure = |code: c_int, msg: String| {
-        rusqlite::Error::SqliteFailure(sys::Error::new(code), Some(format!("sqlite-task: {msg}")))
-    };
-    // SAFETY: the linked SQLite's own routine.
-    let version = unsafe { sys::sqlite3_libversion_number() };
-    if let Some(msg) = host::refusal(version) {
-        return Err(failure(sys::SQLITE_ERROR, msg));
-    }
-    host::init_linked();
-    // SAFETY: the handle is live while `conn` is; SQLite drops the
-    // functions and module (and with them the Conn) before it closes.
-    let c = unsafe { Conn::new(conn.handle()) };
-    crate::sql::register(&c).map_err(|e| failure(e.code, e.msg))
-}
-
 /// Hands a message to the loader through `pz_err_msg`, allocated with the
 /// host's `sqlite3_malloc` (the loader frees it with `sqlite3_free`).
-#[cfg(feature = "loadable")]
 unsafe fn set_load_error(api: &sys::sqlite3_api_routines, pz_err_msg: *mut *mut c_char, msg: &str) {
     let Some(malloc) = api.malloc else { return };
     if pz_err_msg.is_null() {

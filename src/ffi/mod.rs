@@ -2,6 +2,7 @@
 //! crate denies `unsafe` everywhere else). What it offers the rest is safe:
 //!
 //! - `entry.rs`: `sqlite3_task_init`, the host check, then `sql::register`
+//!   (the loadable build); `linked.rs`: `register(&conn)` (the `static` build)
 //! - `host.rs`: the version floor, and routines newer than the bindings
 //! - `conn.rs`: a host connection and its pool of prepared statements
 //! - `busy.rs`: the fair wait for the write lock (`task_busy_timeout`)
@@ -17,9 +18,12 @@
 
 mod busy;
 mod conn;
+#[cfg(feature = "loadable")]
 mod entry;
 mod function;
 mod host;
+#[cfg(feature = "static")]
+mod linked;
 mod stmt;
 #[cfg(test)]
 mod testing;
@@ -33,12 +37,12 @@ compile_error!("sqlite-task: the features `loadable` and `static` are two builds
 #[cfg(not(any(feature = "loadable", feature = "static")))]
 compile_error!("sqlite-task: enable the feature `loadable` (the extension) or `static`");
 
-#[cfg(feature = "static")]
-pub use entry::register;
 #[cfg(feature = "loadable")]
 pub use entry::sqlite3_task_init;
 pub use function::{Flags, Handler, Out, register as register_function};
 pub use host::{MIN_SQLITE_VERSION, MIN_SQLITE_VERSION_TEXT};
+#[cfg(feature = "static")]
+pub use linked::register;
 pub use stmt::Stmt;
 pub use value::{Owned, Value, ValueRef};
 pub use vtab::{ColumnResult, Constraint, Cursor, IndexInfo, Table, register as register_table};

@@ -254,15 +254,14 @@ fn replica_marker(conn: &Conn) -> Option<String> {
     if conn.in_memory() {
         return None;
     }
-    let file = std::path::Path::new(conn.key());
-    let beside = file.parent().map(|d| d.join("client_wal_index"));
-    let embedded = Some(std::path::PathBuf::from(format!(
-        "{}-client_wal_index",
-        conn.key()
-    )));
-    [beside, embedded]
+    let file = conn.key();
+    let beside = std::path::Path::new(file)
+        .parent()
+        .map(|d| d.join("client_wal_index"));
+    let embedded = std::path::PathBuf::from(format!("{file}-client_wal_index"));
+    beside
         .into_iter()
-        .flatten()
+        .chain([embedded])
         .find(|p| p.exists())
         .map(|p| p.display().to_string())
 }
