@@ -227,6 +227,34 @@ fn limited_cycle(env: &Env, waiting: u64, cycles: u64, cap: Duration) -> Res<M> 
     })
 }
 
+/// The cycle with `waiting` tasks spread round-robin over `queues` queues, claiming from every
+/// queue; `named`: beside them, `cycles` tasks in the default queue, claimed by name.
+fn queues_cycle(
+    env: &Env,
+    queues: u64,
+    waiting: u64,
+    cycles: u64,
+    named: bool,
+    cap: Duration,
+) -> Res<M> {
+    with_db(env, "queues", |p| {
+        let mut q = Q::open(&env.libs, Sys::Ext, p, Sync::Normal)?;
+        q.c.execute_batch("BEGIN IMMEDIATE")?;
+        for i in 0..waiting {
+            q.enqueue_with(i, &format!(r#"{{"queue": "q{:05}"}}"#, i % queues))?;
+        }
+        if named {
+            for i in 0..cycles {
+                q.enqueue(i)?;
+            }
+        }
+        q.c.execute_batch("COMMIT")?;
+        q.checkpoint()?;
+        q.queue_filter = named;
+        claim_complete(&q, cycles, cap)
+    })
+}
+
 /// sqlite-task's worker loop: task_complete_next completes one task and claims the next.
 fn worker_loop(env: &Env, waiting: u64, cap: Duration) -> Res<M> {
     with_db(env, "loop", |p| {
@@ -747,6 +775,21 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
                 cycles,
                 jobs,
             );
+            // The claim over many queues: the same cycle with the tasks spread over 1, 100
+            // and 10,000 queues (claiming from every queue), and a claim by name among 10,000.
+            for (key, title, queues, named) in [
+                ("queues_1", "cycle, every-queue claim, 1 queue", 1, false),
+                ("queues_100", "cycle, every-queue claim, 100 queues", 100, false),
+                ("queues_10k", "cycle, every-queue claim, 10,000 queues", 10_000, false),
+                ("queues_10k_named", "cycle, claim by name among 10,000 queues", 10_000, true),
+            ] {
+                let n = plan.scale_cycles;
+                let jobs: Vec<Job> = vec![(
+                    s("sqlite-task"),
+                    Box::new(move || queues_cycle(env, queues, waiting, n, named, plan.cap_own)),
+                )];
+                b.row(key, title, sync, Unit::Rate, Some("queues_1"), n, jobs);
+            }
             let jobs: Vec<Job> = vec![(
                 s("sqlite-task"),
                 Box::new(move || worker_loop(env, waiting, plan.cap_own)),

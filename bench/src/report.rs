@@ -338,6 +338,21 @@ fn headline(rows: &[Row], plan: &Plan) -> Vec<(&'static str, Option<f64>, &'stat
             "≥ 0.9",
         ),
         (
+            "scale_queues_10k_vs_1",
+            key_ratio(rows, ("queues_10k", US), ("queues_1", US)),
+            "≥ 0.8",
+        ),
+        (
+            "scale_queues_100_vs_1",
+            key_ratio(rows, ("queues_100", US), ("queues_1", US)),
+            "",
+        ),
+        (
+            "scale_queues_10k_named_vs_1",
+            key_ratio(rows, ("queues_10k_named", US), ("queues_1", US)),
+            "",
+        ),
+        (
             "limited_cycle_vs_cycle",
             key_ratio(rows, ("limited_cycle", US), ("cycle_normal", US)),
             "≥ 0.8",

@@ -167,6 +167,7 @@ pub fn enqueue(q: &Queue, t: &NewTask<'_>) -> Result<Enqueued> {
         check_json("details", d)?;
     }
     let (queue, priority, max_attempts) = placement(t.queue, t.priority, t.max_attempts)?;
+    q.touched(queue);
     let max_attempts = max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     let now = clock(t.now)?;
     let run_at = match (t.run_at, t.delay) {

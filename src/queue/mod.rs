@@ -231,6 +231,8 @@ pub struct Queue {
     notes: notes::Notes,
     /// What the last claim learned, to skip reads next time.
     hint: RefCell<claim::Hint>,
+    /// What the last every-queue claims learned of the queues' heads.
+    heads: RefCell<claim::Heads>,
     /// Whether the storage was verified at this build's schema version.
     ready: Cell<bool>,
     /// Whether the database was found not to be a libSQL replica's copy
@@ -275,6 +277,7 @@ impl Queue {
             conn,
             notes: notes::Notes::default(),
             hint: RefCell::new(claim::Hint::None),
+            heads: RefCell::new(claim::Heads::default()),
             ready: Cell::new(false),
             primary: Cell::new(false),
             linked: RefCell::new(Vec::new()),
@@ -298,6 +301,11 @@ impl Queue {
         let mut linked = self.linked.borrow_mut();
         let i = linked.iter().position(|(l, _)| l == id)?;
         Some(linked.swap_remove(i).1)
+    }
+
+    /// Notes an enqueue into `queue` for the next every-queue claim.
+    fn touched(&self, queue: &str) {
+        self.heads.borrow_mut().touched(queue);
     }
 
     pub fn conn(&self) -> &Rc<Conn> {

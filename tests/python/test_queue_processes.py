@@ -192,8 +192,48 @@ def test_a_pause_set_by_one_process_stops_claims_in_the_others_at_once(tmp_path)
     db.close()
 
 
+def any_queue_worker(db, name):
+    """Claims from every queue and completes, until nothing is left."""
+    done = 0
+
+    def claim():
+        text = one(db, "SELECT task_claim(?)", name)
+        if text:
+            t = json.loads(text)
+            log(db, "claim", t["id"], name)
+            return t
+        return None
+
+    while True:
+        t = immediate(db, claim)
+        if t is None:
+            if not one(db, "SELECT count(*) FROM task_store WHERE status <> 'completed'"):
+                break
+            time.sleep(0.0005)
+            continue
+        immediate(db, lambda: (one(db, "SELECT task_complete(?)", t["id"]),
+                               log(db, "complete", t["id"], name)))
+        done += 1
+    return {"completed": done}
+
+
+def test_four_processes_claiming_from_every_queue_over_1000_queues(tmp_path):
+    path = tmp_path / "many.db"
+    db = setup_db(path, LOG_SCHEMA)
+    with db:
+        for i in range(3000):
+            one(db, "SELECT task_enqueue('job', NULL, json_object('queue', ?))", f"q{i % 1000:04d}")
+    res = run_together(path, [("anyq", f"w{i}") for i in range(1, 5)], script=__file__)
+    claims = [t for (t,) in rows(db, "SELECT task FROM log WHERE kind = 'claim'")]
+    assert len(claims) == len(set(claims)) == 3000, "a task claimed twice, or one never"
+    assert sum(r["completed"] for r in res.values()) == 3000
+    assert one(db, "SELECT count(*) FROM task_store WHERE status = 'completed'") == 3000
+    assert one(db, "SELECT task_check()") == "ok"
+    db.close()
+
+
 ROLES = {"limited": limited_worker, "monitor": monitor, "paused": paused_worker,
-         "controller": controller}
+         "controller": controller, "anyq": any_queue_worker}
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], ROLES))

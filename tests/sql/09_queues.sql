@@ -53,3 +53,17 @@ SELECT task_queue('q', 'not json');
 SELECT task_busy_timeout(-1);
 SELECT task_busy_timeout('soon');
 SELECT 'storage unchanged', (SELECT d FROM digest) = (SELECT d FROM before);
+
+.print == a claim from every queue over 500 queues
+-- Two tasks in each of 500 queues; m123's are ahead (priority 1). Claims
+-- from every queue come in claim order across the queues.
+WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999)
+SELECT 'enqueued', count(task_enqueue('job', NULL, json_object(
+         'queue', printf('m%03d', i % 500), 'priority', (i % 500 = 123), 'now', 2000 + i)))
+  FROM n;
+SELECT 'first', json_extract(task_claim('w1', '{"now": 5000}'), '$.queue');
+SELECT 'second', json_extract(task_claim('w1', '{"now": 5000}'), '$.queue');
+SELECT 'third', json_extract(task_claim('w1', '{"now": 5000}'), '$.queue');
+SELECT 'by name among them', json_extract(task_claim('w1', '{"queue": "m499", "now": 5000}'), '$.queue');
+SELECT 'from a list', json_extract(task_claim('w1', '{"queue": ["m300", "m200"], "now": 5000}'), '$.queue');
+SELECT 'check', task_check();

@@ -4,10 +4,12 @@
 //! task and its JSON are `claimed.rs`.
 
 mod claimed;
+mod heads;
 mod plan;
 mod sql;
 
 pub use claimed::{Claimed, list_json};
+pub use heads::Heads;
 pub use plan::Hint;
 
 use super::Queue;
@@ -124,6 +126,10 @@ fn next_due(q: &Queue, queues: &Queues, now: i64) -> Result<Option<i64>> {
     .min())
 }
 
+/// How many times a claim over several queues plans again after losing
+/// the chosen queue's last ready task to another connection.
+const MAX_RACES: u32 = 8;
+
 /// One claim at `now`: the plan, the UPDATE, and again after a reap or a
 /// stale hint.
 fn claim_at(
@@ -135,6 +141,7 @@ fn claim_at(
 ) -> Result<Vec<Claimed>> {
     // Reaping an exhausted expired task consumes a round; bound the rounds
     // so a pathological storage cannot spin forever.
+    let mut races = 0;
     for _ in 0..1_000 {
         // A worker that just found work goes straight to the UPDATE (the
         // hint); one that found none reads first, so idle polling takes no
@@ -197,9 +204,18 @@ fn claim_at(
             return Ok(claimed);
         }
         // Nothing claimed: an expired task was reaped (claim again), or the
-        // hint was stale (read the queues and claim again), or there is
-        // nothing to claim.
-        if reaped == 0 && !hinted {
+        // hint was stale (read the queues and claim again), or another
+        // connection took the queue's last ready task between the plan's
+        // reads and the UPDATE (when other queues may have some, plan
+        // again, a few times), or there is nothing to claim.
+        let raced = queue.is_some() && !matches!(a.queues, Queues::One(_)) && races < MAX_RACES;
+        if raced {
+            races += 1;
+            // Read again at the next scan (it may have been paused since).
+            if let Some(name) = &queue {
+                q.heads.borrow_mut().forget(name);
+            }
+        } else if reaped == 0 && !hinted {
             return Ok(Vec::new());
         }
     }

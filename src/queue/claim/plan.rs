@@ -12,7 +12,7 @@
 //! | one queue, which had work last time (hint) | none | `CLAIM_ONE` / `CLAIM_BATCH` |
 //! | one queue | its head, its expired leases | `CLAIM_ONE` / `CLAIM_BATCH` |
 //! | every queue, one queue known to be the only one (hint) | none | `CLAIM_SOLE` (guarded) |
-//! | every queue | each queue's head (one seek per queue), expired leases | `CLAIM_SOLE`, `CLAIM_ONE_ANY_EXPIRED`, `CLAIM_BATCH[_ANY_EXPIRED]` |
+//! | every queue | the first known head (`heads.rs`: a scan of every queue's head, kept), expired leases | `CLAIM_SOLE`, `CLAIM_ONE_ANY_EXPIRED`, `CLAIM_BATCH[_ANY_EXPIRED]` |
 //! | a list of queues | each listed queue's head and expired leases | `CLAIM_ONE` / `CLAIM_BATCH` |
 //!
 //! A batch comes from one queue: the one holding the oldest expired lease
@@ -26,6 +26,7 @@
 //! plan read (or after the hint) holds: the claim plans again.
 
 use super::Queues;
+use super::heads::{self, head_of};
 use super::sql;
 use crate::error::Result;
 use crate::queue::Queue;
@@ -103,7 +104,7 @@ impl Kind {
 
 /// A queue's gate, as the plan reads it (the statement checks it again).
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Gate {
+pub(super) enum Gate {
     /// No settings that stop a claim: the plain statements.
     Open,
     /// Paused or limited, but a claim may take something now.
@@ -124,7 +125,7 @@ pub enum Plan {
 
 /// Claim order of a queue head: higher priority, then earlier run_at, then
 /// earlier enqueue.
-type HeadKey = (Reverse<i64>, i64, i64);
+pub(super) type HeadKey = (Reverse<i64>, i64, i64);
 
 /// Plans a round of a claim of up to `limit` tasks from `queues` at `now`.
 pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Result<Plan> {
@@ -187,7 +188,10 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
                 kind: Kind::GatedSole,
             },
             _ => {
-                let (best, n) = best_queue_of_all(q, now)?;
+                let heads::Best {
+                    queue: best,
+                    queues: n,
+                } = q.heads.borrow_mut().best(q, now)?;
                 if let Some((name, true)) = best {
                     // The first head is a gated queue's. Expired leases of
                     // the other queues still come first (the plain
@@ -326,21 +330,6 @@ pub fn reap_linked(q: &Queue, now: i64) -> Result<()> {
     Ok(())
 }
 
-fn head_of(q: &Queue, queue: &str, now: i64) -> Result<Option<HeadKey>> {
-    let mut st = q.prepare(sql::HEAD_OF_SQL)?;
-    st.bind_text(1, queue)?;
-    st.bind_i64(2, now)?;
-    Ok(if st.step()? {
-        Some((
-            Reverse(st.column_i64(0)),
-            st.column_i64(1),
-            st.column_i64(2),
-        ))
-    } else {
-        None
-    })
-}
-
 fn oldest_expired_queue(q: &Queue, now: i64) -> Result<Option<String>> {
     let mut st = q.prepare(sql::OLDEST_EXPIRED_QUEUE_SQL)?;
     st.bind_i64(1, now)?;
@@ -361,49 +350,8 @@ fn expired_in(q: &Queue, queue: Option<&str>, now: i64) -> Result<bool> {
     st.step()
 }
 
-/// The queue whose ready head comes first in claim order, among every queue
-/// that has queued tasks and is not closed (paused, or at its limit), with
-/// whether it is gated; and how many queues have queued tasks.
-fn best_queue_of_all(q: &Queue, now: i64) -> Result<(Option<(String, bool)>, usize)> {
-    let mut best: Option<(HeadKey, String, bool)> = None;
-    let mut queues = 0;
-    let mut after = String::new();
-    let mut st = q.prepare(sql::NEXT_QUEUE_SQL)?;
-    loop {
-        st.bind_text(1, &after)?;
-        st.bind_i64(2, now)?;
-        if !st.step()? {
-            break;
-        }
-        let Some(queue) = st.column_text(0) else {
-            break;
-        };
-        queues += 1;
-        if !st.is_null(3) {
-            let key = (
-                Reverse(st.column_i64(1)),
-                st.column_i64(2),
-                st.column_i64(3),
-            );
-            if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
-                let gated = !st.is_null(4);
-                let open = !gated || {
-                    st.reset();
-                    !matches!(gate_of(q, &queue)?, Gate::Closed { .. })
-                };
-                if open {
-                    best = Some((key, queue.clone(), gated));
-                }
-            }
-        }
-        after = queue;
-        st.reset();
-    }
-    Ok((best.map(|(_, name, gated)| (name, gated)), queues))
-}
-
 /// Queue `name`'s gate.
-fn gate_of(q: &Queue, name: &str) -> Result<Gate> {
+pub(super) fn gate_of(q: &Queue, name: &str) -> Result<Gate> {
     let mut st = q.prepare(sql::GATE_SQL)?;
     st.bind_text(1, name)?;
     if !st.step()? {

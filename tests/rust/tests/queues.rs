@@ -137,3 +137,47 @@ fn bad_queue_settings_are_refused_and_change_nothing() {
         assert_eq!(storage(&db), before, "{sql} changed the storage");
     }
 }
+
+#[test]
+fn claims_from_every_queue_over_many_queues_keep_claim_order_across_connections() {
+    let dir = TempDir::new("many");
+    let producer = file_db(&dir.0);
+    let worker = file_db(&dir.0);
+    // 200 queues, two tasks each; queue q007's are ahead of the rest.
+    producer.execute_batch("BEGIN").unwrap();
+    for i in 0..400 {
+        let queue = format!("q{:03}", i % 200);
+        let priority = i64::from(queue == "q007");
+        call(
+            &producer,
+            "SELECT task_enqueue('job', NULL, json_object('queue', ?1, 'priority', ?2, 'now', ?3))",
+            rusqlite::params![queue, priority, i],
+        );
+    }
+    producer.execute_batch("COMMIT").unwrap();
+    let every = |now: i64| -> Option<String> {
+        call(
+            &worker,
+            "SELECT task_claim('w', json_object('now', ?1)) ->> 'queue'",
+            [now],
+        )
+    };
+    assert_eq!(every(1_000).as_deref(), Some("q007"));
+    assert_eq!(every(1_000).as_deref(), Some("q007"));
+    assert_eq!(every(1_000).as_deref(), Some("q000"));
+    // Another connection's new head is seen by the scan a second later at
+    // the latest; until then the known heads come in claim order.
+    call(
+        &producer,
+        "SELECT task_enqueue('job', NULL, '{\"queue\": \"zz\", \"priority\": 9, \"now\": 0}')",
+        [],
+    );
+    let seen: Vec<String> = (0..3).filter_map(|i| every(1_000 + i * 500)).collect();
+    assert!(seen.iter().any(|q| q == "zz"), "{seen:?}");
+    let mut left = 0;
+    while every(3_000).is_some() {
+        left += 1;
+    }
+    assert_eq!(left, 400 + 1 - 3 - seen.len());
+    assert_eq!(one::<String>(&worker, "SELECT task_check()"), "ok");
+}
