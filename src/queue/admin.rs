@@ -63,6 +63,7 @@ const CANCEL_LINKED_SQL: &str = concat!(
 /// it. Its unfinished children and its dependents are cancelled with it,
 /// and its parent fails (`flow.rs`).
 pub fn cancel(q: &Queue, id: &str, now: Option<i64>) -> Result<()> {
+    q.forget_heads();
     let id = parse_id("id", id)?;
     let now = clock(now)?;
     let mut st = q.prepare(CANCEL_SQL)?;
@@ -121,6 +122,7 @@ const RETRY_SQL: &str = concat!(
 /// work was done comes back waiting; a parent's failed and cancelled
 /// descendants come back with it.
 pub fn retry(q: &Queue, id: &str, now: Option<i64>) -> Result<()> {
+    q.forget_heads();
     let id = parse_id("id", id)?;
     let now = clock(now)?;
     let mut st = q.prepare(RETRY_SQL)?;
@@ -176,6 +178,7 @@ const RESCHEDULE_SQL: &str = concat!(
 /// Changes the queue, priority, run_at or max_attempts of a task that has
 /// not started: queued, or blocked by its dependencies.
 pub fn reschedule(q: &Queue, id: &str, r: &Reschedule) -> Result<()> {
+    q.forget_heads();
     let id = parse_id("id", id)?;
     if r.queue.as_deref() == Some("") {
         return Err(Error::new("queue must not be empty"));
@@ -289,6 +292,7 @@ pub fn delete(q: &Queue, seq: i64) -> Result<usize> {
 /// `with_events` says whether the log has its index by task
 /// (`events::indexed`, which a caller deleting many tasks reads once).
 pub fn delete_counting(q: &Queue, seq: i64, with_events: bool) -> Result<(usize, i64)> {
+    q.forget_heads();
     // With the log's index by task, the task's events go with it, in the
     // same transaction: the path below.
     if !with_events {

@@ -11,7 +11,7 @@ use super::events;
 use super::ids::{new_id, parse_id};
 use super::json::check_json;
 use super::model::{
-    DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_TIME_MS,
+    DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_TIME_MS,
     PRIORITY_RANGE, Status, check_range, clock, flags, quoted,
 };
 use super::txn::atomically;
@@ -95,7 +95,8 @@ struct Row<'a> {
     queue: &'a str,
     kind: &'a str,
     priority: i64,
-    max_attempts: i64,
+    /// `None`: the queue's default, else the built-in one.
+    max_attempts: Option<i64>,
     run_at: i64,
     now: i64,
     details: Option<&'a str>,
@@ -168,7 +169,6 @@ pub fn enqueue(q: &Queue, t: &NewTask<'_>) -> Result<Enqueued> {
     }
     let (queue, priority, max_attempts) = placement(t.queue, t.priority, t.max_attempts)?;
     q.touched(queue);
-    let max_attempts = max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     let now = clock(t.now)?;
     let run_at = match (t.run_at, t.delay) {
         (Some(_), Some(_)) => return Err(Error::new("give run_at or delay, not both")),
@@ -258,11 +258,23 @@ fn dependencies(given: &[String], id: &str) -> Result<Vec<String>> {
     Ok(deps)
 }
 
+/// The new task's max_attempts: ?5 as given, else its queue's (?2)
+/// default, else the built-in one (`DEFAULT_MAX_ATTEMPTS`). The queue's is
+/// one seek in `task_queue_store`, a table of a page, and only when none
+/// is given.
+macro_rules! max_attempts_of {
+    () => {
+        "coalesce(?5, (SELECT d.max_attempts FROM main.task_queue_store AS d WHERE d.name = ?2), 3)"
+    };
+}
+
 // updated_at gets ?7 from the call that also writes the enqueued event.
 const ENQUEUE_SQL: &str = concat!(
     "INSERT INTO main.task_store
   (id, queue, type, status, priority, max_attempts, run_at, created_at, updated_at, details)
-VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ",
+VALUES (?1, ?2, ?3, 'queued', ?4, ",
+    max_attempts_of!(),
+    ", ?6, ?7, ",
     event!(
         "?7",
         "?2",
@@ -294,7 +306,7 @@ fn bind_common(st: &mut crate::ffi::Stmt, r: &Row<'_>) -> Result<()> {
     st.bind_text(2, r.queue)?;
     st.bind_text(3, r.kind)?;
     st.bind_i64(4, r.priority)?;
-    st.bind_i64(5, r.max_attempts)?;
+    st.bind_opt_i64(5, r.max_attempts)?;
     st.bind_i64(6, r.run_at)?;
     st.bind_i64(7, r.now)?;
     st.bind_opt_text(8, r.details)
@@ -330,7 +342,9 @@ macro_rules! insert_sql {
             "INSERT INTO main.task_store
   (id, queue, type, status, priority, max_attempts, run_at, created_at, updated_at, details,
    parent_id, unique_key, flags, waiting_for)
-VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?7, ?8, ?10, ?11, ?12, ?13)",
+VALUES (?1, ?2, ?3, ?9, ?4, ",
+            max_attempts_of!(),
+            ", ?6, ?7, ?7, ?8, ?10, ?11, ?12, ?13)",
             $on_conflict
         )
     };
@@ -655,6 +669,14 @@ mod tests {
     }
 
     #[test]
+    fn the_sql_default_of_max_attempts_is_the_built_in_one() {
+        let sql = max_attempts_of!();
+        let built_in = crate::queue::model::DEFAULT_MAX_ATTEMPTS;
+        assert!(sql.ends_with(&format!(", {built_in})")), "{sql}");
+        assert!(ENQUEUE_SQL.contains(sql) && INSERT_KEEP_SQL.contains(sql));
+    }
+
+    #[test]
     fn choices_name_the_allowed_values() {
         let e = choice("on_conflict", Some("merge"), &[("keep", 1), ("error", 2)]).unwrap_err();
         assert_eq!(e.msg, "on_conflict must be 'keep' or 'error', got 'merge'");
@@ -688,3 +710,4 @@ mod tests {
         );
     }
 }
+

@@ -229,6 +229,7 @@ fn ended(t: &Finished) -> &'static str {
 
 /// Applies everything that follows from `first` having finished.
 pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
+    q.forget_heads();
     let mut work: VecDeque<Finished> = first.into();
     while let Some(t) = work.pop_front() {
         // A finished task holds no progress in memory any more.
@@ -304,6 +305,7 @@ pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
 /// Completes the waiting task `seq` whose children have all finished, with
 /// what follows from that.
 pub fn complete_waiting(q: &Queue, seq: i64, now: i64) -> Result<()> {
+    q.forget_heads();
     let mut work = VecDeque::new();
     finish_many(
         q,

@@ -303,6 +303,14 @@ impl Queue {
         Some(linked.swap_remove(i).1)
     }
 
+    /// Makes the next every-queue claim scan every queue again: this
+    /// connection is about to change what is queued other than by an
+    /// enqueue (a retry, a release, a failure back to its queue, a
+    /// resumed queue), which the heads it keeps would not show.
+    pub(crate) fn forget_heads(&self) {
+        self.heads.borrow_mut().clear();
+    }
+
     /// Notes an enqueue into `queue` for the next every-queue claim.
     fn touched(&self, queue: &str) {
         self.heads.borrow_mut().touched(queue);
@@ -329,6 +337,13 @@ impl Queue {
             self.ready.set(true);
         }
         Ok(())
+    }
+
+    /// Takes the write lock of the transaction (or savepoint) open now, if
+    /// it does not hold it yet: so that what the verb reads next cannot be
+    /// changed by another connection before it writes.
+    pub fn lock_first(&self) -> Result<()> {
+        self.prepare(LOCK_FIRST_SQL)?.finish()
     }
 
     /// What every verb that writes checks before its first statement: the

@@ -128,6 +128,7 @@ const STATE_SQL: &str =
 /// `admin.rs` took the others): the task, and each failed or cancelled
 /// descendant through it, back to their queues; counters follow.
 pub fn retry(q: &Queue, id: &str, now: i64) -> Result<()> {
+    q.forget_heads();
     let mut st = q.prepare(PARENT_OF_SQL)?;
     st.bind_text(1, id)?;
     let parent = if st.step()? {

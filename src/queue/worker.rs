@@ -343,15 +343,33 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
 
 // Retry or fail for good. The backoff is exponential in the attempt number
 // (base · 2^(attempt-1), capped) times a jitter factor in [0.5, 1] drawn in
-// Rust, so workers that fail together do not retry together.
+// Rust, so workers that fail together do not retry together. The base and
+// the cap are the task's queue's (task_queue), else ?7 and ?8; read only
+// for a retry without a delay.
+/// Setting `$column` of the row's queue, else `$otherwise`.
+macro_rules! queue_default {
+    ($column:literal, $otherwise:literal) => {
+        concat!(
+            "coalesce((SELECT d.",
+            $column,
+            " FROM main.task_queue_store AS d WHERE d.name = task_store.queue), ",
+            $otherwise,
+            ")"
+        )
+    };
+}
+
 macro_rules! fail_sql {
     ($flags:expr, $note:expr, $where:expr) => {
         concat!(
             "UPDATE main.task_store
    SET status = CASE WHEN ?5 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
        run_at = CASE WHEN ?5 OR attempts >= max_attempts THEN run_at
-                     ELSE ?2 + coalesce(?6, CAST(min(?7 * (1 << min(attempts - 1, 40)), ?8) * ?9
-                                                 AS INTEGER)) END,
+                     ELSE ?2 + coalesce(?6, CAST(min(",
+            queue_default!("backoff_ms", "?7"),
+            " * (1 << min(attempts - 1, 40)), ",
+            queue_default!("backoff_max_ms", "?8"),
+            ") * ?9 AS INTEGER)) END,
        completed_at = CASE WHEN ?5 OR attempts >= max_attempts THEN ?2 ELSE NULL END,
        worker = CASE WHEN ?5 OR attempts >= max_attempts THEN worker ELSE NULL END,
        error = ?3, lease_until = NULL, progress = coalesce(?10, progress),",
@@ -419,6 +437,7 @@ impl Note for FailNote {
 /// Fails the current attempt. Returns `queued` when the task will be retried,
 /// `failed` when it has no attempts left (or `retry` is false).
 pub fn fail(q: &Queue, id: &str, error: &str, f: &FailArgs) -> Result<Status> {
+    q.forget_heads();
     let id = parse_id("id", id)?;
     let attempt = check_attempt(f.worker.attempt)?;
     let now = clock(f.worker.now)?;

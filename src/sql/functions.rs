@@ -132,6 +132,11 @@ fn queue_settings(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let change = queue::settings::Change {
         paused: o.paused,
         concurrency: o.concurrency,
+        rate: o.rate,
+        lease: o.lease,
+        max_attempts: o.max_attempts,
+        backoff: o.backoff,
+        backoff_max: o.backoff_max,
         retention: o.retention,
         events: o.events,
         now: o.now,
@@ -313,7 +318,7 @@ fn claim_args(worker: &str, o: options::Claim) -> ClaimArgs<'_> {
     ClaimArgs {
         worker,
         queues: o.queue,
-        lease_ms: o.lease.unwrap_or(model::DEFAULT_LEASE_MS),
+        lease_ms: o.lease,
         now: o.now,
         wait_ms: o.wait,
     }
@@ -434,7 +439,7 @@ fn complete_next(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let next = ClaimArgs {
         worker,
         queues: o.queue,
-        lease_ms: o.lease.unwrap_or(model::DEFAULT_LEASE_MS),
+        lease_ms: o.lease,
         now: o.now,
         wait_ms: None,
     };

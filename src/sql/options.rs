@@ -14,7 +14,7 @@ use super::args::exact_whole;
 use crate::error::{Error, Result};
 use crate::queue::Queues;
 use crate::queue::events::Level;
-use crate::queue::settings::Retain;
+use crate::queue::settings::{Rate, Retain};
 use serde_json::{Map, Value as J};
 
 /// How an option's JSON value is read. `null` counts as absent.
@@ -319,6 +319,11 @@ options! {
     pub struct QueueSettings {
         paused: Flag,
         concurrency: IntOrNull,
+        rate: RateLimit,
+        lease: IntOrNull,
+        max_attempts: IntOrNull,
+        backoff: IntOrNull,
+        backoff_max: IntOrNull,
         retention: Retention,
         events: EventLevel,
         now: Int,
@@ -413,6 +418,44 @@ impl Kind for Retention {
             Some(other) => Err(wrong_type(
                 key,
                 "a number of ms, an object of them by status, or null",
+                &other,
+            )),
+        }
+    }
+}
+
+/// A rate limit: `{"limit": n, "interval": ms}`, or null for none.
+pub struct RateLimit;
+
+impl Kind for RateLimit {
+    type Out = Option<Option<Rate>>;
+    fn read(key: &str, v: Option<J>) -> Result<Option<Option<Rate>>> {
+        match v {
+            None => Ok(None),
+            Some(J::Null) => Ok(Some(None)),
+            Some(J::Object(mut map)) => {
+                const KEYS: &[&str] = &["interval", "limit"];
+                if let Some(bad) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+                    return Err(Error::new(format!(
+                        "unknown key \"{bad}\" in option \"{key}\" (expected: limit, interval)"
+                    )));
+                }
+                let limit = Int::read("rate.limit", map.remove("limit"))?;
+                let interval = Int::read("rate.interval", map.remove("interval"))?;
+                match (limit, interval) {
+                    (Some(limit), Some(interval_ms)) => Ok(Some(Some(Rate {
+                        limit,
+                        interval_ms,
+                    }))),
+                    _ => Err(Error::new(format!(
+                        "option \"{key}\" needs both limit (claims) and interval (ms), \
+                         as in {{\"limit\": 10, \"interval\": 1000}}"
+                    ))),
+                }
+            }
+            Some(other) => Err(wrong_type(
+                key,
+                "an object {\"limit\": n, \"interval\": ms} or null",
                 &other,
             )),
         }

@@ -89,6 +89,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("006_events.sql"),
         rebuilds: false,
     },
+    Migration {
+        sql: include_str!("007_queue_defaults.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this build writes and expects.
@@ -285,6 +289,6 @@ mod tests {
                 assert!(stmt.contains(" main.task_"), "{stmt}");
             }
         }
-        assert_eq!(SCHEMA_VERSION, 6);
+        assert_eq!(SCHEMA_VERSION, 7);
     }
 }

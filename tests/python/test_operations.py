@@ -656,7 +656,8 @@ def test_prune_deletes_the_schedule_runs_older_than_its_cutoff(db):
 
 def test_task_queue_reports_and_keeps_retention(db):
     assert set_queue(db, "r", retention=HOUR, now=5) == {
-        "name": "r", "paused": False, "concurrency": None, "created_at": 5, "updated_at": 5,
+        "name": "r", "paused": False, "concurrency": None, "rate": None, "lease": None,
+        "max_attempts": None, "backoff": None, "backoff_max": None, "created_at": 5, "updated_at": 5,
         "retention": {"completed": HOUR, "failed": HOUR, "cancelled": HOUR}, "events": "all"}
     # Other settings leave it as it is.
     assert set_queue(db, "r", paused=True, now=6)["retention"] == {
@@ -664,7 +665,8 @@ def test_task_queue_reports_and_keeps_retention(db):
     assert set_queue(db, "r", retention={"completed": MIN, "failed": None}, now=7)["retention"] == {
         "completed": MIN, "failed": None, "cancelled": None}
     assert set_queue(db, "r", retention=None, now=8) == {
-        "name": "r", "paused": True, "concurrency": None, "created_at": 5, "updated_at": 8,
+        "name": "r", "paused": True, "concurrency": None, "rate": None, "lease": None,
+        "max_attempts": None, "backoff": None, "backoff_max": None, "created_at": 5, "updated_at": 8,
         "retention": None, "events": "all"}
     assert json.loads(one(db, "SELECT task_queue('fresh')"))["retention"] is None
     assert rows(db, "SELECT retain_completed, retain_failed, retain_cancelled FROM task_queue_store"
@@ -793,13 +795,13 @@ def test_index_completed_is_added_and_dropped_by_task_init(db):
     def has_index():
         return one(db, "SELECT count(*) FROM sqlite_master WHERE name = 'task_store_done'")
     assert has_index() == 0
-    assert one(db, "SELECT task_init('{\"index_completed\": true}')") == 6
+    assert one(db, "SELECT task_init('{\"index_completed\": true}')") == 7
     assert has_index() == 1 and stats(db, now=0)["index_completed"] is True
-    assert one(db, "SELECT task_init()") == 6
+    assert one(db, "SELECT task_init()") == 7
     assert has_index() == 1, "task_init() without the option leaves the index as it is"
-    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 6
+    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 7
     assert has_index() == 0 and stats(db, now=0)["index_completed"] is False
-    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 6
+    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 7
 
 
 def test_completion_figures_with_the_index(db):
@@ -1007,7 +1009,7 @@ def test_task_prune_needs_its_options_argument(busy):
     ('{"retention": {"done": 5}}', 'unknown status "done" in option "retention" (expected one of: cancelled, completed, failed)'),
     ('{"retention": "1h"}', 'option "retention" must be a number of ms, an object of them by status, or null, got a string'),
     ('{"retention": true}', 'option "retention" must be a number of ms, an object of them by status, or null, got a boolean'),
-    ('{"retain": 5}', 'unknown option "retain" (expected one of: paused, concurrency, retention, events, now)'),
+    ('{"retain": 5}', 'unknown option "retain" (expected one of: paused, concurrency, rate, lease, max_attempts, backoff, backoff_max, retention, events, now)'),
 ])
 def test_task_queue_retention_bad_inputs(busy, options, problem):
     refused(busy, "SELECT task_queue('r', ?)", options, message=f"task_queue: {problem}")

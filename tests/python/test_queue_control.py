@@ -196,6 +196,10 @@ def fill(db, queue, n, now=0):
     return [enqueue(db, "job", queue=queue, now=now) for _ in range(n)]
 
 
+# The settings a queue has when none was given (defaults, rate limit).
+UNSET = {"rate": None, "lease": None, "max_attempts": None, "backoff": None, "backoff_max": None}
+
+
 def claim_batch(db, limit, worker="w1", **options):
     return json.loads(one(db, "SELECT task_claim_batch(?, ?, ?)", worker, limit, opts(**options)))
 
@@ -203,7 +207,7 @@ def claim_batch(db, limit, worker="w1", **options):
 def test_a_queue_without_settings_reads_as_the_defaults_and_creates_nothing(db):
     before = snapshot(db)
     assert settings(db, "q") == {
-        "name": "q", "paused": False, "concurrency": None, "created_at": None, "updated_at": None, "retention": None, "events": "all",
+        **UNSET, "name": "q", "paused": False, "concurrency": None, "created_at": None, "updated_at": None, "retention": None, "events": "all",
     }
     assert snapshot(db) == before
     assert rows(db, "SELECT * FROM task_queue_store") == []
@@ -211,15 +215,15 @@ def test_a_queue_without_settings_reads_as_the_defaults_and_creates_nothing(db):
 
 def test_settings_are_created_changed_and_kept(db):
     assert settings(db, "q", paused=True, now=5) == {
-        "name": "q", "paused": True, "concurrency": None, "created_at": 5, "updated_at": 5, "retention": None, "events": "all",
+        **UNSET, "name": "q", "paused": True, "concurrency": None, "created_at": 5, "updated_at": 5, "retention": None, "events": "all",
     }
     assert settings(db, "q", concurrency=3, now=9) == {
-        "name": "q", "paused": True, "concurrency": 3, "created_at": 5, "updated_at": 9, "retention": None, "events": "all",
+        **UNSET, "name": "q", "paused": True, "concurrency": 3, "created_at": 5, "updated_at": 9, "retention": None, "events": "all",
     }
     # An option left out is kept; null removes the limit.
     assert settings(db, "q", paused=False, now=10)["concurrency"] == 3
     assert settings(db, "q", concurrency=None, now=11) == {
-        "name": "q", "paused": False, "concurrency": None, "created_at": 5, "updated_at": 11, "retention": None, "events": "all",
+        **UNSET, "name": "q", "paused": False, "concurrency": None, "created_at": 5, "updated_at": 11, "retention": None, "events": "all",
     }
     assert rows(db, "SELECT name, paused, concurrency FROM task_queue_store") == [("q", 0, None)]
 
@@ -232,7 +236,7 @@ def test_settings_are_created_changed_and_kept(db):
         ("SELECT task_queue('')", "name must not be empty"),
         ("SELECT task_queue('q', 'nope')", "options are not valid JSON"),
         ("SELECT task_queue('q', '[1]')", "options must be a JSON object, got an array"),
-        ("SELECT task_queue('q', '{\"pause\": true}')", 'unknown option "pause" (expected one of: paused, concurrency, retention, events, now)'),
+        ("SELECT task_queue('q', '{\"pause\": true}')", 'unknown option "pause" (expected one of: paused, concurrency, rate, lease, max_attempts, backoff, backoff_max, retention, events, now)'),
         ("SELECT task_queue('q', '{\"paused\": 1}')", 'option "paused" must be true or false, got a number'),
         ("SELECT task_queue('q', '{\"concurrency\": 0}')", "concurrency must be between 1 and 1000000, got 0"),
         ("SELECT task_queue('q', '{\"concurrency\": -2}')", "concurrency must be between 1 and 1000000, got -2"),
@@ -375,7 +379,8 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
     one(db, "SELECT task_init()")
     ids = fill(db, "q", 3)
     claim(db, queue="q", now=10)
-    # Version 3 is version 6 without the additions of 4, 5 and 6.
+    # Version 3 is version 7 without the additions of 4, 5, 6 and 7.
+    db.execute("DROP TABLE task_rate_store")
     db.execute("DROP VIEW task_events")
     db.execute("DROP TABLE task_event_store")
     db.execute("DROP VIEW task_schedules")
@@ -390,7 +395,7 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
     db.close()
     db = connect(path)
     try:
-        assert one(db, "SELECT task_init()") == 6
+        assert one(db, "SELECT task_init()") == 7
         assert rows(db, "SELECT * FROM task_store ORDER BY seq") == before
         assert rows(db, "SELECT name, queued, running FROM task_queues") == [("q", 2, 1)]
         assert one(db, "SELECT sql FROM sqlite_master WHERE name = 'task_store_unique'").endswith("flags & 96")
@@ -437,3 +442,155 @@ def test_check_names_a_task_counted_toward_a_limit_that_is_not_running(db):
     assert one(db, "SELECT task_check()") == (
         f"task {b}: queued, but counted toward its queue's concurrency limit (flags 64)")
     assert snapshot(db) == before
+
+
+# ---- per-queue defaults ------------------------------------------------------
+
+
+def test_a_queue_s_lease_is_the_default_of_claims_that_give_none(db):
+    settings(db, "slow", lease=60_000, now=0)
+    fill(db, "slow", 3)
+    fill(db, "other", 1)
+    assert claim(db, queue="slow", now=100)["lease_until"] == 60_100
+    assert claim(db, queue="slow", now=100, lease=5_000)["lease_until"] == 5_100, "the claim's own wins"
+    assert claim(db, queue="other", now=100)["lease_until"] == 300_100, "the built-in 5 minutes"
+    assert settings(db, "slow", lease=None, now=1)["lease"] is None
+    assert claim(db, queue="slow", now=200)["lease_until"] == 300_200
+
+
+def test_a_reclaimed_task_gets_its_queue_s_lease_from_an_every_queue_claim(db):
+    settings(db, "slow", lease=60_000, now=0)
+    [t] = fill(db, "slow", 1)
+    claim(db, queue="slow", now=0)
+    again = claim(db, now=60_000)
+    assert (again["id"], again["attempt"], again["lease_until"]) == (t, 2, 120_000)
+
+
+def test_a_queue_s_max_attempts_is_the_default_of_its_new_tasks(db):
+    settings(db, "flaky", max_attempts=5, now=0)
+    a = enqueue(db, queue="flaky", now=0)
+    b = enqueue(db, queue="flaky", max_attempts=2, now=0)
+    db.execute("INSERT INTO tasks (queue, type) VALUES ('flaky', 'row')")
+    c = enqueue(db, queue="other", now=0)
+    got = dict(rows(db, "SELECT id, max_attempts FROM task_store WHERE type = 'job'"))
+    assert (got[a], got[b], got[c]) == (5, 2, 3)
+    assert one(db, "SELECT max_attempts FROM tasks WHERE type = 'row'") == 5
+    # A default set later changes no task already there.
+    settings(db, "flaky", max_attempts=9, now=1)
+    assert one(db, "SELECT max_attempts FROM task_store WHERE id = ?", a) == 5
+
+
+def test_a_queue_s_backoff_is_the_default_of_its_retries(db):
+    settings(db, "b", backoff=10_000, backoff_max=15_000, now=0)
+    [t] = fill(db, "b", 1)
+    waits = []
+    for attempt, now in ((1, 100), (2, 100_000)):
+        assert claim(db, queue="b", now=now)["attempt"] == attempt
+        assert one(db, "SELECT task_fail(?, 'boom', json_object('now', ?))", t, now) == "queued"
+        waits.append(one(db, "SELECT run_at FROM task_store WHERE id = ?", t) - now)
+    # base · 2^(attempt-1), capped, times a jitter in [0.5, 1].
+    assert 5_000 <= waits[0] <= 10_000
+    assert 7_500 <= waits[1] <= 15_000
+    # A delay given to task_fail wins.
+    [u] = fill(db, "b", 1)
+    claim(db, queue="b", now=200_000)
+    assert one(db, "SELECT task_fail(?, 'x', json_object('now', 200000, 'delay', 7))", u) == "queued"
+    assert one(db, "SELECT run_at FROM task_store WHERE id = ?", u) == 200_007
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ('{"lease": 0}', "lease must be between 1 and 31622400000, got 0"),
+        ('{"lease": "1s"}', 'option "lease" must be a whole number or null, got a string'),
+        ('{"max_attempts": 0}', "max_attempts must be between 1 and 1000, got 0"),
+        ('{"max_attempts": 1001}', "max_attempts must be between 1 and 1000, got 1001"),
+        ('{"backoff": -1}', "backoff must be between 0 and 86400000, got -1"),
+        ('{"backoff_max": 86400001}', "backoff_max must be between 0 and 86400000, got 86400001"),
+        ('{"rate": {"limit": 5}}', 'option "rate" needs both limit (claims) and interval (ms)'),
+        ('{"rate": {"interval": 1000}}', 'option "rate" needs both limit (claims) and interval (ms)'),
+        ('{"rate": {"limit": 0, "interval": 1000}}', "rate.limit must be between 1 and 1000000, got 0"),
+        ('{"rate": {"limit": 5, "interval": 0}}', "rate.interval must be between 1 and 31622400000, got 0"),
+        ('{"rate": {"limit": 5, "interval": 1.5}}', 'option "rate.interval" must be a whole number'),
+        ('{"rate": {"limit": 5, "every": 1000}}', 'unknown key "every" in option "rate" (expected: limit, interval)'),
+        ('{"rate": 5}', 'option "rate" must be an object {"limit": n, "interval": ms} or null, got a number'),
+    ],
+)
+def test_defaults_and_rate_bad_inputs_change_nothing(db, options, message):
+    settings(db, "q", concurrency=2, lease=1_000, now=1)
+    fails(db, "SELECT task_queue('q', ?)", options, match=f"task_queue: {message}")
+
+
+def test_defaults_and_rates_are_kept_and_shown_in_task_queues(db):
+    got = settings(db, "q", lease=1_000, max_attempts=4, backoff=50, backoff_max=500,
+                   rate={"limit": 10, "interval": 60_000}, now=5)
+    assert {k: got[k] for k in UNSET} == {"rate": {"limit": 10, "interval": 60_000}, "lease": 1_000,
+                                          "max_attempts": 4, "backoff": 50, "backoff_max": 500}
+    assert settings(db, "q", paused=True, now=6)["rate"] == {"limit": 10, "interval": 60_000}
+    assert rows(db, "SELECT lease, max_attempts, backoff, backoff_max, rate_limit, rate_interval"
+                    " FROM task_queues WHERE name = 'q'") == [(1_000, 4, 50, 500, 10, 60_000)]
+    got = settings(db, "q", rate=None, lease=None, max_attempts=None, backoff=None, backoff_max=None, now=7)
+    assert {k: got[k] for k in UNSET} == UNSET
+
+
+# ---- rate limits ---------------------------------------------------------------
+
+
+def test_a_rate_limit_allows_at_most_n_claims_in_any_interval(db):
+    settings(db, "api", rate={"limit": 3, "interval": 1_000}, now=0)
+    fill(db, "api", 20)
+    got = {t: claim(db, queue="api", now=t) is not None
+           for t in (10, 20, 30, 40, 999, 1_009, 1_010, 1_011, 1_020, 1_030, 2_000, 2_010)}
+    assert [t for t, ok in got.items() if ok] == [10, 20, 30, 1_010, 1_020, 1_030, 2_010]
+    assert one(db, "SELECT task_check()") == "ok"
+
+
+def test_a_rate_limit_caps_batches_complete_next_and_every_queue_claims(db):
+    settings(db, "api", rate={"limit": 4, "interval": 1_000}, now=0)
+    fill(db, "api", 20)
+    fill(db, "plain", 5, now=1)
+    batch = claim_batch(db, 10, queue="api", now=100)
+    assert len(batch) == 4
+    nxt = one(db, "SELECT task_complete_next(?, NULL, 'w1', json_object('queue', 'api', 'now', 200))",
+              batch[0]["id"])
+    assert nxt is None, "the rate is spent"
+    # Every-queue claims pass over the spent queue.
+    assert {claim(db, now=300)["queue"] for _ in range(5)} == {"plain"}
+    assert claim(db, now=300) is None
+    # The window moves on: four more.
+    assert len(claim_batch(db, 10, queue="api", now=1_100)) == 4
+    assert one(db, "SELECT sum(n) FROM task_rate_store WHERE queue = 'api'") == 4, "old rows deleted"
+
+
+def test_a_spent_rate_holds_an_expired_lease_too(db):
+    settings(db, "api", rate={"limit": 1, "interval": 1_000}, now=0)
+    [t] = fill(db, "api", 1)
+    claim(db, queue="api", now=0, lease=100)
+    assert claim(db, queue="api", now=500) is None, "reclaiming is a claim"
+    again = claim(db, queue="api", now=1_000)
+    assert (again["id"], again["attempt"]) == (t, 2)
+
+
+def test_a_rate_limit_set_on_one_connection_holds_on_another(db, tmp_path):
+    fill(db, "api", 5)
+    other = connect(tmp_path / "task.db")
+    try:
+        assert claim(other, "w2", queue="api", now=10)
+        assert claim(other, "w2", queue="api", now=11), "the hint is in use"
+        settings(db, "api", rate={"limit": 2, "interval": 1_000}, now=12)
+        assert claim(other, "w2", queue="api", now=13) is not None
+        assert claim(other, "w2", queue="api", now=14) is not None
+        assert claim(other, "w2", queue="api", now=15) is None
+    finally:
+        other.close()
+
+
+def test_a_long_poll_wakes_when_the_rate_window_frees(db):
+    settings(db, "api", rate={"limit": 1, "interval": 300})
+    for _ in range(2):
+        enqueue(db, queue="api")
+    assert claim(db, queue="api") is not None
+    t0 = time.monotonic()
+    got = claim(db, queue="api", wait=10_000)
+    assert got is not None, "the long poll gave up although the window freed"
+    assert time.monotonic() - t0 < 9, "woke by its deadline, not by the window"

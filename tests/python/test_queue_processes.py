@@ -232,7 +232,51 @@ def test_four_processes_claiming_from_every_queue_over_1000_queues(tmp_path):
     db.close()
 
 
-ROLES = {"limited": limited_worker, "monitor": monitor, "paused": paused_worker,
+def rate_worker(db, name):
+    """Claims from the rate-limited 'api' (lease 60 s, so the claim's own
+    clock is lease_until - 60000) and completes, until it is drained."""
+    done = 0
+
+    def claim():
+        text = one(db, "SELECT task_claim(?, '{\"queue\": \"api\", \"lease\": 60000}')", name)
+        if text:
+            t = json.loads(text)
+            db.execute("INSERT INTO log(kind, task, worker, at) VALUES ('claim', ?, ?, ?)",
+                       (t["id"], name, t["lease_until"] - 60_000))
+            return t
+        return None
+
+    while True:
+        t = immediate(db, claim)
+        if t is None:
+            if not one(db, "SELECT count(*) FROM task_store WHERE queue = 'api' AND status <> 'completed'"):
+                break
+            time.sleep(0.002)
+            continue
+        immediate(db, lambda: one(db, "SELECT task_complete(?)", t["id"]))
+        done += 1
+    return {"completed": done}
+
+
+def test_a_rate_limit_holds_across_four_processes(tmp_path):
+    path = tmp_path / "rate.db"
+    db = setup_db(path, LOG_SCHEMA.replace("worker TEXT NOT NULL", "worker TEXT NOT NULL, at INTEGER"))
+    one(db, "SELECT task_queue('api', '{\"rate\": {\"limit\": 10, \"interval\": 100}}')")
+    with db:
+        for _ in range(120):
+            one(db, "SELECT task_enqueue('call', NULL, '{\"queue\": \"api\"}')")
+    res = run_together(path, [("rate", f"w{i}") for i in range(1, 5)], script=__file__)
+    assert sum(r["completed"] for r in res.values()) == 120
+    times = sorted(at for (at,) in rows(db, "SELECT at FROM log WHERE kind = 'claim'"))
+    assert len(times) == 120
+    # No window of 100 ms holds more than 10 claims, by the claims' own clock.
+    most = max(sum(1 for u in times if t - 100 < u <= t) for t in times)
+    assert most <= 10, f"{most} claims within 100 ms"
+    assert one(db, "SELECT task_check()") == "ok"
+    db.close()
+
+
+ROLES = {"rate": rate_worker, "limited": limited_worker, "monitor": monitor, "paused": paused_worker,
          "controller": controller, "anyq": any_queue_worker}
 
 if __name__ == "__main__":

@@ -67,3 +67,25 @@ SELECT 'third', json_extract(task_claim('w1', '{"now": 5000}'), '$.queue');
 SELECT 'by name among them', json_extract(task_claim('w1', '{"queue": "m499", "now": 5000}'), '$.queue');
 SELECT 'from a list', json_extract(task_claim('w1', '{"queue": ["m300", "m200"], "now": 5000}'), '$.queue');
 SELECT 'check', task_check();
+
+.print == per-queue defaults: lease, max_attempts, backoff
+SELECT 'defaults', task_queue('slow', '{"lease": 60000, "max_attempts": 5, "backoff": 10000, "backoff_max": 10000, "now": 9000}');
+SELECT 'enqueue', task_enqueue('job', NULL, '{"id": "0193d000-0000-7000-8000-0000000000d1", "queue": "slow", "now": 9000}');
+SELECT 'max_attempts from the queue', max_attempts FROM tasks WHERE id = '0193d000-0000-7000-8000-0000000000d1';
+SELECT 'lease from the queue', json_extract(task_claim('w1', '{"queue": "slow", "now": 9100}'), '$.lease_until');
+SELECT 'fail', task_fail('0193d000-0000-7000-8000-0000000000d1', 'boom', '{"now": 9200}');
+SELECT 'backoff from the queue, jittered', run_at - 9200 BETWEEN 5000 AND 10000 FROM tasks WHERE id = '0193d000-0000-7000-8000-0000000000d1';
+
+.print == a rate limit: 2 claims in any 1000 ms
+SELECT 'rate', json_extract(task_queue('api', '{"rate": {"limit": 2, "interval": 1000}, "now": 9000}'), '$.rate');
+WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4)
+SELECT 'enqueued', count(task_enqueue('call', NULL, '{"queue": "api", "now": 9000}')) FROM n;
+SELECT 'claim at 10000', task_claim('w1', '{"queue": "api", "now": 10000}') IS NOT NULL;
+SELECT 'claim at 10100', task_claim('w1', '{"queue": "api", "now": 10100}') IS NOT NULL;
+SELECT 'claim at 10200', task_claim('w1', '{"queue": "api", "now": 10200}') IS NOT NULL;
+SELECT 'batch at 11000', json_array_length(task_claim_batch('w1', 5, '{"queue": "api", "now": 11000}'));
+SELECT 'batch at 11100', json_array_length(task_claim_batch('w1', 5, '{"queue": "api", "now": 11100}'));
+SELECT 'view', name, rate_limit, rate_interval, lease, max_attempts FROM task_queues WHERE name IN ('api', 'slow') ORDER BY name;
+SELECT task_queue('api', '{"rate": {"limit": 2}}');
+SELECT task_queue('api', '{"lease": 0}');
+SELECT 'check', task_check();

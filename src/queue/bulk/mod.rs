@@ -9,7 +9,7 @@ mod items;
 use super::Queue;
 use super::claim::{self, ClaimArgs, Claimed};
 use super::ids::parse_id;
-use super::model::{MAX_LEASE_MS, MAX_TIME_MS, Status, check_range, clock};
+use super::model::{MAX_LEASE_MS, MAX_TIME_MS, Status, check_opt, check_range, clock};
 use super::txn::savepoint;
 use super::worker::{self, FailArgs, WorkerArgs};
 use super::writeback;
@@ -106,7 +106,7 @@ pub fn complete_next(
     next: &ClaimArgs<'_>,
 ) -> Result<Option<Claimed>> {
     check_clock(w.now)?;
-    check_range("lease", next.lease_ms, 1, MAX_LEASE_MS)?;
+    check_opt("lease", next.lease_ms, (1, MAX_LEASE_MS))?;
     all_or_nothing(q, &[id], || {
         worker::complete(q, id, result, w)?;
         Ok(claim::claim(q, next, 1)?.into_iter().next())

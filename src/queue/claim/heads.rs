@@ -112,7 +112,7 @@ impl Heads {
                     let gated = self.by_queue.get(&queue).map(|e| e.1);
                     let gated = match gated {
                         Some(g) => g,
-                        None => !matches!(gate_of(q, &queue)?, Gate::Open),
+                        None => !matches!(gate_of(q, &queue, now)?, Gate::Open),
                     };
                     self.insert(queue, head, gated);
                 }
@@ -160,7 +160,7 @@ impl Heads {
                     }
                 }
             }
-            if gated && matches!(gate_of(q, &queue)?, Gate::Closed { .. }) {
+            if gated && matches!(gate_of(q, &queue, now)?, Gate::Closed { .. }) {
                 // Passed over until the next scan reads it again.
                 self.remove(&queue);
                 continue;

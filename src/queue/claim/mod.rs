@@ -6,6 +6,7 @@
 mod claimed;
 mod heads;
 mod plan;
+mod rate;
 mod sql;
 
 pub use claimed::{Claimed, list_json};
@@ -13,7 +14,7 @@ pub use heads::Heads;
 pub use plan::Hint;
 
 use super::Queue;
-use super::model::{self, MAX_BATCH, MAX_LEASE_MS, check_range, clock};
+use super::model::{self, MAX_BATCH, MAX_LEASE_MS, check_opt, check_range, clock};
 use super::{wait, writeback};
 use crate::error::{Error, Result};
 use plan::Plan;
@@ -34,7 +35,8 @@ pub enum Queues {
 pub struct ClaimArgs<'a> {
     pub worker: &'a str,
     pub queues: Queues,
-    pub lease_ms: i64,
+    /// `None`: the claimed task's queue's default lease, else 5 minutes.
+    pub lease_ms: Option<i64>,
     pub now: Option<i64>,
     /// A long poll: with nothing ready, wait up to this many ms for a task
     /// (`wait.rs`).
@@ -48,7 +50,7 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
         return Err(Error::new("worker must not be empty"));
     }
     let limit = check_range("limit", limit, 1, MAX_BATCH)?;
-    let lease = check_range("lease", a.lease_ms, 1, MAX_LEASE_MS)?;
+    let lease = check_opt("lease", a.lease_ms, (1, MAX_LEASE_MS))?;
     let wait = a
         .wait_ms
         .map(|w| check_range("wait", w, 0, wait::MAX_WAIT_MS))
@@ -94,8 +96,8 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
 }
 
 // When something may become claimable without a commit: the earliest
-// run_at of a delayed task, lease expiry (of the queue, when one is named)
-// and schedule occurrence after now. Strictly after: what is due already
+// run_at of a delayed task, lease expiry (of the queue, when one is named),
+// schedule occurrence and claim leaving a rate limit's window after now. Strictly after: what is due already
 // and was not claimed (a paused queue's, another queue's) must not make
 // the wait spin.
 const NEXT_DUE_SQL: &str = "\
@@ -104,7 +106,10 @@ SELECT (SELECT min(run_at) FROM main.task_store
        (SELECT min(lease_until) FROM main.task_store
          WHERE status = 'running' AND lease_until > ?1 AND (?2 IS NULL OR +queue = ?2)),
        (SELECT min(next_at) FROM main.task_schedule_store
-         WHERE paused = 0 AND next_at IS NOT NULL AND next_at > ?1)";
+         WHERE paused = 0 AND next_at IS NOT NULL AND next_at > ?1),
+       (SELECT min(r.at + s.rate_interval_ms) FROM main.task_rate_store AS r
+          JOIN main.task_queue_store AS s ON s.name = r.queue
+         WHERE r.at + s.rate_interval_ms > ?1 AND (?2 IS NULL OR r.queue = ?2))";
 
 fn next_due(q: &Queue, queues: &Queues, now: i64) -> Result<Option<i64>> {
     let mut st = q.prepare(NEXT_DUE_SQL)?;
@@ -120,6 +125,7 @@ fn next_due(q: &Queue, queues: &Queues, now: i64) -> Result<Option<i64>> {
         st.column_opt_i64(0),
         st.column_opt_i64(1),
         st.column_opt_i64(2),
+        st.column_opt_i64(3),
     ]
     .into_iter()
     .flatten()
@@ -136,7 +142,7 @@ fn claim_at(
     q: &Queue,
     a: &ClaimArgs<'_>,
     limit: i64,
-    lease: i64,
+    lease: Option<i64>,
     now: i64,
 ) -> Result<Vec<Claimed>> {
     // Reaping an exhausted expired task consumes a round; bound the rounds
@@ -156,18 +162,19 @@ fn claim_at(
             }
             Plan::Claim { queue, kind } => (queue, kind),
         };
-        let mut st = q.prepare(kind.sql(limit))?;
-        st.bind_i64(1, now)?;
-        st.bind_text(2, a.worker)?;
-        st.bind_i64(3, lease)?;
-        st.bind_opt_text(4, queue.as_deref())?;
-        if limit > 1 {
-            st.bind_i64(5, limit)?;
-        }
-        let mut claimed: Vec<Claimed> = Vec::new();
-        let mut reaped = 0;
-        q.notes
-            .run(st, |n: ClaimNote| match n.how {
+        // One UPDATE of at most `max` tasks: what it claimed, how many it reaped.
+        let round = |max: i64| -> Result<(Vec<Claimed>, usize)> {
+            let mut st = q.prepare(kind.sql(max))?;
+            st.bind_i64(1, now)?;
+            st.bind_text(2, a.worker)?;
+            st.bind_opt_i64(3, lease)?;
+            st.bind_opt_text(4, queue.as_deref())?;
+            if max > 1 {
+                st.bind_i64(5, max)?;
+            }
+            let mut claimed: Vec<Claimed> = Vec::new();
+            let mut reaped = 0;
+            q.notes.run(st, |n: ClaimNote| match n.how {
                 How::Reaped => {
                     // Failed for an expired lease: nothing held for it stays.
                     writeback::take(q.key(), &n.task.id);
@@ -179,8 +186,21 @@ fn claim_at(
                     }
                     claimed.push(n.task);
                 }
-            })
-            .inspect_err(|_| *q.hint.borrow_mut() = Hint::None)?;
+            })?;
+            Ok((claimed, reaped))
+        };
+        // A gated queue may have a rate limit: then the round runs within it.
+        let limited = match (&queue, kind) {
+            (Some(name), plan::Kind::Gated | plan::Kind::GatedSole) => {
+                rate::of(q, name)?.map(|r| (name, r))
+            }
+            _ => None,
+        };
+        let (mut claimed, reaped) = match limited {
+            Some((name, r)) => rate::within(q, name, r, now, limit, round, 0),
+            None => round(limit),
+        }
+        .inspect_err(|_| *q.hint.borrow_mut() = Hint::None)?;
         let hinted = hint.usable(now);
         *q.hint.borrow_mut() = plan::next_hint(
             &a.queues,
@@ -208,7 +228,10 @@ fn claim_at(
         // connection took the queue's last ready task between the plan's
         // reads and the UPDATE (when other queues may have some, plan
         // again, a few times), or there is nothing to claim.
-        let raced = queue.is_some() && !matches!(a.queues, Queues::One(_)) && races < MAX_RACES;
+        let raced = reaped == 0
+            && queue.is_some()
+            && !matches!(a.queues, Queues::One(_))
+            && races < MAX_RACES;
         if raced {
             races += 1;
             // Read again at the next scan (it may have been paused since).

@@ -110,7 +110,7 @@ pub(super) enum Gate {
     /// Paused or limited, but a claim may take something now.
     Gated,
     /// Paused, or at its limit: nothing to take (but an expired lease, when
-    /// only limited).
+    /// only at its concurrency limit; `paused` also when its rate is spent).
     Closed { paused: bool },
 }
 
@@ -156,7 +156,7 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
                 kind: Kind::Gated,
             }
         }
-        Queues::One(name) => match gate_of(q, name)? {
+        Queues::One(name) => match gate_of(q, name, now)? {
             Gate::Open => {
                 let ready = head_of(q, name, now)?.is_some();
                 let expired = expired_in(q, Some(name), now)?;
@@ -239,7 +239,7 @@ pub fn plan(q: &Queue, queues: &Queues, limit: i64, now: i64, hint: &Hint) -> Re
             // whose head comes first.
             let mut pick: Option<((bool, HeadKey), &String, Kind)> = None;
             for name in many {
-                let gate = gate_of(q, name)?;
+                let gate = gate_of(q, name, now)?;
                 let (expired, head) = match gate {
                     Gate::Open => (expired_in(q, Some(name), now)?, head_of(q, name, now)?),
                     Gate::Closed { paused: true } => continue,
@@ -351,13 +351,16 @@ fn expired_in(q: &Queue, queue: Option<&str>, now: i64) -> Result<bool> {
 }
 
 /// Queue `name`'s gate.
-pub(super) fn gate_of(q: &Queue, name: &str) -> Result<Gate> {
+pub(super) fn gate_of(q: &Queue, name: &str, now: i64) -> Result<Gate> {
     let mut st = q.prepare(sql::GATE_SQL)?;
     st.bind_text(1, name)?;
+    st.bind_i64(2, now)?;
     if !st.step()? {
         return Ok(Gate::Open);
     }
-    let paused = st.column_i64(0) != 0;
+    // A spent rate closes the queue as a pause does: its expired leases
+    // wait too (reclaiming one is a claim).
+    let paused = st.column_i64(0) != 0 || st.column_i64(3) != 0;
     let full = !st.is_null(1) && st.column_i64(2) >= st.column_i64(1);
     Ok(if paused || full {
         Gate::Closed { paused }

@@ -20,7 +20,8 @@
 //! index usable and the plan fixed. The same holds for a bound LIMIT inside
 //! an IN (subquery): `LIMIT +?5` (measured: 86 µs vs 38 µs per batch).
 //!
-//! Parameters of every claim UPDATE: ?1 now, ?2 worker, ?3 lease (ms),
+//! Parameters of every claim UPDATE: ?1 now, ?2 worker, ?3 lease (ms; NULL:
+//! the queue's default),
 //! ?4 queue (NULL: any), ?5 batch limit (batch variants only).
 
 use super::Claimed;
@@ -47,11 +48,24 @@ macro_rules! claim_note {
                       CASE WHEN status = 'running' AND attempts >= max_attempts THEN 2
                            WHEN status = 'running' THEN 1 ELSE 0 END,
                       id, queue, type, details, attempts + 1, max_attempts, priority,
-                      parent_id, run_at, ?1 + ?3, created_at,
+                      parent_id, run_at, ?1 + ",
+            lease!(),
+            ", created_at,
                       ",
             $linked,
             ")"
         )
+    };
+}
+
+/// The lease a claim gives: ?3 as the claim gave it, else the claimed
+/// task's queue's default, else the built-in one (`DEFAULT_LEASE_MS`).
+/// The queue's is read only when the claim gives none: one seek in
+/// `task_queue_store`, a table of a page.
+macro_rules! lease {
+    () => {
+        "coalesce(?3, (SELECT d.lease_ms FROM main.task_queue_store AS d
+                        WHERE d.name = task_store.queue), 300000)"
     };
 }
 
@@ -71,14 +85,14 @@ macro_rules! gated_linked {
 }
 
 /// The condition, in SQL, that the queue named by `$queue` has no gate
-/// (it is neither paused nor limited): one seek by name in
+/// (it is neither paused nor limited, by concurrency or rate): one seek by name in
 /// `task_queue_store`, a table of one page while few queues have settings.
 macro_rules! ungated {
     ($queue:expr) => {
         concat!(
             "NOT EXISTS (SELECT 1 FROM main.task_queue_store AS g WHERE g.name = ",
             $queue,
-            " AND (g.paused OR g.concurrency IS NOT NULL))"
+            " AND (g.paused OR g.concurrency IS NOT NULL OR g.rate_limit IS NOT NULL))"
         )
     };
 }
@@ -167,9 +181,13 @@ macro_rules! claim_sql {
   completed_at = CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN ?1 ELSE NULL END,
   lease_until  = CASE WHEN status = 'running' AND attempts >= max_attempts
-                      THEN NULL ELSE ?1 + ?3 END,
+                      THEN NULL ELSE ?1 + ",
+            lease!(),
+            " END,
   lease_ms     = CASE WHEN status = 'running' AND attempts >= max_attempts
-                      THEN lease_ms ELSE ?3 END,
+                      THEN lease_ms ELSE ",
+            lease!(),
+            " END,
   worker       = CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN worker ELSE ?2 END,
   started_at   = CASE WHEN status = 'running' AND attempts >= max_attempts
@@ -437,7 +455,8 @@ pub const CLAIM_GATED_BATCH_SQL: &str = claim_sql!(
 pub const NEXT_QUEUE_SQL: &str = "\
 SELECT q.queue, h.priority, h.run_at, h.seq,
        (SELECT 1 FROM main.task_queue_store AS g
-         WHERE g.name = q.queue AND (g.paused OR g.concurrency IS NOT NULL))
+         WHERE g.name = q.queue
+           AND (g.paused OR g.concurrency IS NOT NULL OR g.rate_limit IS NOT NULL))
   FROM (SELECT queue FROM main.task_store WHERE status = 'queued' AND queue > +?1
          ORDER BY queue LIMIT 1) AS q
   LEFT JOIN main.task_store AS h ON h.seq = (
@@ -522,14 +541,16 @@ pub const OLDEST_EXPIRED_QUEUE_SQL: &str = concat!(
 /// An expired lease of queue ?2 that a gated claim may take (or reap).
 pub const EXPIRED_OF_QUEUE_SQL: &str = expired_of_queue!("+?2", "1");
 
-/// Queue ?1's gate, if it has one: paused, its limit, and how many of its
-/// tasks count toward the limit now.
+/// Queue ?1's gate, if it has one: paused, its limit, how many of its
+/// tasks count toward the limit now, and whether its rate limit is spent
+/// at ?2.
 pub const GATE_SQL: &str = concat!(
     "SELECT paused, concurrency, ",
     counted_running!("+?1"),
-    "
+    ", rate_limit <= (SELECT coalesce(sum(r.n), 0) FROM main.task_rate_store AS r
+                      WHERE r.queue = +?1 AND r.at > +?2 - rate_interval_ms)
   FROM main.task_queue_store
- WHERE name = +?1 AND (paused OR concurrency IS NOT NULL)"
+ WHERE name = +?1 AND (paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)"
 );
 
 #[cfg(test)]
@@ -540,7 +561,8 @@ mod tests {
     fn the_note_has_as_many_values_as_its_reader_takes() {
         // The first argument is what task__note returns (updated_at); the
         // rest are noted and read back by ClaimNote::read.
-        let call = claim_note!();
+        // The lease's expression is one argument: counted as a word.
+        let call = claim_note!().replace(lease!(), "lease");
         let args = call["task__note(".len()..call.len() - 1]
             .split(',')
             .filter(|a| !a.contains("WHEN") || a.contains("CASE"))
@@ -549,6 +571,12 @@ mod tests {
         let values = (0..13).map(Owned::Integer).collect();
         assert!(ClaimNote::read(values).is_ok());
         assert!(ClaimNote::read(vec![Owned::Null; 12]).is_err());
+    }
+
+    #[test]
+    fn the_sql_default_lease_is_the_built_in_one() {
+        let built_in = crate::queue::model::DEFAULT_LEASE_MS;
+        assert!(lease!().ends_with(&format!(", {built_in})")), "{}", lease!());
     }
 
     #[test]

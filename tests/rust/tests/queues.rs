@@ -122,7 +122,19 @@ fn bad_queue_settings_are_refused_and_change_nothing() {
         ),
         (
             "SELECT task_queue('q', '{\"rate\": 5}')",
-            "task_queue: unknown option \"rate\" (expected one of: paused, concurrency, retention, events, now)",
+            "task_queue: option \"rate\" must be an object {\"limit\": n, \"interval\": ms} or null, got a number",
+        ),
+        (
+            "SELECT task_queue('q', '{\"rate\": {\"limit\": 5}}')",
+            "task_queue: option \"rate\" needs both limit (claims) and interval (ms), as in {\"limit\": 10, \"interval\": 1000}",
+        ),
+        (
+            "SELECT task_queue('q', '{\"lease\": 0}')",
+            "task_queue: lease must be between 1 and 31622400000, got 0",
+        ),
+        (
+            "SELECT task_queue('q', '{\"limit\": 5}')",
+            "task_queue: unknown option \"limit\" (expected one of: paused, concurrency, rate, lease, max_attempts, backoff, backoff_max, retention, events, now)",
         ),
         (
             "SELECT task_busy_timeout(-5)",
@@ -180,4 +192,45 @@ fn claims_from_every_queue_over_many_queues_keep_claim_order_across_connections(
     }
     assert_eq!(left, 400 + 1 - 3 - seen.len());
     assert_eq!(one::<String>(&worker, "SELECT task_check()"), "ok");
+}
+
+#[test]
+fn a_version_6_storage_is_migrated_to_7_keeping_every_row_and_setting() {
+    let dir = TempDir::new("v6");
+    let (db, before) = sqlite_task_tests::downgraded(
+        &dir.0,
+        r#"
+        SELECT task_enqueue('a', '{"x": 1}', '{"queue": "q", "now": 0}');
+        SELECT task_enqueue('b', NULL, '{"queue": "q", "now": 0}');
+        SELECT task_claim('w', '{"queue": "q", "now": 1}');
+        SELECT task_queue('q', '{"concurrency": 2, "retention": 60000, "events": "transitions"}');
+        UPDATE task_meta SET value = 6 WHERE key = 'schema_version';
+        "#,
+    );
+    assert!(err(&db, "SELECT task_claim('w')").contains("schema version 6"));
+    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 7);
+    assert_eq!(sqlite_task_tests::task_rows(&db), before);
+    let q = call(&db, "SELECT task_queue('q')", []).unwrap_or_default();
+    for kept in [
+        r#""concurrency":2"#,
+        r#""rate":null,"lease":null,"max_attempts":null"#,
+        r#""completed":60000"#,
+        r#""events":"transitions""#,
+    ] {
+        assert!(q.contains(kept), "{q}");
+    }
+    // The new settings work on the migrated storage.
+    call(
+        &db,
+        r#"SELECT task_queue('q', '{"lease": 1000, "rate": {"limit": 1, "interval": 60000}}')"#,
+        [],
+    );
+    let claimed = call(
+        &db,
+        "SELECT CAST(task_claim('w', '{\"queue\": \"q\", \"now\": 10}') ->> 'lease_until' AS TEXT)",
+        [],
+    );
+    assert_eq!(claimed.as_deref(), Some("1010"));
+    assert_eq!(call(&db, "SELECT task_claim('w', '{\"queue\": \"q\", \"now\": 11}')", []), None);
+    assert_eq!(one::<String>(&db, "SELECT task_check()"), "ok");
 }
