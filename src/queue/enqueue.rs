@@ -11,8 +11,8 @@ use super::events;
 use super::ids::{new_id, parse_id};
 use super::json::check_json;
 use super::model::{
-    DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_TIME_MS,
-    PRIORITY_RANGE, Status, check_range, clock, flags, quoted,
+    DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT, MAX_BATCH, MAX_TIME_MS, PRIORITY_RANGE, Status, check_range,
+    clock, flags, quoted,
 };
 use super::txn::atomically;
 use crate::error::{Error, Result, code};
@@ -710,4 +710,3 @@ mod tests {
         );
     }
 }
-

@@ -443,10 +443,7 @@ impl Kind for RateLimit {
                 let limit = Int::read("rate.limit", map.remove("limit"))?;
                 let interval = Int::read("rate.interval", map.remove("interval"))?;
                 match (limit, interval) {
-                    (Some(limit), Some(interval_ms)) => Ok(Some(Some(Rate {
-                        limit,
-                        interval_ms,
-                    }))),
+                    (Some(limit), Some(interval_ms)) => Ok(Some(Some(Rate { limit, interval_ms }))),
                     _ => Err(Error::new(format!(
                         "option \"{key}\" needs both limit (claims) and interval (ms), \
                          as in {{\"limit\": 10, \"interval\": 1000}}"

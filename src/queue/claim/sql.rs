@@ -576,7 +576,11 @@ mod tests {
     #[test]
     fn the_sql_default_lease_is_the_built_in_one() {
         let built_in = crate::queue::model::DEFAULT_LEASE_MS;
-        assert!(lease!().ends_with(&format!(", {built_in})")), "{}", lease!());
+        assert!(
+            lease!().ends_with(&format!(", {built_in})")),
+            "{}",
+            lease!()
+        );
     }
 
     #[test]

@@ -231,6 +231,13 @@ fn a_version_6_storage_is_migrated_to_7_keeping_every_row_and_setting() {
         [],
     );
     assert_eq!(claimed.as_deref(), Some("1010"));
-    assert_eq!(call(&db, "SELECT task_claim('w', '{\"queue\": \"q\", \"now\": 11}')", []), None);
+    assert_eq!(
+        call(
+            &db,
+            "SELECT task_claim('w', '{\"queue\": \"q\", \"now\": 11}')",
+            []
+        ),
+        None
+    );
     assert_eq!(one::<String>(&db, "SELECT task_check()"), "ok");
 }
