@@ -86,7 +86,7 @@ import apsw
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shared as S  # noqa: E402
 
-QUEUES = ("default", "bulk", *S.LIMITS)
+QUEUES = ("default", "bulk", *S.LIMITS, *S.RATES)
 NOT_RUNNING = re.compile(r" is (\w+), not running")
 # A task's ancestors and their statuses, nearest first.
 ANCESTORS_SQL = """WITH RECURSIVE up(id, parent_id, status) AS (
@@ -465,6 +465,10 @@ class Producer:
             opts["queue"] = "bulk"
         elif r < 0.3:
             opts["queue"] = self.rng.choice(list(S.LIMITS))  # a queue with a concurrency limit
+        elif r < 0.35:
+            opts["queue"] = self.rng.choice(list(S.RATES))  # a queue with a rate limit
+        elif r < 0.5:
+            opts["queue"] = f"t{self.rng.randrange(S.TENANTS):03d}"  # one of many queues
         if kind == "family":
             details["kids"] = self.children(1)
             if self.rng.random() < 0.4:

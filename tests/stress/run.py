@@ -42,6 +42,7 @@ flight for the victims to die in.
 """
 
 import argparse
+import json
 import math
 import os
 import random
@@ -340,6 +341,9 @@ class Run:
         db.execute("SELECT task_init()").fetchall()
         for queue, limit in S.LIMITS.items():
             db.execute("SELECT task_queue(?, json_object('concurrency', ?))", (queue, limit)).fetchall()
+        for queue, rate in S.RATES.items():
+            db.execute("SELECT task_queue(?, json_object('rate', json(?)))",
+                       (queue, json.dumps(rate))).fetchall()
         started = time.monotonic()
         self.kill_marks = kill_marks = [(i + 1) / (sc.worker_kills + 1) * 0.9
                                         for i in range(sc.worker_kills)]

@@ -30,6 +30,14 @@ BUSY_TIMEOUT_MS = 30000  # docs/concurrency.md's advice (run.py --busy-timeout c
 # the limit held.
 LIMITS = {"lim": 2}
 
+# Queues with a rate limit (task_queue's rate), set by the runner: claims
+# from every queue pass over them while the rate is spent, under load.
+RATES = {"rated": {"limit": 40, "interval": 100}}
+
+# Tenant queues: a share of the tasks is spread over this many queues, so
+# the claims from every queue work from the heads they keep (many queues).
+TENANTS = 300
+
 # Phases a worker publishes before each call (and IDLE after it).
 (IDLE, CLAIM, CLAIM_TXN, CLAIM_BATCH, PROGRESS, HEARTBEAT, COMPLETE, COMPLETE_NEXT, FAIL, STALL,
  POLL, CHILDREN) = range(12)
