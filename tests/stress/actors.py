@@ -86,7 +86,7 @@ import apsw
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shared as S  # noqa: E402
 
-QUEUES = ("default", "bulk", *S.LIMITS, *S.RATES)
+QUEUES = ("default", "bulk", *S.LIMITS, *S.RATES, S.PAUSED)
 NOT_RUNNING = re.compile(r" is (\w+), not running")
 # A task's ancestors and their statuses, nearest first.
 ANCESTORS_SQL = """WITH RECURSIVE up(id, parent_id, status) AS (
@@ -469,6 +469,8 @@ class Producer:
             opts["queue"] = self.rng.choice(list(S.RATES))  # a queue with a rate limit
         elif r < 0.5:
             opts["queue"] = f"t{self.rng.randrange(S.TENANTS):03d}"  # one of many queues
+        elif r < 0.53:
+            opts["queue"] = S.PAUSED  # paused until the runner resumes it
         if kind == "family":
             details["kids"] = self.children(1)
             if self.rng.random() < 0.4:

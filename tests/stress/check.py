@@ -163,7 +163,8 @@ TASK_DEFAULTS = {"queue": "default", "parent_id": None, "depends_on": None, "uni
 
 
 def analyse(worker_logs, producer_records, tasks, *, killed=(), producer_kills=(),
-            target=None, integrity="ok", task_check="ok", unique_snapshots=(), events=None):
+            target=None, integrity="ok", task_check="ok", unique_snapshots=(), events=None,
+            resumed_at=None):
     """The verdict on one run. worker_logs: {worker: [record]};
     producer_records: [record] of every producer life; tasks: [dict] rows of
     task_store (id, type, status, attempts, max_attempts, worker, error,
@@ -173,7 +174,9 @@ def analyse(worker_logs, producer_records, tasks, *, killed=(), producer_kills=(
     that were SIGKILLed; producer_kills: [(phase, batch, enqueued in it)];
     unique_snapshots: what the runner's live poll found (two unfinished
     holders of one key); events: [(seq, task_id, kind, status, attempt,
-    worker)] of the whole event log, or None to leave it unchecked."""
+    worker)] of the whole event log, or None to leave it unchecked;
+    resumed_at: when the runner resumed the paused queue (S.PAUSED), ms of
+    the claims' clock, taken before the call (None: never resumed)."""
     tasks = [dict(TASK_DEFAULTS, **t) for t in tasks]
     a = Analysis(set(killed), list(producer_kills))
     for worker, records in worker_logs.items():
@@ -183,6 +186,7 @@ def analyse(worker_logs, producer_records, tasks, *, killed=(), producer_kills=(
     a.check_workflows(tasks, producer_records, unique_snapshots)
     a.check_batches(tasks, producer_records, target)
     a.check_limits(tasks)
+    a.check_paused(tasks, resumed_at)
     if events is not None:
         a.check_events(tasks, events)
     a.check_fairness()
@@ -714,6 +718,21 @@ class Analysis:
                 self.r.bad("concurrency", f"queue {queue!r} (limit {limit}): {len(over[1])} tasks "
                                           f"surely running at {over[0]:.0f}: {', '.join(over[1])}")
 
+    def check_paused(self, tasks, resumed_at, queue=S.PAUSED):
+        """No task of the paused queue was claimed before the resume: every
+        claim's clock is at or after the time taken just before the
+        resume's call (less 1 ms for the clock's rounding)."""
+        early = []
+        for t in tasks:
+            if t["queue"] != queue:
+                continue
+            for a in self.claims_of.get(t["id"], ()):
+                if resumed_at is None or a.now < resumed_at - 1:
+                    early.append(f"{a.task} attempt {a.attempt} ({a.worker}) at {a.now}")
+        if early:
+            when = "it was never resumed" if resumed_at is None else f"its resume at {resumed_at}"
+            self.r.bad("pause", f"queue {queue!r} claimed before {when}: {', '.join(early[:5])}")
+
     def check_batches(self, tasks, producer_records, target):
         """Each batch all or nothing; every committed one present; a batch
         killed with its transaction open absent."""
@@ -1016,6 +1035,15 @@ def selftest():
                        "max_attempts": 3, "worker": "w1", "error": None, "queue": queue,
                        "details": json.dumps({"b": 1, "n": 4, "i": 0})})
 
+    def claimed_paused(lg, pr, ts):
+        """a task of the paused queue claimed before its resume"""
+        tid = "0000000f-0000-7000-8000-00000000000a"
+        lg["w1"].append(["C", tid, 1, 3000, 3300, 0, 0, 0, "plain", 1.0, "ok", 3, 1])
+        lg["w1"].append(["E", tid, 1, "complete", 3100, 3101, "completed", 1.0])
+        ts.append({"id": tid, "type": "ok", "status": "completed", "attempts": 1,
+                   "max_attempts": 3, "worker": "w1", "error": None, "queue": S.PAUSED,
+                   "details": json.dumps({"b": 1, "n": 4, "i": 0})})
+
     def renewed(lg, pr, ts):
         """attempt 2 claimed although attempt 1 had renewed its lease"""
         lg["w1"].insert(3, ["P", lg["w1"][2][1], 1, "heartbeat", 1250, "running", 1.0])
@@ -1146,7 +1174,7 @@ def selftest():
 
     cases = (
         ("double-claim", dup, {}), ("double-claim", early, {}), ("double-claim", renewed, {}),
-        ("concurrency", over_limit, {}),
+        ("concurrency", over_limit, {}), ("pause", claimed_paused, {"resumed_at": 5000}),
         ("double-claim", after_done, {}), ("fence-breach", false_stale, {}),
         ("not-terminal", stuck, {}), ("double-claim", twice, {}),
         ("batch", partial, {"target": MEMBERS - 1}),

@@ -182,6 +182,7 @@ class Run:
         self.deadline = time.time() + sc.timeout
         self.wal_max = 0
         self.unique_clashes = []  # what the live poll of unique keys found
+        self.resumed_at = None    # when the paused queue was resumed (ms, before the call)
 
     # Processes.
     def common_args(self, log):
@@ -341,6 +342,7 @@ class Run:
         db.execute("SELECT task_init()").fetchall()
         for queue, limit in S.LIMITS.items():
             db.execute("SELECT task_queue(?, json_object('concurrency', ?))", (queue, limit)).fetchall()
+        db.execute("SELECT task_queue(?, '{\"paused\": true}')", (S.PAUSED,)).fetchall()
         for queue, rate in S.RATES.items():
             db.execute("SELECT task_queue(?, json_object('rate', json(?)))",
                        (queue, json.dumps(rate))).fetchall()
@@ -419,6 +421,13 @@ class Run:
                         break
                     # Crash schedule, by progress: share of the target terminal
                     # (workers) or enqueued (producer).
+                    if self.resumed_at is None and done >= S.RESUME_AT * sc.tasks:
+                        # Taken before the call: any claim of the paused
+                        # queue's tasks must have a clock at or after it.
+                        t0 = S.now_ms()
+                        db.execute("SELECT task_queue(?, '{\"paused\": false}')",
+                                   (S.PAUSED,)).fetchall()
+                        self.resumed_at = t0
                     if kills_done < len(kill_marks) and done >= kill_marks[kills_done] * sc.tasks:
                         # The next mark's budget at once, not after the kill:
                         # the workers keep getting tasks while a victim in
@@ -485,7 +494,8 @@ class Run:
         report = check.analyse(logs, prod, tasks, killed=self.killed,
                                producer_kills=self.producer_kills, target=self.sc.tasks,
                                integrity=integrity, task_check=task_check,
-                               unique_snapshots=self.unique_clashes, events=events)
+                               unique_snapshots=self.unique_clashes, events=events,
+                               resumed_at=self.resumed_at)
         for p in self.problems:
             report.bad("harness", p)
         f = report.figures

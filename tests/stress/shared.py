@@ -34,6 +34,12 @@ LIMITS = {"lim": 2}
 # from every queue pass over them while the rate is spent, under load.
 RATES = {"rated": {"limit": 40, "interval": 100}}
 
+# A queue paused before the workers start and resumed by the runner once
+# RESUME_AT of the target is terminal: no claim of its tasks may come
+# before the resume (the checker holds the claims' clock to it).
+PAUSED = "held"
+RESUME_AT = 0.5
+
 # Tenant queues: a share of the tasks is spread over this many queues, so
 # the claims from every queue work from the heads they keep (many queues).
 TENANTS = 300
