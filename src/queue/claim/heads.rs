@@ -29,6 +29,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 /// How long a scan is trusted, in ms of the claims' clock.
 pub const SCAN_MS: i64 = 1_000;
 
+/// At most this many heads are kept (the first in claim order): a scan of
+/// more queues costs a connection no more memory than this (a few MB).
+const MAX_KEPT: usize = 65_536;
+
 /// At most this many stale heads are read again in one plan before it
 /// scans every queue instead.
 const MAX_STALE: usize = 64;
@@ -196,6 +200,11 @@ impl Heads {
                 );
                 let gated = !st.is_null(4);
                 self.insert(queue.clone(), key, gated);
+                if self.order.len() > MAX_KEPT
+                    && let Some((_, last, _)) = self.order.pop_last()
+                {
+                    self.by_queue.remove(&last);
+                }
             }
             after = queue;
             st.reset();
