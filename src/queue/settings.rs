@@ -92,7 +92,6 @@ SELECT paused, concurrency, created_at, updated_at,
 /// Applies `change` to queue `name` (creating its settings row if needed)
 /// and returns its settings as JSON. With nothing to change, only reads.
 pub fn queue(q: &Queue, name: &str, change: &Change) -> Result<String> {
-    q.forget_heads();
     if name.is_empty() {
         return Err(Error::new("name must not be empty"));
     }
@@ -134,6 +133,7 @@ pub fn queue(q: &Queue, name: &str, change: &Change) -> Result<String> {
         || change.events.is_some()
         || defaults.iter().any(|(a, b)| a.is_some() || b.is_some());
     if changes {
+        q.forget_heads();
         atomically(q, || {
             let mut st = q.prepare(UPSERT_SQL)?;
             st.bind_text(1, name)?;
