@@ -259,12 +259,10 @@ fn dependencies(given: &[String], id: &str) -> Result<Vec<String>> {
 }
 
 /// The new task's max_attempts: ?5 as given, else its queue's (?2)
-/// default, else the built-in one (`DEFAULT_MAX_ATTEMPTS`). The queue's is
-/// one seek in `task_queue_store`, a table of a page, and only when none
-/// is given.
+/// default, else the built-in one (`DEFAULT_MAX_ATTEMPTS`).
 macro_rules! max_attempts_of {
     () => {
-        "coalesce(?5, (SELECT d.max_attempts FROM main.task_queue_store AS d WHERE d.name = ?2), 3)"
+        queue_default!("?5"; "max_attempts", "?2", "3")
     };
 }
 

@@ -179,6 +179,36 @@ macro_rules! flags_ended {
     };
 }
 
+/// A queue's default, in SQL: `$given` unless NULL, else setting `$column`
+/// of queue `$queue` (one seek in `task_queue_store`, a table of a page,
+/// read only when it is needed), else `$otherwise`.
+macro_rules! queue_default {
+    ($column:literal, $queue:literal, $otherwise:literal) => {
+        concat!(
+            "coalesce((SELECT d.",
+            $column,
+            " FROM main.task_queue_store AS d WHERE d.name = ",
+            $queue,
+            "), ",
+            $otherwise,
+            ")"
+        )
+    };
+    ($given:literal; $column:literal, $queue:literal, $otherwise:literal) => {
+        concat!(
+            "coalesce(",
+            $given,
+            ", (SELECT d.",
+            $column,
+            " FROM main.task_queue_store AS d WHERE d.name = ",
+            $queue,
+            "), ",
+            $otherwise,
+            ")"
+        )
+    };
+}
+
 /// `flags` for a task that has just completed: out of the rollup index and
 /// the limit's count, and its unique key given up unless it holds it
 /// through completion (4).

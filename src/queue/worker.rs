@@ -346,19 +346,6 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
 // Rust, so workers that fail together do not retry together. The base and
 // the cap are the task's queue's (task_queue), else ?7 and ?8; read only
 // for a retry without a delay.
-/// Setting `$column` of the row's queue, else `$otherwise`.
-macro_rules! queue_default {
-    ($column:literal, $otherwise:literal) => {
-        concat!(
-            "coalesce((SELECT d.",
-            $column,
-            " FROM main.task_queue_store AS d WHERE d.name = task_store.queue), ",
-            $otherwise,
-            ")"
-        )
-    };
-}
-
 macro_rules! fail_sql {
     ($flags:expr, $note:expr, $where:expr) => {
         concat!(
@@ -366,9 +353,9 @@ macro_rules! fail_sql {
    SET status = CASE WHEN ?5 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
        run_at = CASE WHEN ?5 OR attempts >= max_attempts THEN run_at
                      ELSE ?2 + coalesce(?6, CAST(min(",
-            queue_default!("backoff_ms", "?7"),
+            queue_default!("backoff_ms", "task_store.queue", "?7"),
             " * (1 << min(attempts - 1, 40)), ",
-            queue_default!("backoff_max_ms", "?8"),
+            queue_default!("backoff_max_ms", "task_store.queue", "?8"),
             ") * ?9 AS INTEGER)) END,
        completed_at = CASE WHEN ?5 OR attempts >= max_attempts THEN ?2 ELSE NULL END,
        worker = CASE WHEN ?5 OR attempts >= max_attempts THEN worker ELSE NULL END,

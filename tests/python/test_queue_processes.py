@@ -192,10 +192,25 @@ def test_a_pause_set_by_one_process_stops_claims_in_the_others_at_once(tmp_path)
     db.close()
 
 
+def drain(db, claim, complete, left_sql, pause):
+    """Claims with claim() and completes with complete(t), each in its own
+    BEGIN IMMEDIATE, until a claim finds nothing and left_sql counts no
+    unfinished task; sleeps `pause` s after a claim that found nothing."""
+    done = 0
+    while True:
+        t = immediate(db, claim)
+        if t is None:
+            if not one(db, left_sql):
+                break
+            time.sleep(pause)
+            continue
+        immediate(db, lambda: complete(t))
+        done += 1
+    return {"completed": done}
+
+
 def any_queue_worker(db, name):
     """Claims from every queue and completes, until nothing is left."""
-    done = 0
-
     def claim():
         text = one(db, "SELECT task_claim(?)", name)
         if text:
@@ -204,17 +219,12 @@ def any_queue_worker(db, name):
             return t
         return None
 
-    while True:
-        t = immediate(db, claim)
-        if t is None:
-            if not one(db, "SELECT count(*) FROM task_store WHERE status <> 'completed'"):
-                break
-            time.sleep(0.0005)
-            continue
-        immediate(db, lambda: (one(db, "SELECT task_complete(?)", t["id"]),
-                               log(db, "complete", t["id"], name)))
-        done += 1
-    return {"completed": done}
+    def complete(t):
+        one(db, "SELECT task_complete(?)", t["id"])
+        log(db, "complete", t["id"], name)
+
+    return drain(db, claim, complete,
+                 "SELECT count(*) FROM task_store WHERE status <> 'completed'", 0.0005)
 
 
 def test_four_processes_claiming_from_every_queue_over_1000_queues(tmp_path):
@@ -235,8 +245,6 @@ def test_four_processes_claiming_from_every_queue_over_1000_queues(tmp_path):
 def rate_worker(db, name):
     """Claims from the rate-limited 'api' (lease 60 s, so the claim's own
     clock is lease_until - 60000) and completes, until it is drained."""
-    done = 0
-
     def claim():
         text = one(db, "SELECT task_claim(?, '{\"queue\": \"api\", \"lease\": 60000}')", name)
         if text:
@@ -246,16 +254,9 @@ def rate_worker(db, name):
             return t
         return None
 
-    while True:
-        t = immediate(db, claim)
-        if t is None:
-            if not one(db, "SELECT count(*) FROM task_store WHERE queue = 'api' AND status <> 'completed'"):
-                break
-            time.sleep(0.002)
-            continue
-        immediate(db, lambda: one(db, "SELECT task_complete(?)", t["id"]))
-        done += 1
-    return {"completed": done}
+    return drain(db, claim, lambda t: one(db, "SELECT task_complete(?)", t["id"]),
+                 "SELECT count(*) FROM task_store WHERE queue = 'api' AND status <> 'completed'",
+                 0.002)
 
 
 def test_a_rate_limit_holds_across_four_processes(tmp_path):

@@ -75,7 +75,7 @@ pub fn file_db(dir: &std::path::Path) -> Connection {
 /// migration.
 pub fn downgraded(dir: &std::path::Path, downgrade: &str) -> (Connection, String) {
     let db = file_db(dir);
-    db.execute_batch(&format!("{downgrade}{UNDO_V7}"))
+    db.execute_batch(&format!("{downgrade}{UNDO_V7}{}", v4_queues_view()))
         .expect("downgrade");
     let before = task_rows(&db);
     drop(db);
@@ -84,10 +84,10 @@ pub fn downgraded(dir: &std::path::Path, downgrade: &str) -> (Connection, String
     (db, before)
 }
 
-/// SQL that undoes what migration 007 added (the queues view is version
-/// 4's again); `downgraded` runs it after the test's own SQL, which sets
-/// the version.
-pub const UNDO_V7: &str = "
+/// SQL that undoes what migration 007 added; `downgraded` runs it after
+/// the test's own SQL, which sets the version, and then makes the queues
+/// view version 4's again (`V4_QUEUES_VIEW`).
+const UNDO_V7: &str = "
     DROP VIEW task_queues;
     DROP TABLE task_rate_store;
     ALTER TABLE task_queue_store DROP COLUMN rate_interval_ms;
@@ -96,21 +96,16 @@ pub const UNDO_V7: &str = "
     ALTER TABLE task_queue_store DROP COLUMN backoff_ms;
     ALTER TABLE task_queue_store DROP COLUMN max_attempts;
     ALTER TABLE task_queue_store DROP COLUMN lease_ms;
-    CREATE VIEW main.task_queues AS
-    WITH q AS (SELECT queue AS name, count(*) AS n FROM main.task_store
-                WHERE status = 'queued' GROUP BY queue),
-         r AS (SELECT queue AS name, count(*) AS n FROM main.task_store
-                WHERE status = 'running' GROUP BY queue),
-         names AS (SELECT name FROM main.task_queue_store
-                   UNION SELECT name FROM q UNION SELECT name FROM r)
-    SELECT names.name AS name, coalesce(s.paused, 0) AS paused, s.concurrency AS concurrency,
-           coalesce(q.n, 0) AS queued, coalesce(r.n, 0) AS running,
-           s.created_at AS created_at, s.updated_at AS updated_at
-      FROM names
-      LEFT JOIN main.task_queue_store AS s ON s.name = names.name
-      LEFT JOIN q ON q.name = names.name
-      LEFT JOIN r ON r.name = names.name;
 ";
+
+/// The queues view as migration 004 made it: the end of that file.
+fn v4_queues_view() -> &'static str {
+    let ddl = include_str!("../../src/storage/004_queues.sql");
+    let at = ddl
+        .find("CREATE VIEW main.task_queues")
+        .expect("004_queues.sql makes the queues view");
+    &ddl[at..]
+}
 
 /// Every task row as one string: id, status, details and flags.
 pub fn task_rows(db: &Connection) -> String {

@@ -11,8 +11,9 @@
 //! queues this connection enqueued into since. The scan of n queues is
 //! repeated after n claims planned from it (so it costs a claim one step on
 //! average; measured, a scan every n / 4 claims cost the cycle over 100
-//! queues 20 %, every n claims 5 %), once a second of the claims' clock, and whenever the known heads run out; so a claim finds
-//! nothing only when a scan of every queue found nothing.
+//! queues 20 %, every n claims 5 %), once a second of the claims' clock,
+//! and whenever the known heads run out; so a claim finds nothing only
+//! when a scan of every queue found nothing.
 //!
 //! What this gives up: a queue that another connection gave work since the
 //! last scan, or an earlier head (a task of higher priority), is seen by
@@ -84,18 +85,14 @@ impl Heads {
     }
 
     fn insert(&mut self, queue: String, key: HeadKey, gated: bool) {
-        self.remove(&queue);
+        self.forget(&queue);
         self.order.insert((key, queue.clone(), gated));
         self.by_queue.insert(queue, (key, gated));
     }
 
-    /// Passes over `queue` until the next scan: a claim from it took
-    /// nothing (taken by another connection, or paused since).
+    /// Passes over `queue` until the next scan reads it again (its head is
+    /// gone, it closed, or a claim from it took nothing).
     pub fn forget(&mut self, queue: &str) {
-        self.remove(queue);
-    }
-
-    fn remove(&mut self, queue: &str) {
         if let Some((key, gated)) = self.by_queue.remove(queue) {
             self.order.remove(&(key, queue.to_string(), gated));
         }
@@ -120,7 +117,7 @@ impl Heads {
                     };
                     self.insert(queue, head, gated);
                 }
-                None => self.remove(&queue),
+                None => self.forget(&queue),
             }
         }
         self.first_open(q, now, false)
@@ -159,14 +156,14 @@ impl Heads {
                         continue;
                     }
                     None => {
-                        self.remove(&queue);
+                        self.forget(&queue);
                         continue;
                     }
                 }
             }
             if gated && matches!(gate_of(q, &queue, now)?, Gate::Closed { .. }) {
                 // Passed over until the next scan reads it again.
-                self.remove(&queue);
+                self.forget(&queue);
                 continue;
             }
             return Ok(Best {

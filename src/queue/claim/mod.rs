@@ -97,9 +97,9 @@ pub fn claim(q: &Queue, a: &ClaimArgs<'_>, limit: i64) -> Result<Vec<Claimed>> {
 
 // When something may become claimable without a commit: the earliest
 // run_at of a delayed task, lease expiry (of the queue, when one is named),
-// schedule occurrence and claim leaving a rate limit's window after now. Strictly after: what is due already
-// and was not claimed (a paused queue's, another queue's) must not make
-// the wait spin.
+// schedule occurrence and claim leaving a rate limit's window after now.
+// Strictly after: what is due already and was not claimed (a paused
+// queue's, another queue's) must not make the wait spin.
 const NEXT_DUE_SQL: &str = "\
 SELECT (SELECT min(run_at) FROM main.task_store
          WHERE status = 'queued' AND run_at > ?1 AND (?2 IS NULL OR +queue = ?2)),

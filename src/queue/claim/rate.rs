@@ -21,7 +21,7 @@ SELECT rate_limit, rate_interval_ms FROM main.task_queue_store
  WHERE name = +?1 AND rate_limit IS NOT NULL";
 
 /// How many claims of queue ?1 are recorded after ?2 (now minus the interval).
-pub const USED_SQL: &str = "\
+const USED_SQL: &str = "\
 SELECT coalesce(sum(n), 0) FROM main.task_rate_store WHERE queue = +?1 AND at > +?2";
 
 const RECORD_SQL: &str = "INSERT INTO main.task_rate_store (queue, at, n) VALUES (?1, ?2, ?3)";
@@ -42,11 +42,11 @@ pub fn of(q: &Queue, name: &str) -> Result<Option<Rate>> {
     })
 }
 
-/// How many claims of queue `name` count against its rate at `now`.
-pub fn used(q: &Queue, name: &str, rate: Rate, now: i64) -> Result<i64> {
+/// How many claims of queue `name` recorded after `since` count against its rate.
+fn used(q: &Queue, name: &str, since: i64) -> Result<i64> {
     let mut st = q.prepare(USED_SQL)?;
     st.bind_text(1, name)?;
-    st.bind_i64(2, now.saturating_sub(rate.interval_ms))?;
+    st.bind_i64(2, since)?;
     Ok(if st.step()? { st.column_i64(0) } else { 0 })
 }
 
@@ -71,7 +71,7 @@ pub fn within<T>(
         st.bind_i64(2, since)?;
         st.finish()?;
         drop(st);
-        let free = rate.limit - used(q, name, rate, now)?;
+        let free = rate.limit - used(q, name, since)?;
         if free <= 0 {
             return Ok((Vec::new(), nothing));
         }

@@ -60,12 +60,9 @@ macro_rules! claim_note {
 
 /// The lease a claim gives: ?3 as the claim gave it, else the claimed
 /// task's queue's default, else the built-in one (`DEFAULT_LEASE_MS`).
-/// The queue's is read only when the claim gives none: one seek in
-/// `task_queue_store`, a table of a page.
 macro_rules! lease {
     () => {
-        "coalesce(?3, (SELECT d.lease_ms FROM main.task_queue_store AS d
-                        WHERE d.name = task_store.queue), 300000)"
+        queue_default!("?3"; "lease_ms", "task_store.queue", "300000")
     };
 }
 
