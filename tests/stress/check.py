@@ -25,6 +25,12 @@ What counts as a violation (each has a category name in the summary):
   run-at           a task claimed before its run_at
   batch            a batch partly present, a committed batch missing, a batch
                    killed inside its transaction present, a task without a batch
+  rate             more claims of a rate-limited queue (S.RATES) in some window
+                   of its interval than its limit: claims at a0 <= ... <= an with
+                   an - a0 < interval and n + 1 > limit, by the claims' clock (the
+                   event log's at, which is the claim's now; the workers' logged
+                   claim_now when the log is not read); a claim counts at its
+                   clock whichever process made it
   busy             SQLITE_BUSY (apsw.BusyError) reached a caller
   error            any other unexpected error from a call
   starved          a worker that got less than a fifth of the mean share (runs
@@ -174,7 +180,7 @@ def analyse(worker_logs, producer_records, tasks, *, killed=(), producer_kills=(
     that were SIGKILLed; producer_kills: [(phase, batch, enqueued in it)];
     unique_snapshots: what the runner's live poll found (two unfinished
     holders of one key); events: [(seq, task_id, kind, status, attempt,
-    worker)] of the whole event log, or None to leave it unchecked;
+    worker, at)] of the whole event log, or None to leave it unchecked;
     resumed_at: when the runner resumed the paused queue (S.PAUSED), ms of
     the claims' clock, taken before the call (None: never resumed)."""
     tasks = [dict(TASK_DEFAULTS, **t) for t in tasks]
@@ -187,6 +193,7 @@ def analyse(worker_logs, producer_records, tasks, *, killed=(), producer_kills=(
     a.check_batches(tasks, producer_records, target)
     a.check_limits(tasks)
     a.check_paused(tasks, resumed_at)
+    a.check_rates(tasks, events)
     if events is not None:
         a.check_events(tasks, events)
     a.check_fairness()
@@ -211,6 +218,7 @@ class Analysis:
         self.stalls = 0
         self.n = Counter()                  # counted events, for the figures
         self.limit_figures = {}             # queue -> (most surely running, limit, attempts)
+        self.rate_figures = {}              # queue -> (most claims in a window, limit, claims)
 
     # --- Logs -------------------------------------------------------------
 
@@ -733,6 +741,33 @@ class Analysis:
             when = "it was never resumed" if resumed_at is None else f"its resume at {resumed_at}"
             self.r.bad("pause", f"queue {queue!r} claimed before {when}: {', '.join(early[:5])}")
 
+    def check_rates(self, tasks, events, rates=None):
+        """No rate-limited queue had more claims than its limit in any window
+        of its interval: (t - interval, t] for every claim time t, the window
+        the extension counts. The claim times are the event log's (every
+        committed claim, killed workers' too, at the claim's own clock), or
+        without the log the workers' logged claim_now (a lower bound of the
+        claims made)."""
+        for queue, rate in (S.RATES if rates is None else rates).items():
+            limit, interval = rate["limit"], rate["interval"]
+            mine = {t["id"] for t in tasks if t["queue"] == queue}
+            if events is not None:
+                times = sorted(e[6] for e in events if e[2] == "claimed" and e[1] in mine)
+            else:
+                times = sorted(a.now for tid in mine for a in self.claims_of.get(tid, ()))
+            most, over, first = 0, None, 0
+            for last, at in enumerate(times):
+                while times[first] <= at - interval:
+                    first += 1
+                n = last - first + 1
+                most = max(most, n)
+                if n > limit and over is None:
+                    over = (times[first], at, n)
+            self.rate_figures[queue] = (most, limit, len(times))
+            if over:
+                self.r.bad("rate", f"queue {queue!r} (limit {limit} per {interval} ms): {over[2]} "
+                                   f"claims from {over[0]} to {over[1]}")
+
     def check_batches(self, tasks, producer_records, target):
         """Each batch all or nothing; every committed one present; a batch
         killed with its transaction open absent."""
@@ -821,6 +856,7 @@ class Analysis:
         n = self.n
         self.r.figures = {
             "limits": dict(self.limit_figures),
+            "rates": dict(self.rate_figures),
             "tasks": len(tasks),
             "completed": status["completed"],
             "failed": status["failed"],
@@ -1044,6 +1080,19 @@ def selftest():
                    "max_attempts": 3, "worker": "w1", "error": None, "queue": S.PAUSED,
                    "details": json.dumps({"b": 1, "n": 4, "i": 0})})
 
+    def over_rate(lg, pr, ts):
+        """more claims of a rate-limited queue within its interval than its limit"""
+        queue, rate = next(iter(S.RATES.items()))
+        step = (rate["interval"] - 1) / rate["limit"]
+        for i in range(rate["limit"] + 1):
+            tid = f"0000{i:04d}-0000-7000-8000-00000000000c"
+            now = 3000 + int(i * step)
+            lg["w1"].append(["C", tid, 1, now, now + 300, 0, 0, 0, "plain", 1.0, "ok", 3, 1])
+            lg["w1"].append(["E", tid, 1, "complete", now + 1, now + 2, "completed", 1.0])
+            ts.append({"id": tid, "type": "ok", "status": "completed", "attempts": 1,
+                       "max_attempts": 3, "worker": "w1", "error": None, "queue": queue,
+                       "details": json.dumps({"b": 1, "n": 4, "i": 0})})
+
     def renewed(lg, pr, ts):
         """attempt 2 claimed although attempt 1 had renewed its lease"""
         lg["w1"].insert(3, ["P", lg["w1"][2][1], 1, "heartbeat", 1250, "running", 1.0])
@@ -1175,6 +1224,7 @@ def selftest():
     cases = (
         ("double-claim", dup, {}), ("double-claim", early, {}), ("double-claim", renewed, {}),
         ("concurrency", over_limit, {}), ("pause", claimed_paused, {"resumed_at": 5000}),
+        ("rate", over_rate, {}),
         ("double-claim", after_done, {}), ("fence-breach", false_stale, {}),
         ("not-terminal", stuck, {}), ("double-claim", twice, {}),
         ("batch", partial, {"target": MEMBERS - 1}),
@@ -1193,7 +1243,34 @@ def selftest():
     for expect, fn, kw in cases:
         mutate(expect, fn, **kw)
     n, more = _events_self_test()
-    return len(cases) + n, failures + more
+    n2, more2 = _rates_self_test()
+    return len(cases) + n + n2, failures + more + more2
+
+
+def _rates_self_test():
+    """The rate rule read from the event log: a limit of 3 per 100 ms, with
+    claims of one worker that was killed (so its log has none of them).
+    Three claims in (0, 100] and a fourth exactly 100 ms after the first are
+    within the rate; a fourth 99 ms after it is not. Returns (corruptions
+    tried, failures)."""
+    rates = {"rated": {"limit": 3, "interval": 100}}
+    tasks = [{"id": f"0000000{i}-0000-7000-8000-0000000000f0", "queue": "rated"}
+             for i in range(4)]
+    a = Analysis(set(), [])
+
+    def run(times):
+        a.r = Report()
+        events = [(i + 1, t["id"], "claimed", "running", 1, "w1", at)
+                  for i, (t, at) in enumerate(zip(tasks, times))]
+        a.check_rates(tasks, events, rates)
+        return "rate" in a.r.violations
+
+    failures = []
+    if run([1000, 1040, 1080, 1100]):
+        failures.append("claims within the rate flagged")
+    if not run([1000, 1040, 1080, 1099]):
+        failures.append("rate not detected (4 claims within 100 ms, limit 3, from the event log)")
+    return 1, failures
 
 
 def _events_self_test():
@@ -1204,19 +1281,21 @@ def _events_self_test():
                    ["E", tid, 1, "complete", 1100, 1101, "completed", 1.0]]}
     tasks = [{"id": tid, "type": "ok", "status": "completed", "attempts": 1, "max_attempts": 3,
               "worker": "w1", "error": None, "details": json.dumps({"b": 1, "n": 1, "i": 0})}]
-    events = [(1, tid, "enqueued", "queued", 0, None), (2, tid, "claimed", "running", 1, "w1"),
-              (3, tid, "completed", "completed", 1, "w1")]
+    events = [(1, tid, "enqueued", "queued", 0, None, 900),
+              (2, tid, "claimed", "running", 1, "w1", 1000),
+              (3, tid, "completed", "completed", 1, "w1", 1100)]
     failures = []
     if "events" in analyse(logs, [], tasks, events=events).violations:
         failures.append("clean event log flagged")
     other = "00000002-0000-7000-8000-0000000000e2"
     cases = {
-        "a claim with no event": events[:1] + [(2, tid, "completed", "completed", 1, "w1")],
+        "a claim with no event": events[:1] + [(2, tid, "completed", "completed", 1, "w1", 1100)],
         "a completion with no event": events[:2],
-        "an event twice": events + [(4, tid, "completed", "completed", 1, "w1")],
-        "another worker's claim": [events[0], (2, tid, "claimed", "running", 1, "w9"), events[2]],
+        "an event twice": events + [(4, tid, "completed", "completed", 1, "w1", 1101)],
+        "another worker's claim": [events[0], (2, tid, "claimed", "running", 1, "w9", 1000),
+                                   events[2]],
         "a gap in seq": [events[0], events[1], (4,) + events[2][1:]],
-        "an event of no task": events + [(4, other, "enqueued", "queued", 0, None)],
+        "an event of no task": events + [(4, other, "enqueued", "queued", 0, None, 1200)],
         "no enqueue first": events[1:],
     }
     for what, log in cases.items():

@@ -481,7 +481,7 @@ class Run:
         deps = dict(db.execute("SELECT id, depends_on FROM tasks WHERE depends_on IS NOT NULL"))
         for t in tasks:
             t["depends_on"] = deps.get(t["id"])
-        events = db.execute("SELECT seq, task_id, kind, status, attempt, worker"
+        events = db.execute("SELECT seq, task_id, kind, status, attempt, worker, at"
                             " FROM task_events ORDER BY seq").fetchall()
         db.close()
         logs = {}
@@ -564,6 +564,9 @@ def print_run(i, total, sc, rep):
         ("limited queues", "; ".join(
             f"{q}: at most {most} surely running, limit {limit} ({n} attempts checked)"
             for q, (most, limit, n) in f["limits"].items()) or "none"),
+        ("rate-limited queues", "; ".join(
+            f"{q}: at most {most} claims in a window, limit {limit} ({n} claims checked)"
+            for q, (most, limit, n) in f["rates"].items()) or "none"),
         ("fenced holders", f"{f['overlaps_fenced']} still working when re-claimed; "
                            f"{f['fenced_stale']} completions refused as stale"),
         ("double claims", str(f["double_claims"])),
