@@ -120,6 +120,26 @@ def test_refused_calls_write_no_event(db):
     fails(db, "SELECT task_retry(?)", ID1, match="only failed or cancelled")
 
 
+def test_every_kind_of_enqueue_writes_its_one_event_and_a_held_key_none(db):
+    # A unique key new, kept, refused, replaced; a child; a blocked dependent.
+    enqueue(db, id=ID1, unique_key="k", now=0)
+    assert enqueue(db, id=ID2, unique_key="k", now=1) == ID1
+    fails(db, "SELECT task_enqueue('job', NULL, ?)",
+          opts(id=ID2, unique_key="k", on_conflict="error", now=2),
+          match="is taken by task", exc=apsw.ConstraintError)
+    assert enqueue(db, "job", '{"v": 2}', id=ID2, unique_key="k", on_conflict="replace",
+                   now=3) == ID1
+    assert one(db, "SELECT details FROM tasks WHERE id = ?", ID1) == '{"v": 2}'
+    child = enqueue(db, parent_id=ID1, now=4)
+    dependent = enqueue(db, depends_on=[ID1], now=5)
+    assert rows(db, "SELECT task_id, kind, status, at FROM task_events ORDER BY seq") == [
+        (ID1, "enqueued", "queued", 0),
+        (child, "enqueued", "queued", 4),
+        (dependent, "enqueued", "blocked", 5),
+    ]
+    assert one(db, "SELECT count(*) FROM task_store") == 3
+
+
 def test_batch_verbs_write_one_event_per_task(db):
     ids = [enqueue(db, details=f'{{"n":{i}}}', now=i) for i in range(5)]
     claimed = one(db, "SELECT task_claim_batch('w', 5, ?)", opts(now=10))
