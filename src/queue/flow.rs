@@ -229,7 +229,6 @@ fn ended(t: &Finished) -> &'static str {
 
 /// Applies everything that follows from `first` having finished.
 pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
-    q.forget_heads();
     let mut work: VecDeque<Finished> = first.into();
     while let Some(t) = work.pop_front() {
         // A finished task holds no progress in memory any more.
@@ -237,6 +236,10 @@ pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
         let done = t.status == Status::Completed;
         if t.dependents > 0 {
             if done {
+                // Released dependents are queued where the kept heads do
+                // not look; what this loop cancels or fails is only taken
+                // out, which the claim's check of the head it takes sees.
+                q.forget_heads();
                 let mut st = q.prepare(RELEASE_SQL)?;
                 st.bind_i64(1, t.seq)?;
                 st.bind_i64(2, now)?;
@@ -305,7 +308,6 @@ pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
 /// Completes the waiting task `seq` whose children have all finished, with
 /// what follows from that.
 pub fn complete_waiting(q: &Queue, seq: i64, now: i64) -> Result<()> {
-    q.forget_heads();
     let mut work = VecDeque::new();
     finish_many(
         q,

@@ -47,6 +47,28 @@ def test_this_connection_s_new_work_is_claimed_at_once(db):
     assert claim(db, now=100)["queue"] == "q01"
 
 
+def test_a_delayed_task_is_claimed_as_soon_as_it_is_due_in_claim_order(db):
+    fill_queues(db, QUEUES, 3)
+    # A queue whose only task is delayed, and in a known queue a delayed
+    # task above its ready head: neither is ready when the claims begin.
+    alone = enqueue(db, queue="zz", priority=5, run_at=200)
+    above = enqueue(db, queue="q05", priority=3, run_at=300)
+    assert claim(db, now=100)["queue"] == "q00"
+    assert claim(db, now=199)["queue"] == "q01"
+    assert claim(db, now=200)["id"] == alone
+    assert claim(db, now=299)["queue"] == "q02"
+    assert claim(db, now=300)["id"] == above
+    assert claim(db, now=300)["queue"] == "q03"
+
+
+def test_this_connection_s_delayed_task_is_claimed_once_due(db):
+    fill_queues(db, QUEUES, 3)
+    assert claim(db, now=100)["queue"] == "q00"
+    later = enqueue(db, queue="zz", priority=5, now=100, delay=50)
+    assert claim(db, now=149)["queue"] == "q01"
+    assert claim(db, now=150)["id"] == later
+
+
 def test_another_connection_s_new_work_is_seen_within_a_second(db, tmp_path):
     fill_queues(db, QUEUES, 3)
     other = connect(tmp_path / "task.db")

@@ -15,6 +15,12 @@
 //! and whenever the known heads run out; so a claim finds nothing only
 //! when a scan of every queue found nothing.
 //!
+//! A delayed task (run_at after the scan) that would come before a head
+//! the scan found, or in a queue with no ready task yet, makes the scan due
+//! again at its run_at: the scan notes the earliest such run_at (a seek or
+//! two per priority above the queue's ready head, none for a queue whose
+//! first task is ready), and so does this connection's own enqueue.
+//!
 //! What this gives up: a queue that another connection gave work since the
 //! last scan, or an earlier head (a task of higher priority), is seen by
 //! the next scan rather than at once: within as many claims as there are
@@ -25,7 +31,7 @@ use super::sql;
 use crate::error::Result;
 use crate::queue::Queue;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 /// How long a scan is trusted, in ms of the claims' clock.
 pub const SCAN_MS: i64 = 1_000;
@@ -52,8 +58,12 @@ pub struct Heads {
     scanned: usize,
     /// Claims planned since the last scan.
     uses: usize,
-    /// Queues this connection enqueued into since their heads were read.
-    touched: HashSet<String>,
+    /// Queues this connection enqueued into since their heads were read,
+    /// with the earliest run_at it gave them.
+    touched: HashMap<String, i64>,
+    /// The earliest run_at after the scan of a task that may come first
+    /// once it is due (the scan is stale from then on).
+    due: Option<i64>,
 }
 
 /// The queue an every-queue claim should take from: the first known head's
@@ -69,14 +79,26 @@ impl Heads {
         self.order.is_empty()
             || !(0..SCAN_MS).contains(&(now - self.scanned_at))
             || self.uses >= self.scanned
+            || self.due.is_some_and(|due| now >= due)
     }
 
-    /// Notes that this connection enqueued into `queue`: the next plan
-    /// reads its head again, so a connection sees its own new work at once.
-    pub fn touched(&mut self, queue: &str) {
-        if !self.order.is_empty() && !self.touched.contains(queue) {
-            self.touched.insert(queue.to_string());
+    /// Notes that this connection enqueued into `queue` a task due at
+    /// `run_at`: the next plan reads its head again, so a connection sees
+    /// its own new work at once (or, delayed, once it is due).
+    pub fn touched(&mut self, queue: &str, run_at: i64) {
+        if self.order.is_empty() && self.due.is_none() {
+            return;
         }
+        match self.touched.get_mut(queue) {
+            Some(at) => *at = (*at).min(run_at),
+            None => {
+                self.touched.insert(queue.to_string(), run_at);
+            }
+        }
+    }
+
+    fn due_at(&mut self, run_at: i64) {
+        self.due = Some(self.due.map_or(run_at, |due| due.min(run_at)));
     }
 
     /// Forgets everything (the next plan scans).
@@ -107,7 +129,10 @@ impl Heads {
             return self.first_open(q, now, true);
         }
         self.uses += 1;
-        for queue in std::mem::take(&mut self.touched) {
+        for (queue, run_at) in std::mem::take(&mut self.touched) {
+            if run_at > now {
+                self.due_at(run_at);
+            }
             match head_of(q, &queue, now)? {
                 Some(head) => {
                     let gated = self.by_queue.get(&queue).map(|e| e.1);
@@ -189,12 +214,10 @@ impl Heads {
                 break;
             };
             self.scanned += 1;
-            if !st.is_null(3) {
-                let key = (
-                    Reverse(st.column_i64(1)),
-                    st.column_i64(2),
-                    st.column_i64(3),
-                );
+            let head = (!st.is_null(3)).then(|| st.column_i64(1));
+            let (top, top_run_at) = (st.column_i64(5), st.column_i64(6));
+            if let Some(priority) = head {
+                let key = (Reverse(priority), st.column_i64(2), st.column_i64(3));
                 let gated = !st.is_null(4);
                 self.insert(queue.clone(), key, gated);
                 if self.order.len() > MAX_KEPT
@@ -203,10 +226,49 @@ impl Heads {
                     self.by_queue.remove(&last);
                 }
             }
-            after = queue;
             st.reset();
+            // The queue's first task is not ready: it, and the earliest
+            // delayed task of each priority down to the ready head's, may
+            // come first once due. (A delayed task of the head's priority
+            // or below never comes before a ready one: its run_at is later.)
+            if top_run_at > now {
+                self.due_at(top_run_at);
+                self.note_delayed(q, &queue, top, head, now)?;
+            }
+            after = queue;
         }
         Ok(())
+    }
+
+    /// Notes the earliest run_at after `now` of each priority of `queue`
+    /// below `above` and above its ready head's `head` (every priority
+    /// when it has no ready task).
+    fn note_delayed(
+        &mut self,
+        q: &Queue,
+        queue: &str,
+        mut above: i64,
+        head: Option<i64>,
+        now: i64,
+    ) -> Result<()> {
+        let mut st = q.prepare(sql::DELAYED_SQL)?;
+        loop {
+            st.bind_text(1, queue)?;
+            st.bind_i64(2, above)?;
+            st.bind_i64(3, now)?;
+            if !st.step()? {
+                return Ok(());
+            }
+            let priority = st.column_i64(0);
+            if head.is_some_and(|h| priority <= h) {
+                return Ok(());
+            }
+            if !st.is_null(1) {
+                self.due_at(st.column_i64(1));
+            }
+            st.reset();
+            above = priority;
+        }
     }
 }
 

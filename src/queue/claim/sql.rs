@@ -448,18 +448,34 @@ pub const CLAIM_GATED_BATCH_SQL: &str = claim_sql!(
 // The plan's reads. None takes the write lock.
 
 /// The next queue name after `?1` among queued tasks, with that queue's
-/// head (one seek in the ready index for each), and 1 if it is gated.
+/// head (one seek in the ready index for each), 1 if it is gated, and the
+/// priority and run_at of its first task in the index (ready or not: the
+/// highest priority, and that priority's earliest run_at).
 pub const NEXT_QUEUE_SQL: &str = "\
 SELECT q.queue, h.priority, h.run_at, h.seq,
        (SELECT 1 FROM main.task_queue_store AS g
          WHERE g.name = q.queue
-           AND (g.paused OR g.concurrency IS NOT NULL OR g.rate_limit IS NOT NULL))
-  FROM (SELECT queue FROM main.task_store WHERE status = 'queued' AND queue > +?1
-         ORDER BY queue LIMIT 1) AS q
+           AND (g.paused OR g.concurrency IS NOT NULL OR g.rate_limit IS NOT NULL)),
+       q.priority, q.run_at
+  FROM (SELECT queue, priority, run_at FROM main.task_store
+         WHERE status = 'queued' AND queue > +?1
+         ORDER BY queue, priority DESC, run_at LIMIT 1) AS q
   LEFT JOIN main.task_store AS h ON h.seq = (
        SELECT seq FROM main.task_store
         WHERE status = 'queued' AND queue = q.queue AND run_at <= +?2
         ORDER BY priority DESC, run_at LIMIT 1)";
+
+/// Queue ?1's next priority below ?2 that has queued tasks, with its
+/// earliest run_at after ?3 (NULL: none is delayed past ?3): two seeks.
+pub const DELAYED_SQL: &str = "\
+SELECT g.priority,
+       (SELECT f.run_at FROM main.task_store AS f
+         WHERE f.status = 'queued' AND f.queue = +?1 AND f.priority = g.priority
+           AND f.run_at > +?3
+         ORDER BY f.run_at LIMIT 1)
+  FROM (SELECT priority FROM main.task_store
+         WHERE status = 'queued' AND queue = +?1 AND priority < +?2
+         ORDER BY priority DESC LIMIT 1) AS g";
 
 /// Queue ?1's head at time ?2.
 pub const HEAD_OF_SQL: &str = "\
