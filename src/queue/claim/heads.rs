@@ -15,11 +15,13 @@
 //! and whenever the known heads run out; so a claim finds nothing only
 //! when a scan of every queue found nothing.
 //!
-//! A delayed task (run_at after the scan) that would come before a head
-//! the scan found, or in a queue with no ready task yet, makes the scan due
-//! again at its run_at: the scan notes the earliest such run_at (a seek or
-//! two per priority above the queue's ready head, none for a queue whose
-//! first task is ready), and so does this connection's own enqueue.
+//! A delayed task (run_at after the scan) that would come before its
+//! queue's ready head, or in a queue with no ready task yet, makes that
+//! queue's head due to be read again at its run_at: the scan notes the
+//! earliest such run_at per queue (a seek or two per priority above the
+//! queue's ready head, none for a queue whose first task is ready), and so
+//! does this connection's own delayed enqueue. Once due, only that queue
+//! is read again (its head, and its next such run_at), not every queue.
 //!
 //! What this gives up: a queue that another connection gave work since the
 //! last scan, or an earlier head (a task of higher priority), is seen by
@@ -61,9 +63,10 @@ pub struct Heads {
     /// Queues this connection enqueued into since their heads were read,
     /// with the earliest run_at it gave them.
     touched: HashMap<String, i64>,
-    /// The earliest run_at after the scan of a task that may come first
-    /// once it is due (the scan is stale from then on).
-    due: Option<i64>,
+    /// When a queue's head must be read again: the run_at of a delayed
+    /// task of it that may come first once due; in time order, and by queue.
+    due: BTreeSet<(i64, String)>,
+    due_of: HashMap<String, i64>,
 }
 
 /// The queue an every-queue claim should take from: the first known head's
@@ -79,14 +82,13 @@ impl Heads {
         self.order.is_empty()
             || !(0..SCAN_MS).contains(&(now - self.scanned_at))
             || self.uses >= self.scanned
-            || self.due.is_some_and(|due| now >= due)
     }
 
     /// Notes that this connection enqueued into `queue` a task due at
     /// `run_at`: the next plan reads its head again, so a connection sees
     /// its own new work at once (or, delayed, once it is due).
     pub fn touched(&mut self, queue: &str, run_at: i64) {
-        if self.order.is_empty() && self.due.is_none() {
+        if self.order.is_empty() && self.due.is_empty() {
             return;
         }
         match self.touched.get_mut(queue) {
@@ -97,8 +99,39 @@ impl Heads {
         }
     }
 
-    fn due_at(&mut self, run_at: i64) {
-        self.due = Some(self.due.map_or(run_at, |due| due.min(run_at)));
+    /// Notes that `queue`'s head must be read again at `at`.
+    fn due_at(&mut self, queue: &str, at: i64) {
+        if let Some(&known) = self.due_of.get(queue) {
+            if known <= at {
+                return;
+            }
+            self.due.remove(&(known, queue.to_string()));
+        }
+        self.due.insert((at, queue.to_string()));
+        self.due_of.insert(queue.to_string(), at);
+    }
+
+    /// Reads `queue`'s head again, and when it must be read next.
+    fn refresh(&mut self, q: &Queue, queue: &str, now: i64) -> Result<()> {
+        let head = self.refresh_head(q, queue, now)?;
+        if let Some(top) = top_of(q, queue)? {
+            self.note_delayed(q, queue, top, head, now)?;
+        }
+        Ok(())
+    }
+
+    /// Reads `queue`'s head again; returns its priority, if it has one.
+    fn refresh_head(&mut self, q: &Queue, queue: &str, now: i64) -> Result<Option<i64>> {
+        let Some(head) = head_of(q, queue, now)? else {
+            self.forget(queue);
+            return Ok(None);
+        };
+        let gated = match self.by_queue.get(queue).map(|e| e.1) {
+            Some(g) => g,
+            None => !matches!(gate_of(q, queue, now)?, Gate::Open),
+        };
+        self.insert(queue.to_string(), head, gated);
+        Ok(Some(head.0.0))
     }
 
     /// Forgets everything (the next plan scans).
@@ -129,21 +162,19 @@ impl Heads {
             return self.first_open(q, now, true);
         }
         self.uses += 1;
+        while let Some((at, queue)) = self.due.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.due.remove(&(at, queue.clone()));
+            self.due_of.remove(&queue);
+            self.refresh(q, &queue, now)?;
+        }
         for (queue, run_at) in std::mem::take(&mut self.touched) {
             if run_at > now {
-                self.due_at(run_at);
+                self.due_at(&queue, run_at);
             }
-            match head_of(q, &queue, now)? {
-                Some(head) => {
-                    let gated = self.by_queue.get(&queue).map(|e| e.1);
-                    let gated = match gated {
-                        Some(g) => g,
-                        None => !matches!(gate_of(q, &queue, now)?, Gate::Open),
-                    };
-                    self.insert(queue, head, gated);
-                }
-                None => self.forget(&queue),
-            }
+            self.refresh_head(q, &queue, now)?;
         }
         self.first_open(q, now, false)
     }
@@ -227,49 +258,64 @@ impl Heads {
                 }
             }
             st.reset();
-            // The queue's first task is not ready: it, and the earliest
-            // delayed task of each priority down to the ready head's, may
-            // come first once due. (A delayed task of the head's priority
-            // or below never comes before a ready one: its run_at is later.)
-            if top_run_at > now {
-                self.due_at(top_run_at);
-                self.note_delayed(q, &queue, top, head, now)?;
-            }
+            self.note_delayed(q, &queue, (top, top_run_at), head, now)?;
             after = queue;
         }
         Ok(())
     }
 
-    /// Notes the earliest run_at after `now` of each priority of `queue`
-    /// below `above` and above its ready head's `head` (every priority
-    /// when it has no ready task).
+    /// Notes when `queue`'s head must be read again, given its first task
+    /// in claim order `top` (priority, run_at) and its ready head's
+    /// priority: if that first task is delayed, at the earliest run_at
+    /// after `now` among the priorities from it down to the head's (every
+    /// priority when nothing is ready). A delayed task of the head's
+    /// priority or below never comes before the head: its run_at is later.
     fn note_delayed(
         &mut self,
         q: &Queue,
         queue: &str,
-        mut above: i64,
+        top: (i64, i64),
         head: Option<i64>,
         now: i64,
     ) -> Result<()> {
+        let (mut above, mut earliest) = top;
+        if earliest <= now {
+            return Ok(());
+        }
         let mut st = q.prepare(sql::DELAYED_SQL)?;
         loop {
             st.bind_text(1, queue)?;
             st.bind_i64(2, above)?;
             st.bind_i64(3, now)?;
             if !st.step()? {
-                return Ok(());
+                break;
             }
             let priority = st.column_i64(0);
             if head.is_some_and(|h| priority <= h) {
-                return Ok(());
+                break;
             }
             if !st.is_null(1) {
-                self.due_at(st.column_i64(1));
+                earliest = earliest.min(st.column_i64(1));
             }
             st.reset();
             above = priority;
         }
+        drop(st);
+        self.due_at(queue, earliest);
+        Ok(())
     }
+}
+
+/// Queue `queue`'s first queued task in claim order, ready or not: its
+/// priority and run_at.
+fn top_of(q: &Queue, queue: &str) -> Result<Option<(i64, i64)>> {
+    let mut st = q.prepare(sql::TOP_OF_SQL)?;
+    st.bind_text(1, queue)?;
+    Ok(if st.step()? {
+        Some((st.column_i64(0), st.column_i64(1)))
+    } else {
+        None
+    })
 }
 
 /// Queue `queue`'s head at `now`, if it has a ready task.

@@ -477,6 +477,12 @@ SELECT g.priority,
          WHERE status = 'queued' AND queue = +?1 AND priority < +?2
          ORDER BY priority DESC LIMIT 1) AS g";
 
+/// Queue ?1's first queued task in claim order, ready or not.
+pub const TOP_OF_SQL: &str = "\
+SELECT priority, run_at FROM main.task_store
+ WHERE status = 'queued' AND queue = +?1
+ ORDER BY priority DESC, run_at LIMIT 1";
+
 /// Queue ?1's head at time ?2.
 pub const HEAD_OF_SQL: &str = "\
 SELECT priority, run_at, seq FROM main.task_store
