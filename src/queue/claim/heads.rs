@@ -237,7 +237,6 @@ impl Heads {
         let mut st = q.prepare(sql::NEXT_QUEUE_SQL)?;
         loop {
             st.bind_text(1, &after)?;
-            st.bind_i64(2, now)?;
             if !st.step()? {
                 break;
             }
@@ -245,11 +244,18 @@ impl Heads {
                 break;
             };
             self.scanned += 1;
-            let head = (!st.is_null(3)).then(|| st.column_i64(1));
-            let (top, top_run_at) = (st.column_i64(5), st.column_i64(6));
-            if let Some(priority) = head {
-                let key = (Reverse(priority), st.column_i64(2), st.column_i64(3));
-                let gated = !st.is_null(4);
+            let top = (st.column_i64(1), st.column_i64(2));
+            let ready = top.1 <= now;
+            let first = (Reverse(top.0), top.1, st.column_i64(3));
+            let gated = !st.is_null(4);
+            st.reset();
+            // A ready first task is the head; else a lower priority's may be.
+            let head = if ready {
+                Some(first)
+            } else {
+                head_of(q, &queue, now)?
+            };
+            if let Some(key) = head {
                 self.insert(queue.clone(), key, gated);
                 if self.order.len() > MAX_KEPT
                     && let Some((_, last, _)) = self.order.pop_last()
@@ -257,8 +263,7 @@ impl Heads {
                     self.by_queue.remove(&last);
                 }
             }
-            st.reset();
-            self.note_delayed(q, &queue, (top, top_run_at), head, now)?;
+            self.note_delayed(q, &queue, top, head.map(|h| h.0.0), now)?;
             after = queue;
         }
         Ok(())
@@ -309,27 +314,47 @@ impl Heads {
 /// Queue `queue`'s first queued task in claim order, ready or not: its
 /// priority and run_at.
 fn top_of(q: &Queue, queue: &str) -> Result<Option<(i64, i64)>> {
+    Ok(first_of(q, queue)?.map(|(priority, run_at, _)| (priority, run_at)))
+}
+
+/// Queue `queue`'s first queued task in claim order: priority, run_at, seq.
+fn first_of(q: &Queue, queue: &str) -> Result<Option<(i64, i64, i64)>> {
     let mut st = q.prepare(sql::TOP_OF_SQL)?;
     st.bind_text(1, queue)?;
     Ok(if st.step()? {
-        Some((st.column_i64(0), st.column_i64(1)))
+        Some((st.column_i64(0), st.column_i64(1), st.column_i64(2)))
     } else {
         None
     })
 }
 
-/// Queue `queue`'s head at `now`, if it has a ready task.
+/// Queue `queue`'s head at `now`, if it has a ready task: its first task
+/// when that is ready (one seek), else one statement per lower priority
+/// down to the head's.
 pub fn head_of(q: &Queue, queue: &str, now: i64) -> Result<Option<HeadKey>> {
+    let Some((mut above, run_at, seq)) = first_of(q, queue)? else {
+        return Ok(None);
+    };
+    if run_at <= now {
+        return Ok(Some((Reverse(above), run_at, seq)));
+    }
     let mut st = q.prepare(sql::HEAD_OF_SQL)?;
-    st.bind_text(1, queue)?;
-    st.bind_i64(2, now)?;
-    Ok(if st.step()? {
-        Some((
-            Reverse(st.column_i64(0)),
-            st.column_i64(1),
-            st.column_i64(2),
-        ))
-    } else {
-        None
-    })
+    loop {
+        st.bind_text(1, queue)?;
+        st.bind_i64(2, above)?;
+        st.bind_i64(3, now)?;
+        if !st.step()? {
+            return Ok(None);
+        }
+        let priority = st.column_i64(0);
+        if !st.is_null(2) {
+            return Ok(Some((
+                Reverse(priority),
+                st.column_i64(1),
+                st.column_i64(2),
+            )));
+        }
+        st.reset();
+        above = priority;
+    }
 }

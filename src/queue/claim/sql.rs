@@ -447,23 +447,18 @@ pub const CLAIM_GATED_BATCH_SQL: &str = claim_sql!(
 
 // The plan's reads. None takes the write lock.
 
-/// The next queue name after `?1` among queued tasks, with that queue's
-/// head (one seek in the ready index for each), 1 if it is gated, and the
-/// priority and run_at of its first task in the index (ready or not: the
-/// highest priority, and that priority's earliest run_at).
+/// The next queue name after `?1` among queued tasks, with its first task
+/// in claim order, ready or not (the highest priority, that priority's
+/// earliest run_at, its seq), and 1 if the queue is gated: one seek in the
+/// ready index. If that task is ready it is the queue's head.
 pub const NEXT_QUEUE_SQL: &str = "\
-SELECT q.queue, h.priority, h.run_at, h.seq,
+SELECT q.queue, q.priority, q.run_at, q.seq,
        (SELECT 1 FROM main.task_queue_store AS g
          WHERE g.name = q.queue
-           AND (g.paused OR g.concurrency IS NOT NULL OR g.rate_limit IS NOT NULL)),
-       q.priority, q.run_at
-  FROM (SELECT queue, priority, run_at FROM main.task_store
+           AND (g.paused OR g.concurrency IS NOT NULL OR g.rate_limit IS NOT NULL))
+  FROM (SELECT queue, priority, run_at, seq FROM main.task_store
          WHERE status = 'queued' AND queue > +?1
-         ORDER BY queue, priority DESC, run_at LIMIT 1) AS q
-  LEFT JOIN main.task_store AS h ON h.seq = (
-       SELECT seq FROM main.task_store
-        WHERE status = 'queued' AND queue = q.queue AND run_at <= +?2
-        ORDER BY priority DESC, run_at LIMIT 1)";
+         ORDER BY queue, priority DESC, run_at LIMIT 1) AS q";
 
 /// Queue ?1's next priority below ?2 that has queued tasks, with its
 /// earliest run_at after ?3 (NULL: none is delayed past ?3): two seeks.
@@ -479,15 +474,24 @@ SELECT g.priority,
 
 /// Queue ?1's first queued task in claim order, ready or not.
 pub const TOP_OF_SQL: &str = "\
-SELECT priority, run_at FROM main.task_store
+SELECT priority, run_at, seq FROM main.task_store
  WHERE status = 'queued' AND queue = +?1
  ORDER BY priority DESC, run_at LIMIT 1";
 
-/// Queue ?1's head at time ?2.
+/// Queue ?1's next priority below ?2 that has queued tasks, with its first
+/// task ready at ?3 (NULLs: none is ready yet): two seeks. A head is found
+/// priority by priority, so that delayed tasks of a priority are not
+/// stepped over one by one (`run_at <= ?3 ORDER BY priority DESC, run_at`
+/// over the whole queue cannot stop at a priority's first delayed task).
 pub const HEAD_OF_SQL: &str = "\
-SELECT priority, run_at, seq FROM main.task_store
- WHERE status = 'queued' AND queue = +?1 AND run_at <= +?2
- ORDER BY priority DESC, run_at LIMIT 1";
+SELECT g.priority, h.run_at, h.seq
+  FROM (SELECT priority FROM main.task_store
+         WHERE status = 'queued' AND queue = +?1 AND priority < +?2
+         ORDER BY priority DESC LIMIT 1) AS g
+  LEFT JOIN main.task_store AS h ON h.seq = (
+       SELECT seq FROM main.task_store
+        WHERE status = 'queued' AND queue = +?1 AND priority = g.priority AND run_at <= +?3
+        ORDER BY run_at LIMIT 1)";
 
 pub const EXPIRED_ANY_SQL: &str = concat!(
     "SELECT 1 FROM main.task_store WHERE status = 'running' AND lease_until <= +?1
