@@ -61,6 +61,20 @@ def test_a_delayed_task_is_claimed_as_soon_as_it_is_due_in_claim_order(db):
     assert claim(db, now=300)["queue"] == "q03"
 
 
+def test_a_queue_whose_top_priority_is_delayed_gives_its_ready_lower_priority(db):
+    # Many delayed tasks above one ready task, by name and from every queue.
+    with db:
+        for i in range(300):
+            enqueue(db, queue="mixed", priority=9, run_at=1_000 + i, now=0)
+        ready = enqueue(db, queue="mixed", priority=1, now=0)
+        other = enqueue(db, queue="other", priority=0, now=0)
+    assert claim(db, queue="mixed", now=10)["id"] == ready
+    assert claim(db, queue="mixed", now=10) is None
+    assert claim(db, now=10)["id"] == other
+    assert claim(db, now=10) is None
+    assert claim(db, now=1_000)["priority"] == 9
+
+
 def test_this_connection_s_delayed_task_is_claimed_once_due(db):
     fill_queues(db, QUEUES, 3)
     assert claim(db, now=100)["queue"] == "q00"
