@@ -353,18 +353,14 @@ macro_rules! insert_event {
     };
 }
 
-macro_rules! insert_columns {
-    () => {
-        "INSERT INTO main.task_store
-  (id, queue, type, status, priority, max_attempts, run_at, created_at, updated_at, details,
-   parent_id, unique_key, flags, waiting_for)"
-    };
-}
-
-macro_rules! insert_values {
+/// The INSERT of one task, with `$updated_at` for its updated_at (the
+/// column the enqueued event, if any, is nested in).
+macro_rules! insert_row {
     ($updated_at:expr) => {
         concat!(
-            "
+            "INSERT INTO main.task_store
+  (id, queue, type, status, priority, max_attempts, run_at, created_at, updated_at, details,
+   parent_id, unique_key, flags, waiting_for)
 VALUES (?1, ?2, ?3, ?9, ?4, ",
             max_attempts_of!(),
             ", ?6, ?7, ",
@@ -381,8 +377,7 @@ VALUES (?1, ?2, ?3, ?9, ?4, ",
 /// the table it inserts into is first copied to a temporary table, measured
 /// at 30k instructions an enqueue more.)
 const INSERT_KEEP_SQL: &str = concat!(
-    insert_columns!(),
-    insert_values!(concat!(
+    insert_row!(concat!(
         "CASE WHEN EXISTS (SELECT 1 FROM main.task_store AS h
                   WHERE h.queue = +?2 AND h.unique_key = +?11 AND h.",
         unique_counts!(),
@@ -398,11 +393,8 @@ ON CONFLICT (queue, unique_key) WHERE ",
 // Only a queued holder takes the new values: a running one is at work on
 // the old ones. The event is written apart (a replaced holder makes none).
 const INSERT_REPLACE_SQL: &str = concat!(
-    insert_columns!(),
+    insert_row!("?7"),
     "
-VALUES (?1, ?2, ?3, ?9, ?4, ",
-    max_attempts_of!(),
-    ", ?6, ?7, ?7, ?8, ?10, ?11, ?12, ?13)
 ON CONFLICT (queue, unique_key) WHERE ",
     unique_counts!(),
     "
@@ -411,7 +403,7 @@ DO UPDATE SET details = excluded.details, run_at = excluded.run_at,
         WHERE status = 'queued'"
 );
 /// Any other task: a conflict is an error, and leaves no event.
-const INSERT_SQL: &str = concat!(insert_columns!(), insert_values!(insert_event!()));
+const INSERT_SQL: &str = insert_row!(insert_event!());
 
 const ID_TAKEN_SQL: &str = "SELECT 1 FROM main.task_store WHERE id = +?1";
 
