@@ -168,6 +168,7 @@ pub fn enqueue(q: &Queue, t: &NewTask<'_>) -> Result<Enqueued> {
         check_json("details", d)?;
     }
     let (queue, priority, max_attempts) = placement(t.queue, t.priority, t.max_attempts)?;
+    q.touched(queue);
     let now = clock(t.now)?;
     let run_at = match (t.run_at, t.delay) {
         (Some(_), Some(_)) => return Err(Error::new("give run_at or delay, not both")),
@@ -175,7 +176,6 @@ pub fn enqueue(q: &Queue, t: &NewTask<'_>) -> Result<Enqueued> {
         (None, Some(d)) => now + check_range("delay", d, 0, MAX_TIME_MS - now)?,
         (None, None) => now,
     };
-    q.touched(queue, run_at);
     let id = match t.id {
         Some(s) => parse_id("id", s)?,
         None => new_id(now),

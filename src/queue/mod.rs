@@ -341,10 +341,9 @@ impl Queue {
         self.heads.borrow_mut().clear();
     }
 
-    /// Notes an enqueue into `queue`, due at `run_at`, for the next
-    /// every-queue claim.
-    fn touched(&self, queue: &str, run_at: i64) {
-        self.heads.borrow_mut().touched(queue, run_at);
+    /// Notes an enqueue into `queue` for the next every-queue claim.
+    fn touched(&self, queue: &str) {
+        self.heads.borrow_mut().touched(queue);
     }
 
     pub fn conn(&self) -> &Rc<Conn> {

@@ -33,7 +33,7 @@ use super::sql;
 use crate::error::Result;
 use crate::queue::Queue;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// How long a scan is trusted, in ms of the claims' clock.
 pub const SCAN_MS: i64 = 1_000;
@@ -60,9 +60,8 @@ pub struct Heads {
     scanned: usize,
     /// Claims planned since the last scan.
     uses: usize,
-    /// Queues this connection enqueued into since their heads were read,
-    /// with the earliest run_at it gave them.
-    touched: HashMap<String, i64>,
+    /// Queues this connection enqueued into since their heads were read.
+    touched: HashSet<String>,
     /// When a queue's head must be read again: the run_at of a delayed
     /// task of it that may come first once due; in time order, and by queue.
     due: BTreeSet<(i64, String)>,
@@ -84,18 +83,12 @@ impl Heads {
             || self.uses >= self.scanned
     }
 
-    /// Notes that this connection enqueued into `queue` a task due at
-    /// `run_at`: the next plan reads its head again, so a connection sees
-    /// its own new work at once (or, delayed, once it is due).
-    pub fn touched(&mut self, queue: &str, run_at: i64) {
-        if self.order.is_empty() && self.due.is_empty() {
-            return;
-        }
-        match self.touched.get_mut(queue) {
-            Some(at) => *at = (*at).min(run_at),
-            None => {
-                self.touched.insert(queue.to_string(), run_at);
-            }
+    /// Notes that this connection enqueued into `queue`: the next plan
+    /// reads its head again, so a connection sees its own new work at once
+    /// (and, delayed, once it is due).
+    pub fn touched(&mut self, queue: &str) {
+        if !self.order.is_empty() && !self.touched.contains(queue) {
+            self.touched.insert(queue.to_string());
         }
     }
 
@@ -113,25 +106,20 @@ impl Heads {
 
     /// Reads `queue`'s head again, and when it must be read next.
     fn refresh(&mut self, q: &Queue, queue: &str, now: i64) -> Result<()> {
-        let head = self.refresh_head(q, queue, now)?;
-        if let Some(top) = top_of(q, queue)? {
-            self.note_delayed(q, queue, top, head, now)?;
+        let Look { head, due } = look(q, queue, now)?;
+        if let Some(at) = due {
+            self.due_at(queue, at);
         }
-        Ok(())
-    }
-
-    /// Reads `queue`'s head again; returns its priority, if it has one.
-    fn refresh_head(&mut self, q: &Queue, queue: &str, now: i64) -> Result<Option<i64>> {
-        let Some(head) = head_of(q, queue, now)? else {
+        let Some(head) = head else {
             self.forget(queue);
-            return Ok(None);
+            return Ok(());
         };
         let gated = match self.by_queue.get(queue).map(|e| e.1) {
             Some(g) => g,
             None => !matches!(gate_of(q, queue, now)?, Gate::Open),
         };
         self.insert(queue.to_string(), head, gated);
-        Ok(Some(head.0.0))
+        Ok(())
     }
 
     /// Forgets everything (the next plan scans).
@@ -170,11 +158,8 @@ impl Heads {
             self.due_of.remove(&queue);
             self.refresh(q, &queue, now)?;
         }
-        for (queue, run_at) in std::mem::take(&mut self.touched) {
-            if run_at > now {
-                self.due_at(&queue, run_at);
-            }
-            self.refresh_head(q, &queue, now)?;
+        for queue in std::mem::take(&mut self.touched) {
+            self.refresh(q, &queue, now)?;
         }
         self.first_open(q, now, false)
     }
@@ -244,17 +229,13 @@ impl Heads {
                 break;
             };
             self.scanned += 1;
-            let top = (st.column_i64(1), st.column_i64(2));
-            let ready = top.1 <= now;
-            let first = (Reverse(top.0), top.1, st.column_i64(3));
+            let first = (st.column_i64(1), st.column_i64(2), st.column_i64(3));
             let gated = !st.is_null(4);
             st.reset();
-            // A ready first task is the head; else a lower priority's may be.
-            let head = if ready {
-                Some(first)
-            } else {
-                head_of(q, &queue, now)?
-            };
+            let Look { head, due } = look_from(q, &queue, first, now)?;
+            if let Some(at) = due {
+                self.due_at(&queue, at);
+            }
             if let Some(key) = head {
                 self.insert(queue.clone(), key, gated);
                 if self.order.len() > MAX_KEPT
@@ -263,61 +244,22 @@ impl Heads {
                     self.by_queue.remove(&last);
                 }
             }
-            self.note_delayed(q, &queue, top, head.map(|h| h.0.0), now)?;
             after = queue;
         }
         Ok(())
     }
-
-    /// Notes when `queue`'s head must be read again, given its first task
-    /// in claim order `top` (priority, run_at) and its ready head's
-    /// priority: if that first task is delayed, at the earliest run_at
-    /// after `now` among the priorities from it down to the head's (every
-    /// priority when nothing is ready). A delayed task of the head's
-    /// priority or below never comes before the head: its run_at is later.
-    fn note_delayed(
-        &mut self,
-        q: &Queue,
-        queue: &str,
-        top: (i64, i64),
-        head: Option<i64>,
-        now: i64,
-    ) -> Result<()> {
-        let (mut above, mut earliest) = top;
-        if earliest <= now {
-            return Ok(());
-        }
-        let mut st = q.prepare(sql::DELAYED_SQL)?;
-        loop {
-            st.bind_text(1, queue)?;
-            st.bind_i64(2, above)?;
-            st.bind_i64(3, now)?;
-            if !st.step()? {
-                break;
-            }
-            let priority = st.column_i64(0);
-            if head.is_some_and(|h| priority <= h) {
-                break;
-            }
-            if !st.is_null(1) {
-                earliest = earliest.min(st.column_i64(1));
-            }
-            st.reset();
-            above = priority;
-        }
-        drop(st);
-        self.due_at(queue, earliest);
-        Ok(())
-    }
 }
 
-/// Queue `queue`'s first queued task in claim order, ready or not: its
-/// priority and run_at.
-fn top_of(q: &Queue, queue: &str) -> Result<Option<(i64, i64)>> {
-    Ok(first_of(q, queue)?.map(|(priority, run_at, _)| (priority, run_at)))
+/// A queue's head at some time, and when it must be read again: the
+/// earliest run_at of a delayed task that may come before the head (or be
+/// the first ready one, when there is no head).
+struct Look {
+    head: Option<HeadKey>,
+    due: Option<i64>,
 }
 
-/// Queue `queue`'s first queued task in claim order: priority, run_at, seq.
+/// Queue `queue`'s first queued task in claim order, ready or not:
+/// priority, run_at, seq.
 fn first_of(q: &Queue, queue: &str) -> Result<Option<(i64, i64, i64)>> {
     let mut st = q.prepare(sql::TOP_OF_SQL)?;
     st.bind_text(1, queue)?;
@@ -328,33 +270,59 @@ fn first_of(q: &Queue, queue: &str) -> Result<Option<(i64, i64, i64)>> {
     })
 }
 
-/// Queue `queue`'s head at `now`, if it has a ready task: its first task
-/// when that is ready (one seek), else one statement per lower priority
-/// down to the head's.
-pub fn head_of(q: &Queue, queue: &str, now: i64) -> Result<Option<HeadKey>> {
-    let Some((mut above, run_at, seq)) = first_of(q, queue)? else {
-        return Ok(None);
-    };
-    if run_at <= now {
-        return Ok(Some((Reverse(above), run_at, seq)));
+/// Queue `queue`'s head at `now`, and when to read it again.
+fn look(q: &Queue, queue: &str, now: i64) -> Result<Look> {
+    match first_of(q, queue)? {
+        Some(first) => look_from(q, queue, first, now),
+        None => Ok(Look {
+            head: None,
+            due: None,
+        }),
     }
-    let mut st = q.prepare(sql::HEAD_OF_SQL)?;
+}
+
+/// As `look`, given the queue's first task in claim order (priority,
+/// run_at, seq): that task when it is ready (nothing to read); else one
+/// statement per lower priority down to the first with a ready task, each
+/// priority passed over giving its earliest run_at. A delayed task of the
+/// head's priority or below never comes before the head: its run_at is
+/// later.
+fn look_from(q: &Queue, queue: &str, first: (i64, i64, i64), now: i64) -> Result<Look> {
+    let (mut above, run_at, seq) = first;
+    if run_at <= now {
+        return Ok(Look {
+            head: Some((Reverse(above), run_at, seq)),
+            due: None,
+        });
+    }
+    let mut due = run_at;
+    let mut st = q.prepare(sql::PRIORITY_SQL)?;
     loop {
         st.bind_text(1, queue)?;
         st.bind_i64(2, above)?;
         st.bind_i64(3, now)?;
         if !st.step()? {
-            return Ok(None);
+            return Ok(Look {
+                head: None,
+                due: Some(due),
+            });
         }
         let priority = st.column_i64(0);
         if !st.is_null(2) {
-            return Ok(Some((
-                Reverse(priority),
-                st.column_i64(1),
-                st.column_i64(2),
-            )));
+            return Ok(Look {
+                head: Some((Reverse(priority), st.column_i64(1), st.column_i64(2))),
+                due: Some(due),
+            });
+        }
+        if !st.is_null(3) {
+            due = due.min(st.column_i64(3));
         }
         st.reset();
         above = priority;
     }
+}
+
+/// Queue `queue`'s head at `now`, if it has a ready task.
+pub fn head_of(q: &Queue, queue: &str, now: i64) -> Result<Option<HeadKey>> {
+    Ok(look(q, queue, now)?.head)
 }

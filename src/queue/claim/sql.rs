@@ -460,18 +460,6 @@ SELECT q.queue, q.priority, q.run_at, q.seq,
          WHERE status = 'queued' AND queue > +?1
          ORDER BY queue, priority DESC, run_at LIMIT 1) AS q";
 
-/// Queue ?1's next priority below ?2 that has queued tasks, with its
-/// earliest run_at after ?3 (NULL: none is delayed past ?3): two seeks.
-pub const DELAYED_SQL: &str = "\
-SELECT g.priority,
-       (SELECT f.run_at FROM main.task_store AS f
-         WHERE f.status = 'queued' AND f.queue = +?1 AND f.priority = g.priority
-           AND f.run_at > +?3
-         ORDER BY f.run_at LIMIT 1)
-  FROM (SELECT priority FROM main.task_store
-         WHERE status = 'queued' AND queue = +?1 AND priority < +?2
-         ORDER BY priority DESC LIMIT 1) AS g";
-
 /// Queue ?1's first queued task in claim order, ready or not.
 pub const TOP_OF_SQL: &str = "\
 SELECT priority, run_at, seq FROM main.task_store
@@ -479,12 +467,17 @@ SELECT priority, run_at, seq FROM main.task_store
  ORDER BY priority DESC, run_at LIMIT 1";
 
 /// Queue ?1's next priority below ?2 that has queued tasks, with its first
-/// task ready at ?3 (NULLs: none is ready yet): two seeks. A head is found
-/// priority by priority, so that delayed tasks of a priority are not
+/// task ready at ?3 (run_at, seq; NULLs: none is ready yet) and its
+/// earliest run_at after ?3 (NULL: none is delayed): three seeks. A head is
+/// found priority by priority, so that delayed tasks of a priority are not
 /// stepped over one by one (`run_at <= ?3 ORDER BY priority DESC, run_at`
 /// over the whole queue cannot stop at a priority's first delayed task).
-pub const HEAD_OF_SQL: &str = "\
-SELECT g.priority, h.run_at, h.seq
+pub const PRIORITY_SQL: &str = "\
+SELECT g.priority, h.run_at, h.seq,
+       (SELECT f.run_at FROM main.task_store AS f
+         WHERE f.status = 'queued' AND f.queue = +?1 AND f.priority = g.priority
+           AND f.run_at > +?3
+         ORDER BY f.run_at LIMIT 1)
   FROM (SELECT priority FROM main.task_store
          WHERE status = 'queued' AND queue = +?1 AND priority < +?2
          ORDER BY priority DESC LIMIT 1) AS g
