@@ -585,6 +585,37 @@ def test_a_rate_limit_set_on_one_connection_holds_on_another(db, tmp_path):
         other.close()
 
 
+def test_a_rate_limited_claim_that_waited_for_the_lock_counts_from_when_it_got_it(db, tmp_path):
+    # The claim reads the clock, then waits for the write lock that another
+    # connection holds. Counted from the time read before the wait, its
+    # window would start too early: the other connection may have claimed
+    # at a later time meanwhile, and dropped the records before its own
+    # window that are still inside this one (found by the stress harness:
+    # 6 claims in 100 ms at a limit of 5). So its time is read again under
+    # the lock, and the claim, its lease and its event carry that time.
+    settings(db, "api", rate={"limit": 5, "interval": 100})
+    fill(db, "api", 1)
+    db.setbusytimeout(10_000)
+    other = hold_write_lock(tmp_path / "task.db")
+    got = {}
+    waiter = threading.Thread(target=lambda: got.update(t=claim(db, queue="api", lease=60_000)))
+    try:
+        waiter.start()
+        # Long enough for the claim to be waiting (were it not yet, it reads
+        # its clock after the release anyway, and the test proves nothing
+        # but does not fail).
+        time.sleep(0.3)
+        released = int(time.time() * 1000)
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    waiter.join(10)
+    claimed_at = got["t"]["lease_until"] - 60_000
+    assert claimed_at >= released, f"claimed at {claimed_at}, {released - claimed_at} ms before the lock was free"
+    assert one(db, "SELECT max(at) FROM task_rate_store WHERE queue = 'api'") == claimed_at
+    assert one(db, "SELECT at FROM task_events WHERE kind = 'claimed'") == claimed_at
+
+
 def test_a_long_poll_wakes_when_the_rate_window_frees(db):
     settings(db, "api", rate={"limit": 1, "interval": 300})
     for _ in range(2):

@@ -162,8 +162,9 @@ fn claim_at(
             }
             Plan::Claim { queue, kind } => (queue, kind),
         };
-        // One UPDATE of at most `max` tasks: what it claimed, how many it reaped.
-        let round = |max: i64| -> Result<(Vec<Claimed>, usize)> {
+        // One UPDATE of at most `max` tasks at `now`: what it claimed, how
+        // many it reaped.
+        let round = |max: i64, now: i64| -> Result<(Vec<Claimed>, usize)> {
             let mut st = q.prepare(kind.sql(max))?;
             st.bind_i64(1, now)?;
             st.bind_text(2, a.worker)?;
@@ -197,8 +198,14 @@ fn claim_at(
             _ => None,
         };
         let (mut claimed, reaped) = match limited {
-            Some((name, r)) => rate::within(q, name, r, now, limit, round, 0),
-            None => round(limit),
+            Some((name, r)) => {
+                let clock = match a.now {
+                    None => rate::Clock::System(now),
+                    Some(_) => rate::Clock::Supplied(now),
+                };
+                rate::within(q, name, r, clock, limit, round, 0)
+            }
+            None => round(limit, now),
         }
         .inspect_err(|_| *q.hint.borrow_mut() = Hint::None)?;
         let hinted = hint.usable(now);

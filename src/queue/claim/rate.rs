@@ -13,6 +13,7 @@
 use super::Claimed;
 use crate::error::Result;
 use crate::queue::Queue;
+use crate::queue::model::now_ms;
 use crate::queue::settings::Rate;
 use crate::queue::txn::atomically;
 
@@ -50,21 +51,39 @@ fn used(q: &Queue, name: &str, since: i64) -> Result<i64> {
     Ok(if st.step()? { st.column_i64(0) } else { 0 })
 }
 
-/// Runs `round(max)`, a claim of at most `max` tasks of queue `name`, with
-/// `max` no more than `limit` and what the rate leaves at `now`, and
-/// records the tasks it claimed; all under the write lock, in one unit.
-/// Returns what the round returned (nothing when the rate is spent).
+/// When the claim's time is the clock's (`Clock::System`, read before the
+/// claim waited for the write lock), the round reads it again once it holds
+/// the lock: another process may have claimed meanwhile at a later time,
+/// and dropped the records that left its window; counting from an earlier
+/// time would miss those that are still in this one. Read under the lock,
+/// the times of the records follow the order in which the claims were
+/// made. A time the caller supplied is used as it is.
+#[derive(Clone, Copy)]
+pub enum Clock {
+    System(i64),
+    Supplied(i64),
+}
+
+/// Runs `round(max, now)`, a claim of at most `max` tasks of queue `name`
+/// at `now`, with `max` no more than `limit` and what the rate leaves at
+/// `now`, and records the tasks it claimed; all under the write lock, in
+/// one unit. Returns what the round returned (nothing when the rate is
+/// spent).
 pub fn within<T>(
     q: &Queue,
     name: &str,
     rate: Rate,
-    now: i64,
+    clock: Clock,
     limit: i64,
-    round: impl FnOnce(i64) -> Result<(Vec<Claimed>, T)>,
+    round: impl FnOnce(i64, i64) -> Result<(Vec<Claimed>, T)>,
     nothing: T,
 ) -> Result<(Vec<Claimed>, T)> {
     atomically(q, || {
         q.lock_first()?;
+        let now = match clock {
+            Clock::System(before) => before.max(now_ms()),
+            Clock::Supplied(now) => now,
+        };
         let since = now.saturating_sub(rate.interval_ms);
         let mut st = q.prepare(FORGET_SQL)?;
         st.bind_text(1, name)?;
@@ -75,7 +94,7 @@ pub fn within<T>(
         if free <= 0 {
             return Ok((Vec::new(), nothing));
         }
-        let got = round(limit.min(free))?;
+        let got = round(limit.min(free), now)?;
         if !got.0.is_empty() {
             let mut st = q.prepare(RECORD_SQL)?;
             st.bind_text(1, name)?;
