@@ -97,19 +97,88 @@ impl Note for ParentNote {
     }
 }
 
+// A dependent of the task that completed: counted down, and released
+// (queued) by its last dependency.
+macro_rules! release_sql {
+    ($which:expr) => {
+        concat!(
+            "UPDATE main.task_store
+   SET waiting_for = max(waiting_for - 1, 0),
+       status = CASE WHEN waiting_for <= 1 THEN 'queued' ELSE 'blocked' END,
+       updated_at = ",
+            released_event!("?2"),
+            "
+ WHERE ",
+            $which,
+            " AND +status = 'blocked'"
+        )
+    };
+}
+
 // `+status`: a dependent is found by rowid, through task_deps. Written
 // plainly, the status test matches `task_store_parked`, and SQLite 3.53
 // scans that index over every parked task instead (measured: 366 µs
 // against 8 µs to release one dependent among 9,900 blocked tasks).
-const RELEASE_SQL: &str = concat!(
-    "UPDATE main.task_store
-   SET waiting_for = max(waiting_for - 1, 0),
-       status = CASE WHEN waiting_for <= 1 THEN 'queued' ELSE 'blocked' END,
-       updated_at = ",
-    released_event!("?2"),
-    "
- WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'"
-);
+macro_rules! dependents_of {
+    () => {
+        "seq IN (SELECT task FROM main.task_deps WHERE dep = +?1)"
+    };
+}
+
+/// All the dependents of task ?1, in one statement.
+const RELEASE_SQL: &str = release_sql!(dependents_of!());
+
+/// The most dependents that are counted down one by one (by rowid).
+///
+/// The statement over all of them reads `seq IN (SELECT …)`, for which
+/// SQLite builds a temporary table on every run, and it may change several
+/// rows, so it keeps a statement journal; it also sets `status` on a
+/// dependent that still waits, which deletes and inserts the row's entry
+/// in `task_store_parked`. The join of a fan-in is counted down once by each
+/// task it waits for: one by one, that costs a read of task_deps and an
+/// UPDATE of one row that sets no indexed column (callgrind, a 98-wide
+/// fan-in: see BENCHMARKS.md, "Dependencies counted down").
+const ONE_BY_ONE: i64 = 8;
+
+const DEPENDENTS_SQL: &str = "SELECT task FROM main.task_deps WHERE dep = +?1";
+
+/// Dependent ?1 (a rowid) counted down, while others remain.
+const COUNT_DOWN_SQL: &str = "\
+UPDATE main.task_store SET waiting_for = waiting_for - 1, updated_at = ?2
+ WHERE seq = +?1 AND +status = 'blocked' AND waiting_for > 1";
+
+/// Dependent ?1 (a rowid) released: its last dependency completed.
+const RELEASE_ONE_SQL: &str = release_sql!("seq = +?1");
+
+/// Counts down (and releases) the dependents of the completed task `t`.
+fn release(q: &Queue, t: &Finished, now: i64) -> Result<()> {
+    let bind = |sql: &'static str, seq: i64| -> Result<i64> {
+        let mut st = q.prepare(sql)?;
+        st.bind_i64(1, seq)?;
+        st.bind_i64(2, now)?;
+        st.finish()?;
+        Ok(q.conn().changes())
+    };
+    if t.dependents > ONE_BY_ONE {
+        bind(RELEASE_SQL, t.seq)?;
+        return Ok(());
+    }
+    // The rows of task_deps are what counts (the `dependents` counter only
+    // chooses the way).
+    let mut seqs = Vec::new();
+    let mut st = q.prepare(DEPENDENTS_SQL)?;
+    st.bind_i64(1, t.seq)?;
+    while st.step()? {
+        seqs.push(st.column_i64(0));
+    }
+    drop(st);
+    for seq in seqs {
+        if bind(COUNT_DOWN_SQL, seq)? == 0 {
+            bind(RELEASE_ONE_SQL, seq)?;
+        }
+    }
+    Ok(())
+}
 
 /// Ends the tasks `$where` selects as `$status` with error ?3 at ?2, as a
 /// consequence of another task's end: out of every workflow index (flags)
@@ -152,7 +221,7 @@ macro_rules! ended_by_another {
 
 const CANCEL_DEPENDENTS_SQL: &str = ended_by_another!(
     "'cancelled'",
-    "seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'"
+    concat!(dependents_of!(), " AND +status = 'blocked'")
 );
 
 const CANCEL_CHILDREN_SQL: &str = ended_by_another!(
@@ -240,10 +309,7 @@ pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
                 // not look; what this loop cancels or fails is only taken
                 // out, which the claim's check of the head it takes sees.
                 q.forget_heads();
-                let mut st = q.prepare(RELEASE_SQL)?;
-                st.bind_i64(1, t.seq)?;
-                st.bind_i64(2, now)?;
-                st.finish()?;
+                release(q, &t, now)?;
             } else {
                 let why = format!("dependency task {} {}", t.id, ended(&t));
                 finish_many(

@@ -408,6 +408,32 @@ def test_a_task_waits_for_all_its_dependencies(db):
     assert one(db, "SELECT task_check()") == "ok"
 
 
+@pytest.mark.parametrize("width", [1, 8, 9, 20])
+def test_a_fan_out_and_fan_in_release_each_dependent_once_by_its_last_dependency(db, width):
+    # A root, `width` tasks that depend on it, and a join that depends on
+    # them all and on the root: the root's completion releases the middle
+    # and counts the join down; each middle task counts the join down, the
+    # last releases it. Up to 8 dependents are counted down one by one, more
+    # in one statement: both ways, and a completion that does both at once.
+    root = enqueue(db, "root", queue="r", now=0)
+    mids = [enqueue(db, "mid", queue="m", depends_on=[root], now=0) for _ in range(width)]
+    join = enqueue(db, "join", queue="j", depends_on=[*mids, root], now=0)
+    waiting = lambda: one(db, "SELECT waiting_for FROM task_store WHERE id = ?", join)
+    assert waiting() == width + 1
+    complete(db, claim_id(db, "r", 1), 2)
+    assert {status(db, m) for m in mids} == {"queued"}
+    assert (status(db, join), waiting()) == ("blocked", width)
+    for i in range(width):
+        assert status(db, join) == "blocked", f"released after {i} of {width}"
+        complete(db, claim_id(db, "m", 3 + i), 3 + i)
+        assert waiting() == width - 1 - i
+    assert status(db, join) == "queued"
+    released = rows(db, "SELECT task_id, count(*) FROM task_events WHERE kind = 'released' GROUP BY task_id")
+    assert sorted(released) == sorted((t, 1) for t in [*mids, join])
+    assert claim_id(db, "j", 100) == join
+    assert one(db, "SELECT task_check()") == "ok"
+
+
 def test_a_dependency_completed_before_counts_as_done(db):
     enqueue(db, "a", id=ID1, now=0)
     complete(db, claim_id(db, "default", 0), 1)
