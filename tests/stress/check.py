@@ -727,15 +727,18 @@ class Analysis:
                                           f"surely running at {over[0]:.0f}: {', '.join(over[1])}")
 
     def check_paused(self, tasks, resumed_at, queue=S.PAUSED):
-        """No task of the paused queue was claimed before the resume: every
-        claim's clock is at or after the time taken just before the
-        resume's call (less 1 ms for the clock's rounding)."""
+        """No task of the paused queue was claimed before the resume: no
+        claim's call returned (claim_now + its call's ms) before the time
+        taken just before the resume's call (less 1 ms for the clock's
+        rounding). claim_now itself may be earlier: the call reads its
+        clock before it waits for the write lock, and a claim that waited
+        while the resume committed carries that earlier time."""
         early = []
         for t in tasks:
             if t["queue"] != queue:
                 continue
             for a in self.claims_of.get(t["id"], ()):
-                if resumed_at is None or a.now < resumed_at - 1:
+                if resumed_at is None or a.now + a.lat < resumed_at - 1:
                     early.append(f"{a.task} attempt {a.attempt} ({a.worker}) at {a.now}")
         if early:
             when = "it was never resumed" if resumed_at is None else f"its resume at {resumed_at}"
@@ -1244,7 +1247,33 @@ def selftest():
         mutate(expect, fn, **kw)
     n, more = _events_self_test()
     n2, more2 = _rates_self_test()
-    return len(cases) + n + n2, failures + more + more2
+    n3, more3 = _pause_self_test()
+    return len(cases) + n + n2 + n3, failures + more + more2 + more3
+
+
+def _pause_self_test():
+    """The pause rule at its boundary, for a queue resumed at 5000: a claim
+    whose call read its clock at 4990 and returned at 5010 may have waited
+    for the lock while the resume committed (not flagged); one that returned
+    at 4995 claimed while the queue was paused (flagged). Returns
+    (corruptions tried, failures)."""
+    tid = "00000001-0000-7000-8000-0000000000d1"
+    tasks = [{"id": tid, "queue": S.PAUSED}]
+
+    def run(now, lat):
+        a = Analysis(set(), [])
+        a.r = Report()
+        a.claims_of = {tid: [Attempt("w1", ["C", tid, 1, now, now + 300, 0, 0, 0, "plain", lat,
+                                            "ok", 3, 1])]}
+        a.check_paused(tasks, 5000)
+        return "pause" in a.r.violations
+
+    failures = []
+    if run(4990, 20.0):
+        failures.append("a claim that returned after the resume flagged")
+    if not run(4990, 5.0):
+        failures.append("pause not detected (a claim returned 5 ms before the resume)")
+    return 1, failures
 
 
 def _rates_self_test():
