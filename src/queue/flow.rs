@@ -229,10 +229,22 @@ const CANCEL_CHILDREN_SQL: &str = ended_by_another!(
     concat!("parent_id = +?1 AND ", unfinished!())
 );
 
+/// A parent ?1 told that a child failed or was cancelled: noted, as it was.
 const CHILD_DONE_SQL: &str = "\
 UPDATE main.task_store
    SET children_done = children_done + 1,
        updated_at = task__note(?2, status, seq, children, children_done + 1, flags)
+ WHERE id = +?1";
+
+/// A parent ?1 told that a child completed: noted only when that was the
+/// last child it waited for, the one case where more follows (no note
+/// means nothing to do: the parent waits for more, works, or is gone).
+const CHILD_COMPLETED_SQL: &str = "\
+UPDATE main.task_store
+   SET children_done = children_done + 1,
+       updated_at = CASE WHEN status = 'waiting' AND children_done + 1 >= children
+                         THEN task__note(?2, status, seq, children, children_done + 1, flags)
+                         ELSE ?2 END
  WHERE id = +?1";
 
 const FAIL_PARENT_SQL: &str =
@@ -333,42 +345,69 @@ pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
                 &mut work,
             )?;
         }
-        let Some(parent) = &t.parent_id else {
-            continue;
-        };
-        let mut st = q.prepare(CHILD_DONE_SQL)?;
-        st.bind_text(1, parent)?;
-        st.bind_i64(2, now)?;
-        // The parent may be gone (deleted by hand): nothing to tell.
-        let Some(p) = q.notes().first::<ParentNote>(st)? else {
-            continue;
-        };
-        let open = p.status.is_some_and(|s| !s.is_finished());
-        if !open {
-            continue;
-        }
-        if !done && p.flags & flags::CONTINUE_ON_CHILD_FAILURE == 0 {
-            let why = format!("child task {} {}", t.id, ended(&t));
-            finish_many(
-                q,
-                FAIL_PARENT_SQL,
-                Target::Seq(p.seq),
-                now,
-                Some(&why),
-                &mut work,
-            )?;
-        } else if p.status == Some(Status::Waiting) && p.children_done >= p.children {
-            finish_many(
-                q,
-                COMPLETE_PARENT_SQL,
-                Target::Seq(p.seq),
-                now,
-                None,
-                &mut work,
-            )?;
+        if let Some(parent) = &t.parent_id {
+            to_parent(q, parent, &t, now, &mut work)?;
         }
     }
     Ok(())
+}
+
+/// Tells `parent` that its child `t` finished: one more child done, and
+/// the parent failed or completed if that follows (queued in `work`).
+fn to_parent(
+    q: &Queue,
+    parent: &str,
+    t: &Finished,
+    now: i64,
+    work: &mut VecDeque<Finished>,
+) -> Result<()> {
+    let done = t.status == Status::Completed;
+    let mut st = q.prepare(if done {
+        CHILD_COMPLETED_SQL
+    } else {
+        CHILD_DONE_SQL
+    })?;
+    st.bind_text(1, parent)?;
+    st.bind_i64(2, now)?;
+    // The parent may be gone (deleted by hand): nothing to tell.
+    let Some(p) = q.notes().first::<ParentNote>(st)? else {
+        return Ok(());
+    };
+    if p.status.is_none_or(Status::is_finished) {
+        return Ok(());
+    }
+    if !done && p.flags & flags::CONTINUE_ON_CHILD_FAILURE == 0 {
+        let why = format!("child task {} {}", t.id, ended(t));
+        finish_many(
+            q,
+            FAIL_PARENT_SQL,
+            Target::Seq(p.seq),
+            now,
+            Some(&why),
+            work,
+        )?;
+    } else if p.status == Some(Status::Waiting) && p.children_done >= p.children {
+        finish_many(q, COMPLETE_PARENT_SQL, Target::Seq(p.seq), now, None, work)?;
+    }
+    Ok(())
+}
+
+/// What follows from the completion of `id`, a child of `parent` with no
+/// children or dependents of its own (`COMPLETE_LEAF_SQL` in `worker.rs`
+/// completed it): its parent's count, and the parent's end if that was its
+/// last child.
+pub fn leaf_completed(q: &Queue, parent: &str, id: &str, now: i64) -> Result<()> {
+    let t = Finished {
+        status: Status::Completed,
+        seq: 0,
+        id: id.to_string(),
+        parent_id: None,
+        children: 0,
+        dependents: 0,
+    };
+    let mut work = VecDeque::new();
+    to_parent(q, parent, &t, now, &mut work)?;
+    settle(q, work.into(), now)
 }
 
 /// Completes the waiting task `seq` whose children have all finished, with

@@ -268,10 +268,10 @@ pub struct Queue {
     /// Whether the database was found not to be a libSQL replica's copy
     /// (see [`Queue::ensure_writable`]).
     primary: Cell<bool>,
-    /// Ids of tasks in workflows this connection claimed lately, and
-    /// whether only a concurrency limit links them (flags 64, no workflow):
-    /// their completion or failure skips the plain statement.
-    linked: RefCell<Vec<(String, bool)>>,
+    /// Ids of tasks in workflows this connection claimed lately, and how
+    /// they are linked: their completion or failure skips the plain
+    /// statement.
+    linked: RefCell<Vec<(String, Link)>>,
     /// The file watch of this connection's waits, made by the first one
     /// (`wait.rs`).
     watch: RefCell<Option<crate::ffi::Watch>>,
@@ -298,6 +298,19 @@ fn replica_marker(conn: &Conn) -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
+/// How a task this connection claimed is linked to others, as its claim
+/// saw it (what has changed since, the statements' WHERE sees).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// A parent, children, dependents or a unique key.
+    Workflow,
+    /// None of those, but it counts toward its queue's concurrency limit
+    /// (flags 64).
+    LimitedOnly,
+    /// A child with no children, dependents or unique key of its own.
+    Leaf { parent: String },
+}
+
 /// How many claimed workflow tasks a connection remembers.
 const LINKED_MEMORY: usize = 256;
 
@@ -315,19 +328,18 @@ impl Queue {
         })
     }
 
-    /// Remembers that the task `id`, just claimed, is in a workflow, or
-    /// (`limited_only`) only counts toward its queue's limit.
-    fn remember_linked(&self, id: &str, limited_only: bool) {
+    /// Remembers how the task `id`, just claimed, is linked.
+    fn remember_linked(&self, id: &str, link: Link) {
         let mut linked = self.linked.borrow_mut();
         if linked.len() >= LINKED_MEMORY {
             linked.remove(0);
         }
-        linked.push((id.to_string(), limited_only));
+        linked.push((id.to_string(), link));
     }
 
-    /// Whether the task `id` was remembered as linked, and whether only by
-    /// a limit (and forgets it).
-    fn take_linked(&self, id: &str) -> Option<bool> {
+    /// How the task `id` was remembered as linked, if it was (and forgets
+    /// it).
+    fn take_linked(&self, id: &str) -> Option<Link> {
         let mut linked = self.linked.borrow_mut();
         let i = linked.iter().position(|(l, _)| l == id)?;
         Some(linked.swap_remove(i).1)

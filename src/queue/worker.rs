@@ -4,7 +4,6 @@
 //! worker passes it (fencing: a worker whose lease expired and whose task
 //! was claimed again cannot touch the new attempt).
 
-use super::Queue;
 use super::flow::{self, Finished, finished_note};
 use super::ids::parse_id;
 use super::json::check_json;
@@ -16,6 +15,7 @@ use super::notes::{Note, fields};
 use super::refusal::{current, not_running};
 use super::txn::atomically;
 use super::writeback;
+use super::{Link, Queue};
 use crate::error::{Error, Result};
 use crate::ffi::{Owned, randomness};
 
@@ -289,6 +289,21 @@ const COMPLETE_LINKED_SQL: &str = concat!(
  WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)"
 );
 
+// A child with no children, dependents or unique key: completed (its own
+// work and all), as COMPLETE_LINKED_SQL would, in a statement that notes
+// nothing; its parent is told by the caller (`flow::leaf_completed`).
+const COMPLETE_LEAF_SQL: &str = concat!(
+    "UPDATE main.task_store
+   SET status = 'completed', result = ?3, progress = 100, lease_until = NULL,
+       completed_at = ?2, flags = (",
+    flags_completed!(),
+    ") | 8, updated_at = ",
+    completed_event!("?2"),
+    "
+ WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)
+   AND parent_id IS NOT NULL AND children = 0 AND dependents = 0 AND unique_key IS NULL"
+);
+
 /// Marks a running task completed with an optional JSON result. Returns
 /// `completed`, or `waiting` for a task whose children have not all
 /// finished: it completes with the last of them.
@@ -303,8 +318,8 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
     // statement, which could not match it; one that only counts toward its
     // queue's limit completes in one statement that also clears its flag.
     let link = q.take_linked(&id);
-    if link != Some(false) {
-        let sql = if link == Some(true) {
+    if matches!(link, None | Some(Link::LimitedOnly)) {
+        let sql = if link.is_some() {
             COMPLETE_LIMITED_SQL
         } else {
             COMPLETE_SQL
@@ -324,6 +339,23 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
     // In a workflow, or not to be completed (then nothing matches and the
     // refusal says why).
     atomically(q, || {
+        // A leaf child as its claim saw it: completed by a statement that
+        // notes nothing (its parent is known), unless it has children,
+        // dependents or a unique key by now.
+        if let Some(Link::Leaf { parent }) = &link {
+            let mut st = q.prepare(COMPLETE_LEAF_SQL)?;
+            st.bind_text(1, &id)?;
+            st.bind_i64(2, now)?;
+            st.bind_opt_text(3, result)?;
+            st.bind_opt_i64(4, attempt)?;
+            st.finish()?;
+            drop(st);
+            if q.conn().changes() == 1 {
+                writeback::take(q.key(), &id);
+                flow::leaf_completed(q, parent, &id, now)?;
+                return Ok(Status::Completed);
+            }
+        }
         let mut st = q.prepare(COMPLETE_LINKED_SQL)?;
         st.bind_text(1, &id)?;
         st.bind_i64(2, now)?;

@@ -61,6 +61,46 @@ def test_a_parent_completes_with_its_last_child(family):
     assert one(db, "SELECT task_check()") == "ok"
 
 
+@pytest.mark.parametrize("after_claim", ["nothing", "a child", "a dependent", "another connection"])
+def test_a_child_claimed_as_a_leaf_completes_as_what_it_is_by_then(family, tmp_path, after_claim):
+    # A child with no children or dependents of its own, claimed by this
+    # connection, completes by a statement of its own. One that gained a
+    # child or a dependent after its claim, or that another connection
+    # completes, takes the workflow path: the same end, and what follows.
+    db = family
+    complete(db, P, 20)
+    assert claim_id(db, "kids", 21) == C1
+    for c in (C2, C3):
+        assert claim_id(db, "kids", 22) == c
+        complete(db, c, 23)
+    if after_claim == "a child":
+        enqueue(db, "grandchild", id=G, queue="grand", parent_id=C1, now=24)
+    if after_claim == "a dependent":
+        enqueue(db, "after", id=G, queue="after", depends_on=[C1], now=24)
+    completer = db if after_claim != "another connection" else connect(tmp_path / "task.db")
+    try:
+        got = complete(completer, C1, 25)
+    finally:
+        if completer is not db:
+            completer.close()
+    if after_claim == "a child":
+        assert (got, status(db, C1), status(db, P)) == ("waiting", "waiting", "waiting")
+        complete(db, claim_id(db, "grand", 26), 27)
+        assert (status(db, C1), status(db, P)) == ("completed", "completed")
+    else:
+        assert (got, status(db, C1), status(db, P)) == ("completed", "completed", "completed")
+    row = task(db, P)
+    assert (row["children_done"], row["progress"]) == (3, 100)
+    if after_claim == "a dependent":
+        assert status(db, G) == "queued"
+    c1 = one(db, "SELECT json_object('flags', flags, 'progress', progress, 'lease_until', lease_until)"
+                 " FROM task_store WHERE id = ?", C1)
+    assert json.loads(c1) == {"flags": 8, "progress": 100, "lease_until": None}
+    events = rows(db, "SELECT kind, status FROM task_events WHERE task_id = ? AND kind = 'completed'", C1)
+    assert events == [("completed", "completed")]
+    assert one(db, "SELECT task_check()") == "ok"
+
+
 def test_a_parent_whose_children_finished_first_completes_with_its_own_work(db):
     enqueue(db, "parent", id=P, queue="parents", now=0)
     enqueue(db, "child", id=C1, queue="kids", parent_id=P, now=0)

@@ -13,8 +13,8 @@ pub use claimed::{Claimed, list_json};
 pub use heads::Heads;
 pub use plan::Hint;
 
-use super::Queue;
 use super::model::{self, MAX_BATCH, MAX_LEASE_MS, check_opt, check_range, clock};
+use super::{Link, Queue};
 use super::{wait, writeback};
 use crate::error::{Error, Result};
 use plan::Plan;
@@ -182,8 +182,16 @@ fn claim_at(
                     reaped += 1;
                 }
                 How::Expired | How::Queued => {
-                    if n.linked != 0 {
-                        q.remember_linked(&n.task.id, n.linked == 2);
+                    let link = match (n.linked, &n.task.parent_id) {
+                        (0, _) => None,
+                        (2, _) => Some(Link::LimitedOnly),
+                        (3, Some(parent)) => Some(Link::Leaf {
+                            parent: parent.clone(),
+                        }),
+                        _ => Some(Link::Workflow),
+                    };
+                    if let Some(link) = link {
+                        q.remember_linked(&n.task.id, link);
                     }
                     claimed.push(n.task);
                 }

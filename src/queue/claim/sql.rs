@@ -39,7 +39,9 @@ macro_rules! claim_note {
         claim_note!(concat!(
             "CASE WHEN ",
             in_workflow!(),
-            " THEN 1 WHEN flags & 64 THEN 2 ELSE 0 END"
+            " THEN ",
+            workflow_link!(),
+            " WHEN flags & 64 THEN 2 ELSE 0 END"
         ))
     };
     ($linked:expr) => {
@@ -73,11 +75,26 @@ macro_rules! in_workflow {
     };
 }
 
-/// The linked value of a gated claim's note: in a workflow (1), or only
-/// counting toward the limit (2).
+/// The linked value of a task in a workflow: a leaf child (3: a parent, no
+/// children, dependents or unique key), else 1.
+macro_rules! workflow_link {
+    () => {
+        "(CASE WHEN parent_id IS NOT NULL AND children = 0 AND dependents = 0
+                    AND unique_key IS NULL THEN 3 ELSE 1 END)"
+    };
+}
+
+/// The linked value of a gated claim's note: in a workflow (1 or 3), or
+/// only counting toward the limit (2).
 macro_rules! gated_linked {
     () => {
-        concat!("CASE WHEN ", in_workflow!(), " THEN 1 ELSE 2 END")
+        concat!(
+            "CASE WHEN ",
+            in_workflow!(),
+            " THEN ",
+            workflow_link!(),
+            " ELSE 2 END"
+        )
     };
 }
 
@@ -111,7 +128,8 @@ pub struct ClaimNote {
     pub task: Claimed,
     /// 0: a plain task; 1: it has a parent, children, dependents or a
     /// unique key; 2: none of those, but it counts toward its queue's
-    /// concurrency limit (flags 64).
+    /// concurrency limit (flags 64); 3: a leaf child, a parent and none of
+    /// the others (its completion has one statement of its own).
     pub linked: i64,
 }
 
