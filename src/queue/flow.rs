@@ -300,8 +300,8 @@ enum Target<'a> {
 }
 
 /// How a finished task is named in the errors of those it takes along.
-fn ended(t: &Finished) -> &'static str {
-    match t.status {
+fn ended(status: Status) -> &'static str {
+    match status {
         Status::Completed => "completed",
         Status::Cancelled => "was cancelled",
         _ => "failed",
@@ -323,7 +323,7 @@ pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
                 q.forget_heads();
                 release(q, &t, now)?;
             } else {
-                let why = format!("dependency task {} {}", t.id, ended(&t));
+                let why = format!("dependency task {} {}", t.id, ended(t.status));
                 finish_many(
                     q,
                     CANCEL_DEPENDENTS_SQL,
@@ -335,7 +335,7 @@ pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
             }
         }
         if t.children > 0 && !done {
-            let why = format!("parent task {} {}", t.id, ended(&t));
+            let why = format!("parent task {} {}", t.id, ended(t.status));
             finish_many(
                 q,
                 CANCEL_CHILDREN_SQL,
@@ -346,22 +346,23 @@ pub fn settle(q: &Queue, first: Vec<Finished>, now: i64) -> Result<()> {
             )?;
         }
         if let Some(parent) = &t.parent_id {
-            to_parent(q, parent, &t, now, &mut work)?;
+            to_parent(q, parent, &t.id, t.status, now, &mut work)?;
         }
     }
     Ok(())
 }
 
-/// Tells `parent` that its child `t` finished: one more child done, and
+/// Tells `parent` that its child `child` ended as `status`: one more child done, and
 /// the parent failed or completed if that follows (queued in `work`).
 fn to_parent(
     q: &Queue,
     parent: &str,
-    t: &Finished,
+    child: &str,
+    status: Status,
     now: i64,
     work: &mut VecDeque<Finished>,
 ) -> Result<()> {
-    let done = t.status == Status::Completed;
+    let done = status == Status::Completed;
     let mut st = q.prepare(if done {
         CHILD_COMPLETED_SQL
     } else {
@@ -377,7 +378,7 @@ fn to_parent(
         return Ok(());
     }
     if !done && p.flags & flags::CONTINUE_ON_CHILD_FAILURE == 0 {
-        let why = format!("child task {} {}", t.id, ended(t));
+        let why = format!("child task {child} {}", ended(status));
         finish_many(
             q,
             FAIL_PARENT_SQL,
@@ -397,16 +398,8 @@ fn to_parent(
 /// completed it): its parent's count, and the parent's end if that was its
 /// last child.
 pub fn leaf_completed(q: &Queue, parent: &str, id: &str, now: i64) -> Result<()> {
-    let t = Finished {
-        status: Status::Completed,
-        seq: 0,
-        id: id.to_string(),
-        parent_id: None,
-        children: 0,
-        dependents: 0,
-    };
     let mut work = VecDeque::new();
-    to_parent(q, parent, &t, now, &mut work)?;
+    to_parent(q, parent, id, Status::Completed, now, &mut work)?;
     settle(q, work.into(), now)
 }
 

@@ -317,6 +317,23 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
     // A task this connection claimed as in a workflow skips the plain
     // statement, which could not match it; one that only counts toward its
     // queue's limit completes in one statement that also clears its flag.
+    let bind = |sql: &'static str| -> Result<crate::ffi::Stmt> {
+        let mut st = q.prepare(sql)?;
+        st.bind_text(1, &id)?;
+        st.bind_i64(2, now)?;
+        st.bind_opt_text(3, result)?;
+        st.bind_opt_i64(4, attempt)?;
+        Ok(st)
+    };
+    // Runs a completion that notes nothing: whether it completed the task.
+    let completed = |sql: &'static str| -> Result<bool> {
+        bind(sql)?.finish()?;
+        let done = q.conn().changes() == 1;
+        if done {
+            writeback::take(q.key(), &id);
+        }
+        Ok(done)
+    };
     let link = q.take_linked(&id);
     if matches!(link, None | Some(Link::LimitedOnly)) {
         let sql = if link.is_some() {
@@ -324,15 +341,7 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
         } else {
             COMPLETE_SQL
         };
-        let mut st = q.prepare(sql)?;
-        st.bind_text(1, &id)?;
-        st.bind_i64(2, now)?;
-        st.bind_opt_text(3, result)?;
-        st.bind_opt_i64(4, attempt)?;
-        st.finish()?;
-        drop(st);
-        if q.conn().changes() == 1 {
-            writeback::take(q.key(), &id);
+        if completed(sql)? {
             return Ok(Status::Completed);
         }
     }
@@ -342,25 +351,13 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
         // A leaf child as its claim saw it: completed by a statement that
         // notes nothing (its parent is known), unless it has children,
         // dependents or a unique key by now.
-        if let Some(Link::Leaf { parent }) = &link {
-            let mut st = q.prepare(COMPLETE_LEAF_SQL)?;
-            st.bind_text(1, &id)?;
-            st.bind_i64(2, now)?;
-            st.bind_opt_text(3, result)?;
-            st.bind_opt_i64(4, attempt)?;
-            st.finish()?;
-            drop(st);
-            if q.conn().changes() == 1 {
-                writeback::take(q.key(), &id);
-                flow::leaf_completed(q, parent, &id, now)?;
-                return Ok(Status::Completed);
-            }
+        if let Some(Link::Leaf { parent }) = &link
+            && completed(COMPLETE_LEAF_SQL)?
+        {
+            flow::leaf_completed(q, parent, &id, now)?;
+            return Ok(Status::Completed);
         }
-        let mut st = q.prepare(COMPLETE_LINKED_SQL)?;
-        st.bind_text(1, &id)?;
-        st.bind_i64(2, now)?;
-        st.bind_opt_text(3, result)?;
-        st.bind_opt_i64(4, attempt)?;
+        let st = bind(COMPLETE_LINKED_SQL)?;
         let Some(t) = q.notes().first::<Finished>(st)? else {
             return Err(not_running(q, &id, attempt));
         };
