@@ -8,6 +8,8 @@ anything.
 
 import json
 
+import pytest
+
 from conftest import claim, connect, enqueue, one, rows
 
 QUEUES = 40
@@ -73,6 +75,50 @@ def test_a_queue_whose_top_priority_is_delayed_gives_its_ready_lower_priority(db
     assert claim(db, now=10)["id"] == other
     assert claim(db, now=10) is None
     assert claim(db, now=1_000)["priority"] == 9
+
+
+def vm_steps(db, sql, *args):
+    """The result of `sql` and how many hundreds of VM instructions it took on
+    `db`, the statements the extension runs inside it included (the progress
+    handler is the connection's)."""
+    steps = [0]
+
+    def count():
+        steps[0] += 1
+        return 0
+
+    db.setprogresshandler(count, 100)
+    try:
+        out = one(db, sql, *args)
+    finally:
+        db.setprogresshandler(None)
+    return out, steps[0]
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_the_claim_does_not_step_over_the_delayed_tasks_above_the_ready_ones(db, batch):
+    # Retries backing off at high priorities above ready work: the claim,
+    # which holds the write lock, takes the ready head without reading each
+    # delayed task (it looks at the priorities above one by one). Counted in
+    # VM instructions, not timed: the same with 30 delayed tasks as with
+    # 3,000.
+    sql = ("SELECT task_claim_batch('w', 4, '{\"queue\": \"q\", \"now\": 10}')" if batch
+           else "SELECT task_claim('w', '{\"queue\": \"q\", \"now\": 10}')")
+    steps = []
+    for delayed in (30, 3_000):
+        db.execute("DELETE FROM task_store")
+        with db:
+            for i in range(delayed):
+                enqueue(db, queue="q", priority=9 - i % 3, run_at=1_000 + i, now=0)
+            ready = [enqueue(db, queue="q", priority=5, now=0) for _ in range(2)]
+            for i in range(delayed):
+                enqueue(db, queue="q", priority=5, run_at=1_000 + i, now=0)
+            ready += [enqueue(db, queue="q", priority=1, now=0) for _ in range(3)]
+        out, n = vm_steps(db, sql)
+        got = [t["id"] for t in json.loads(out)] if batch else [json.loads(out)["id"]]
+        assert got == (ready[:4] if batch else ready[:1])
+        steps.append(n)
+    assert steps[1] <= steps[0] + 5, steps
 
 
 def test_this_connection_s_delayed_task_is_claimed_once_due(db):

@@ -263,13 +263,94 @@ macro_rules! expired_sql {
     };
 }
 
-macro_rules! head_sql {
-    ($limit:literal) => {
+// Queue ?4's head: its ready tasks (run_at <= ?1) in claim order, priority
+// then run_at. `run_at <= ?1 ORDER BY priority DESC, run_at` alone would
+// step over every delayed task of the priorities above the first ready one
+// (a high-priority queue backing off its retries) while the claim holds the
+// write lock. So the queue's first task in claim order is read (one seek)
+// and, only when it is delayed, the priorities below it are looked at one
+// by one (two seeks each) for the first with a ready task; then the head
+// is that priority's ready range. SQLite runs a subquery in a CASE branch
+// only when the branch is taken, and a recursive CTE row by row.
+
+/// The highest priority below that of queue ?4's first task (`f`) with a
+/// ready task, or NULL: its queued tasks' priorities, highest first, each
+/// looked at until one has a ready task.
+macro_rules! ready_priority_below_first {
+    () => {
+        "(WITH RECURSIVE pr(p) AS (
+           SELECT (SELECT priority FROM main.task_store
+                    WHERE status = 'queued' AND queue = +?4 AND priority < f.priority
+                    ORDER BY priority DESC LIMIT 1)
+           UNION ALL
+           SELECT (SELECT priority FROM main.task_store
+                    WHERE status = 'queued' AND queue = +?4 AND priority < pr.p
+                    ORDER BY priority DESC LIMIT 1)
+             FROM pr WHERE pr.p IS NOT NULL)
+         SELECT p FROM pr
+          WHERE p IS NULL OR EXISTS (SELECT 1 FROM main.task_store
+                                      WHERE status = 'queued' AND queue = +?4
+                                        AND priority = pr.p AND run_at <= +?1)
+          LIMIT 1)"
+    };
+}
+
+/// Queue ?4's first task in claim order, as `f`: one seek.
+macro_rules! first_queued {
+    () => {
+        " FROM main.task_store AS f
+      WHERE f.status = 'queued' AND f.queue = +?4
+      ORDER BY f.priority DESC, f.run_at LIMIT 1"
+    };
+}
+
+/// The head: the seq of queue ?4's first ready task in claim order.
+macro_rules! head_one_sql {
+    () => {
         concat!(
-            "SELECT seq FROM main.task_store
-      WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1
-      ORDER BY priority DESC, run_at LIMIT ",
-            $limit
+            "SELECT CASE WHEN f.run_at <= +?1 THEN f.seq ELSE
+               (SELECT seq FROM main.task_store
+                 WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1
+                   AND priority = ",
+            ready_priority_below_first!(),
+            "
+                 ORDER BY run_at LIMIT 1) END",
+            first_queued!()
+        )
+    };
+}
+
+/// The highest priority of queue ?4 with a ready task (NULL: none ready).
+macro_rules! top_ready_priority {
+    () => {
+        concat!(
+            "(SELECT CASE WHEN f.run_at <= +?1 THEN f.priority ELSE ",
+            ready_priority_below_first!(),
+            " END",
+            first_queued!(),
+            ")"
+        )
+    };
+}
+
+/// Up to ?5 ready tasks of queue ?4 in claim order: the top ready
+/// priority's (a range of the ready index that ends at its first delayed
+/// task), then the lower priorities' (read as before: a batch that empties
+/// its top priority steps over the delayed tasks of the lower ones).
+macro_rules! head_batch_sql {
+    () => {
+        concat!(
+            "SELECT seq FROM (SELECT seq FROM main.task_store
+      WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1 AND priority = ",
+            top_ready_priority!(),
+            "
+      ORDER BY run_at LIMIT +?5)
+     UNION ALL
+     SELECT seq FROM (SELECT seq FROM main.task_store
+      WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1 AND priority < ",
+            top_ready_priority!(),
+            "
+      ORDER BY priority DESC, run_at LIMIT +?5)"
         )
     };
 }
@@ -283,7 +364,7 @@ pub const CLAIM_ONE_SQL: &str = claim_sql!(concat!(
     "seq = coalesce((",
     expired_sql!(" AND (queue = +?4 OR attempts >= max_attempts)", "1"),
     "), (",
-    head_sql!("1"),
+    head_one_sql!(),
     ")) AND ",
     ungated!("task_store.queue")
 ));
@@ -293,7 +374,7 @@ pub const CLAIM_ONE_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
     "seq = coalesce((",
     expired_sql!("", "1"),
     "), (",
-    head_sql!("1"),
+    head_one_sql!(),
     ")) AND ",
     ungated!("task_store.queue")
 ));
@@ -315,7 +396,7 @@ pub const CLAIM_SOLE_SQL: &str = claim_sql!(concat!(
     "seq = coalesce((",
     expired_sql!("", "1"),
     "), (",
-    head_sql!("1"),
+    head_one_sql!(),
     "))",
     sole_guard!(),
     " AND ",
@@ -328,7 +409,7 @@ pub const CLAIM_BATCH_SQL: &str = claim_sql!(concat!(
     "seq IN (SELECT seq FROM (",
     expired_sql!(" AND (queue = +?4 OR attempts >= max_attempts)", "+?5"),
     ") UNION ALL SELECT seq FROM (",
-    head_sql!("+?5"),
+    head_batch_sql!(),
     ") LIMIT +?5) AND ",
     ungated!("task_store.queue")
 ));
@@ -338,7 +419,7 @@ pub const CLAIM_BATCH_ANY_EXPIRED_SQL: &str = claim_sql!(concat!(
     "seq IN (SELECT seq FROM (",
     expired_sql!("", "+?5"),
     ") UNION ALL SELECT seq FROM (",
-    head_sql!("+?5"),
+    head_batch_sql!(),
     ") LIMIT +?5) AND ",
     ungated!("task_store.queue")
 ));
@@ -421,7 +502,7 @@ macro_rules! gated_one_where {
             "seq = coalesce((",
             expired_of_queue!("+?4", "1"),
             "), (",
-            head_sql!("1"),
+            head_one_sql!(),
             ")) AND ",
             not_paused!(),
             " AND (status = 'running' OR ",
@@ -455,7 +536,7 @@ pub const CLAIM_GATED_BATCH_SQL: &str = claim_sql!(
         "seq IN (SELECT seq FROM (",
         expired_of_queue!("+?4", "+?5"),
         ") UNION ALL SELECT seq FROM (",
-        head_sql!("+?5"),
+        head_batch_sql!(),
         ") LIMIT max(0, min(+?5, ",
         free_slots!(),
         "))) AND ",
