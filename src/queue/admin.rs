@@ -4,7 +4,7 @@
 use super::Queue;
 use super::enqueue::unique_refusal;
 use super::events;
-use super::flow::{self, Finished, finished_note};
+use super::flow::{self, Finished, dependents_of, finished_note, release_sql};
 use super::ids::parse_id;
 use super::model::{
     MAX_ATTEMPTS_LIMIT, MAX_TIME_MS, PRIORITY_RANGE, Status, check_opt, clock, quoted,
@@ -270,15 +270,7 @@ const UNLINK_SQL: &str = "DELETE FROM main.task_deps WHERE task = +?1 OR dep = +
 // dependents (a completed one was already counted done). DELETE takes no
 // clock, so their updated_at stays, and a released one's event is at its
 // updated_at.
-const RELEASE_DEPENDENTS_SQL: &str = concat!(
-    "UPDATE main.task_store
-   SET waiting_for = max(waiting_for - 1, 0),
-       status = CASE WHEN waiting_for <= 1 THEN 'queued' ELSE 'blocked' END,
-       updated_at = ",
-    released_event!("updated_at"),
-    "
- WHERE seq IN (SELECT task FROM main.task_deps WHERE dep = +?1) AND +status = 'blocked'"
-);
+const RELEASE_DEPENDENTS_SQL: &str = release_sql!(dependents_of!(), "updated_at");
 
 /// Deletes a finished task (by storage rowid) and its finished descendants,
 /// and the links to them (its parent's count of children, its

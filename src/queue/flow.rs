@@ -97,16 +97,17 @@ impl Note for ParentNote {
     }
 }
 
-// A dependent of the task that completed: counted down, and released
-// (queued) by its last dependency.
+// A dependent of a task that completed (or was deleted unfinished, in
+// admin.rs) at `$at`: counted down, and released (queued) by its last
+// dependency.
 macro_rules! release_sql {
-    ($which:expr) => {
+    ($which:expr, $at:expr) => {
         concat!(
             "UPDATE main.task_store
    SET waiting_for = max(waiting_for - 1, 0),
        status = CASE WHEN waiting_for <= 1 THEN 'queued' ELSE 'blocked' END,
        updated_at = ",
-            released_event!("?2"),
+            released_event!($at),
             "
  WHERE ",
             $which,
@@ -114,6 +115,7 @@ macro_rules! release_sql {
         )
     };
 }
+pub(crate) use release_sql;
 
 // `+status`: a dependent is found by rowid, through task_deps. Written
 // plainly, the status test matches `task_store_parked`, and SQLite 3.53
@@ -124,9 +126,10 @@ macro_rules! dependents_of {
         "seq IN (SELECT task FROM main.task_deps WHERE dep = +?1)"
     };
 }
+pub(crate) use dependents_of;
 
 /// All the dependents of task ?1, in one statement.
-const RELEASE_SQL: &str = release_sql!(dependents_of!());
+const RELEASE_SQL: &str = release_sql!(dependents_of!(), "?2");
 
 /// The most dependents that are counted down one by one (by rowid).
 ///
@@ -148,7 +151,7 @@ UPDATE main.task_store SET waiting_for = waiting_for - 1, updated_at = ?2
  WHERE seq = +?1 AND +status = 'blocked' AND waiting_for > 1";
 
 /// Dependent ?1 (a rowid) released: its last dependency completed.
-const RELEASE_ONE_SQL: &str = release_sql!("seq = +?1");
+const RELEASE_ONE_SQL: &str = release_sql!("seq = +?1", "?2");
 
 /// Counts down (and releases) the dependents of the completed task `t`.
 fn release(q: &Queue, t: &Finished, now: i64) -> Result<()> {
