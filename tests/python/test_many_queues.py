@@ -7,6 +7,7 @@ anything.
 """
 
 import json
+import random
 
 import pytest
 
@@ -102,7 +103,7 @@ def test_the_claim_does_not_step_over_the_delayed_tasks_above_the_ready_ones(db,
     # delayed task (it looks at the priorities above one by one). Counted in
     # VM instructions, not timed: the same with 30 delayed tasks as with
     # 3,000.
-    sql = ("SELECT task_claim_batch('w', 4, '{\"queue\": \"q\", \"now\": 10}')" if batch
+    sql = ("SELECT task_claim_batch('w', 6, '{\"queue\": \"q\", \"now\": 10}')" if batch
            else "SELECT task_claim('w', '{\"queue\": \"q\", \"now\": 10}')")
     steps = []
     for delayed in (30, 3_000):
@@ -110,15 +111,42 @@ def test_the_claim_does_not_step_over_the_delayed_tasks_above_the_ready_ones(db,
         with db:
             for i in range(delayed):
                 enqueue(db, queue="q", priority=9 - i % 3, run_at=1_000 + i, now=0)
-            ready = [enqueue(db, queue="q", priority=5, now=0) for _ in range(2)]
-            for i in range(delayed):
-                enqueue(db, queue="q", priority=5, run_at=1_000 + i, now=0)
-            ready += [enqueue(db, queue="q", priority=1, now=0) for _ in range(3)]
+            ready = []
+            for priority, n in ((5, 2), (1, 3), (0, 2)):
+                ready += [enqueue(db, queue="q", priority=priority, now=0) for _ in range(n)]
+                for i in range(delayed):
+                    enqueue(db, queue="q", priority=priority, run_at=1_000 + i, now=0)
         out, n = vm_steps(db, sql)
         got = [t["id"] for t in json.loads(out)] if batch else [json.loads(out)["id"]]
-        assert got == (ready[:4] if batch else ready[:1])
+        assert got == (ready[:6] if batch else ready[:1])
         steps.append(n)
     assert steps[1] <= steps[0] + 5, steps
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_claims_and_batches_keep_claim_order_among_delayed_tasks(db, seed):
+    # Ready and delayed tasks mixed over five priorities; single claims and
+    # batches of every size, as time passes, take exactly the ready tasks,
+    # in claim order.
+    rng = random.Random(seed)
+    with db:
+        for _ in range(120):
+            enqueue(db, queue="q", priority=rng.randrange(5), run_at=rng.randrange(0, 400), now=0)
+    now = 0
+    while one(db, "SELECT count(*) FROM task_store WHERE status = 'queued'"):
+        now += rng.randrange(0, 60)
+        n = rng.choice([1, 1, 2, 3, 8, 40])
+        expected = [r[0] for r in rows(
+            db, "SELECT id FROM task_store WHERE status = 'queued' AND run_at <= ?"
+                " ORDER BY priority DESC, run_at, seq LIMIT ?", now, n)]
+        if n == 1 and rng.random() < 0.5:
+            got = claim(db, queue="q", now=now)
+            got = [] if got is None else [got["id"]]
+        else:
+            text = one(db, "SELECT task_claim_batch('w', ?, ?)", n,
+                       json.dumps({"queue": "q", "now": now}))
+            got = [t["id"] for t in json.loads(text)]
+        assert got == expected, (now, n)
 
 
 def test_this_connection_s_delayed_task_is_claimed_once_due(db):

@@ -264,23 +264,28 @@ macro_rules! expired_sql {
 }
 
 // Queue ?4's head: its ready tasks (run_at <= ?1) in claim order, priority
-// then run_at. `run_at <= ?1 ORDER BY priority DESC, run_at` alone would
-// step over every delayed task of the priorities above the first ready one
-// (a high-priority queue backing off its retries) while the claim holds the
-// write lock. So the queue's first task in claim order is read (one seek)
-// and, only when it is delayed, the priorities below it are looked at one
-// by one (two seeks each) for the first with a ready task; then the head
-// is that priority's ready range. SQLite runs a subquery in a CASE branch
-// only when the branch is taken, and a recursive CTE row by row.
+// then run_at. `run_at <= ?1 ORDER BY priority DESC, run_at` alone steps
+// over every delayed task that comes before a ready one, and after the
+// last ready one of a priority (retries backing off), while the claim
+// holds the write lock. So the queue's first task in claim order is read
+// (one seek) and, only when it is delayed, the priorities below it are
+// looked at one by one (two seeks each) for the first with a ready task;
+// a priority's ready tasks are then read as a range of the ready index
+// that ends at its first delayed task. SQLite runs a subquery in a CASE
+// branch only when the branch is taken, a recursive CTE row by row, and
+// the arms of a UNION ALL under a LIMIT only until the LIMIT is reached.
 
-/// The highest priority below that of queue ?4's first task (`f`) with a
-/// ready task, or NULL: its queued tasks' priorities, highest first, each
-/// looked at until one has a ready task.
-macro_rules! ready_priority_below_first {
-    () => {
-        "(WITH RECURSIVE pr(p) AS (
+/// The highest priority below `$p` among queue ?4's queued tasks that has
+/// a ready task, or NULL: the priorities, highest first, each looked at
+/// until one has a ready task.
+macro_rules! ready_priority_below {
+    ($p:expr) => {
+        concat!(
+            "(WITH RECURSIVE pr(p) AS (
            SELECT (SELECT priority FROM main.task_store
-                    WHERE status = 'queued' AND queue = +?4 AND priority < f.priority
+                    WHERE status = 'queued' AND queue = +?4 AND priority < ",
+            $p,
+            "
                     ORDER BY priority DESC LIMIT 1)
            UNION ALL
            SELECT (SELECT priority FROM main.task_store
@@ -292,6 +297,7 @@ macro_rules! ready_priority_below_first {
                                       WHERE status = 'queued' AND queue = +?4
                                         AND priority = pr.p AND run_at <= +?1)
           LIMIT 1)"
+        )
     };
 }
 
@@ -304,17 +310,27 @@ macro_rules! first_queued {
     };
 }
 
+/// The ready tasks of queue ?4 at priority `$p`, earliest first: a range
+/// of the ready index.
+macro_rules! ready_at {
+    ($p:expr) => {
+        concat!(
+            "SELECT seq FROM main.task_store
+      WHERE status = 'queued' AND queue = +?4 AND priority = ",
+            $p,
+            " AND run_at <= +?1
+      ORDER BY run_at"
+        )
+    };
+}
+
 /// The head: the seq of queue ?4's first ready task in claim order.
 macro_rules! head_one_sql {
     () => {
         concat!(
-            "SELECT CASE WHEN f.run_at <= +?1 THEN f.seq ELSE
-               (SELECT seq FROM main.task_store
-                 WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1
-                   AND priority = ",
-            ready_priority_below_first!(),
-            "
-                 ORDER BY run_at LIMIT 1) END",
+            "SELECT CASE WHEN f.run_at <= +?1 THEN f.seq ELSE (",
+            ready_at!(ready_priority_below!("f.priority")),
+            " LIMIT 1) END",
             first_queued!()
         )
     };
@@ -325,7 +341,7 @@ macro_rules! top_ready_priority {
     () => {
         concat!(
             "(SELECT CASE WHEN f.run_at <= +?1 THEN f.priority ELSE ",
-            ready_priority_below_first!(),
+            ready_priority_below!("f.priority"),
             " END",
             first_queued!(),
             ")"
@@ -333,22 +349,22 @@ macro_rules! top_ready_priority {
     };
 }
 
-/// Up to ?5 ready tasks of queue ?4 in claim order: the top ready
-/// priority's (a range of the ready index that ends at its first delayed
-/// task), then the lower priorities' (read as before: a batch that empties
-/// its top priority steps over the delayed tasks of the lower ones).
+/// Up to ?5 ready tasks of queue ?4 in claim order: its two highest
+/// priorities with ready tasks, each read as a range, then the lower
+/// priorities' (read as one: a batch that empties the top two steps over
+/// the delayed tasks of the lower ones).
 macro_rules! head_batch_sql {
     () => {
         concat!(
-            "SELECT seq FROM (SELECT seq FROM main.task_store
-      WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1 AND priority = ",
-            top_ready_priority!(),
-            "
-      ORDER BY run_at LIMIT +?5)
-     UNION ALL
-     SELECT seq FROM (SELECT seq FROM main.task_store
+            "SELECT seq FROM (",
+            ready_at!(top_ready_priority!()),
+            " LIMIT +?5)
+     UNION ALL SELECT seq FROM (",
+            ready_at!(ready_priority_below!(top_ready_priority!())),
+            " LIMIT +?5)
+     UNION ALL SELECT seq FROM (SELECT seq FROM main.task_store
       WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1 AND priority < ",
-            top_ready_priority!(),
+            ready_priority_below!(top_ready_priority!()),
             "
       ORDER BY priority DESC, run_at LIMIT +?5)"
         )
