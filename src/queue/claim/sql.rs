@@ -301,12 +301,17 @@ macro_rules! ready_priority_below {
     };
 }
 
-/// Queue ?4's first task in claim order, as `f`: one seek.
+/// The first task of queue `$queue` in claim order, ready or not, as `f`:
+/// one seek (the FROM onward of its SELECT).
 macro_rules! first_queued {
-    () => {
-        " FROM main.task_store AS f
-      WHERE f.status = 'queued' AND f.queue = +?4
+    ($queue:expr) => {
+        concat!(
+            " FROM main.task_store AS f
+      WHERE f.status = 'queued' AND f.queue = ",
+            $queue,
+            "
       ORDER BY f.priority DESC, f.run_at LIMIT 1"
+        )
     };
 }
 
@@ -331,7 +336,7 @@ macro_rules! head_one_sql {
             "SELECT CASE WHEN f.run_at <= +?1 THEN f.seq ELSE (",
             ready_at!(ready_priority_below!("f.priority")),
             " LIMIT 1) END",
-            first_queued!()
+            first_queued!("+?4")
         )
     };
 }
@@ -343,9 +348,16 @@ macro_rules! top_ready_priority {
             "(SELECT CASE WHEN f.run_at <= +?1 THEN f.priority ELSE ",
             ready_priority_below!("f.priority"),
             " END",
-            first_queued!(),
+            first_queued!("+?4"),
             ")"
         )
+    };
+}
+
+/// The second highest priority of queue ?4 with a ready task (NULL: none).
+macro_rules! second_ready_priority {
+    () => {
+        ready_priority_below!(top_ready_priority!())
     };
 }
 
@@ -360,11 +372,11 @@ macro_rules! head_batch_sql {
             ready_at!(top_ready_priority!()),
             " LIMIT +?5)
      UNION ALL SELECT seq FROM (",
-            ready_at!(ready_priority_below!(top_ready_priority!())),
+            ready_at!(second_ready_priority!()),
             " LIMIT +?5)
      UNION ALL SELECT seq FROM (SELECT seq FROM main.task_store
       WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1 AND priority < ",
-            ready_priority_below!(top_ready_priority!()),
+            second_ready_priority!(),
             "
       ORDER BY priority DESC, run_at LIMIT +?5)"
         )
@@ -576,10 +588,7 @@ SELECT q.queue, q.priority, q.run_at, q.seq,
          ORDER BY queue, priority DESC, run_at LIMIT 1) AS q";
 
 /// Queue ?1's first queued task in claim order, ready or not.
-pub const TOP_OF_SQL: &str = "\
-SELECT priority, run_at, seq FROM main.task_store
- WHERE status = 'queued' AND queue = +?1
- ORDER BY priority DESC, run_at LIMIT 1";
+pub const TOP_OF_SQL: &str = concat!("SELECT f.priority, f.run_at, f.seq", first_queued!("+?1"));
 
 /// Queue ?1's next priority below ?2 that has queued tasks, with its first
 /// task ready at ?3 (run_at, seq; NULLs: none is ready yet) and its
