@@ -117,11 +117,12 @@ const RETRY_SQL: &str = concat!(
 );
 
 /// Puts a failed or cancelled task back in its queue with a fresh budget of
-/// attempts. Its last error is kept until it runs again. A task with
-/// dependencies comes back blocked until they complete; a parent whose own
-/// work was done comes back waiting; a parent's failed and cancelled
-/// descendants come back with it.
-pub fn retry(q: &Queue, id: &str, now: Option<i64>) -> Result<()> {
+/// attempts, and returns its status then. Its last error is kept until it
+/// runs again. A task with dependencies comes back blocked until they
+/// complete; a parent whose own work was done comes back waiting (or
+/// completes, if its children had all finished); a parent's failed and
+/// cancelled descendants come back with it.
+pub fn retry(q: &Queue, id: &str, now: Option<i64>) -> Result<Status> {
     q.forget_heads();
     let id = parse_id("id", id)?;
     let now = clock(now)?;
@@ -133,7 +134,7 @@ pub fn retry(q: &Queue, id: &str, now: Option<i64>) -> Result<()> {
     outcome.map_err(|e| unique_refusal(q, &id, e))?;
     if q.conn().changes() == 1 {
         writeback::take(q.key(), &id);
-        return Ok(());
+        return Ok(Status::Queued);
     }
     let cur = current(q, &id)?;
     if !cur.is(Status::Failed) && !cur.is(Status::Cancelled) {

@@ -126,8 +126,9 @@ const STATE_SQL: &str =
 
 /// `task_retry` of a task that is in a workflow (the fast path in
 /// `admin.rs` took the others): the task, and each failed or cancelled
-/// descendant through it, back to their queues; counters follow.
-pub fn retry(q: &Queue, id: &str, now: i64) -> Result<()> {
+/// descendant through it, back to their queues; counters follow. Returns
+/// the task's status then.
+pub fn retry(q: &Queue, id: &str, now: i64) -> Result<Status> {
     q.forget_heads();
     let mut st = q.prepare(PARENT_OF_SQL)?;
     st.bind_text(1, id)?;
@@ -181,7 +182,13 @@ pub fn retry(q: &Queue, id: &str, now: i64) -> Result<()> {
         }
         complete_if_done(q, seq, now)?;
     }
-    Ok(())
+    let mut st = q.prepare(STATE_SQL)?;
+    st.bind_i64(1, cur.seq)?;
+    let status = if st.step()? { st.column_text(0) } else { None };
+    status
+        .as_deref()
+        .and_then(Status::parse)
+        .ok_or_else(|| Error::new(format!("internal: task {id} has no status after its retry")))
 }
 
 fn retry_one(q: &Queue, seq: i64, id: &str, now: i64) -> Result<bool> {

@@ -478,7 +478,7 @@ fn retry(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {
     let id = arg(args, 0, "id").text()?;
     let o = options::Clock::parse(options_at(args, 1)?)?;
     q.ensure_writable()?;
-    queue::retry(q, id, o.now).map(|()| Out::Static(queue::Status::Queued.as_str()))
+    queue::retry(q, id, o.now).map(|s| Out::Static(s.as_str()))
 }
 
 fn event(q: &Rc<Queue>, args: &[Value<'_>]) -> Result<Out> {

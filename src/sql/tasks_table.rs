@@ -430,7 +430,7 @@ fn update_row(
         let to = col(cols, Col::Status).opt_text()?;
         return match to.and_then(Status::parse) {
             Some(Status::Cancelled) => queue::cancel(q, &id, now),
-            Some(Status::Queued) => queue::retry(q, &id, now),
+            Some(Status::Queued) => queue::retry(q, &id, now).map(|_| ()),
             _ => Err(Error::new(format!(
                 "status can only be set to 'cancelled' or to 'queued' (retry), got {}",
                 to.map_or("NULL".to_string(), quoted)

@@ -266,8 +266,9 @@ def test_retrying_a_failed_parent_retries_its_failed_and_cancelled_children(fami
     one(db, "SELECT task_fail(?, 'x', ?)", claim_id(db, "kids", 23), opts(retry=False, now=24))  # C2
     assert (status(db, P), status(db, C3)) == ("failed", "cancelled")
     fails(db, "SELECT task_retry(?)", C3, match=f"belongs to task {P}, which is failed")
-    assert one(db, "SELECT task_retry(?, ?)", P, opts(now=30)) == "queued"
-    # Its own work was done: it waits for the retried children again.
+    # Its own work was done: it waits for the retried children again, and
+    # the retry says so.
+    assert one(db, "SELECT task_retry(?, ?)", P, opts(now=30)) == "waiting"
     got = {t: (status(db, t), task(db, t)["attempts"]) for t in (P, C1, C2, C3)}
     assert got == {P: ("waiting", 0), C1: ("completed", 1), C2: ("queued", 0), C3: ("queued", 0)}
     assert task(db, P)["children_done"] == 1
@@ -488,11 +489,12 @@ def test_a_failed_dependency_cancels_its_dependents_in_turn(db):
     one(db, "SELECT task_fail(?, 'x', ?)", claim_id(db, "a", 1), opts(now=2))
     assert (status(db, ID2), task(db, ID2)["error"]) == ("cancelled", f"dependency task {ID1} failed")
     assert (status(db, ID3), task(db, ID3)["error"]) == ("cancelled", f"dependency task {ID2} was cancelled")
-    # Retried, a dependent waits again for what has not completed.
-    assert one(db, "SELECT task_retry(?, ?)", ID3, opts(now=3)) == "queued"
+    # Retried, a dependent waits again for what has not completed, and the
+    # retry returns the status it is in.
+    assert one(db, "SELECT task_retry(?, ?)", ID3, opts(now=3)) == "blocked"
     assert status(db, ID3) == "blocked"
-    one(db, "SELECT task_retry(?, ?)", ID1, opts(now=4))
-    one(db, "SELECT task_retry(?, ?)", ID2, opts(now=4))
+    assert one(db, "SELECT task_retry(?, ?)", ID1, opts(now=4)) == "queued"
+    assert one(db, "SELECT task_retry(?, ?)", ID2, opts(now=4)) == "blocked"
     assert status(db, ID2) == "blocked"
     for q in ("a", "b", "c"):
         complete(db, claim_id(db, q, 5), 6)

@@ -45,6 +45,7 @@ SELECT 'nothing to claim', task_claim('w', '{"queue":"d2","now":21}');
 SELECT 'complete a', task_complete(json_extract(task_claim('w', '{"queue":"d","now":21}'), '$.id'), NULL, '{"now":22}');
 SELECT 'fail b', task_fail(json_extract(task_claim('w', '{"queue":"d","now":23}'), '$.id'), 'no', '{"now":24}');
 SELECT 'after', id, status, error FROM tasks WHERE queue = 'd2' ORDER BY id;
+SELECT 'retry d: blocked by b', task_retry('0193d000-0000-7000-8000-000000000024', '{"now":25}');
 
 .print == unique keys: one task per queue and key
 SELECT 'first', task_enqueue('u', '{"v":1}', '{"id":"0193d000-0000-7000-8000-000000000031","queue":"u","unique_key":"k","now":30}');

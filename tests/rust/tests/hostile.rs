@@ -3107,7 +3107,11 @@ impl Runner<'_> {
         let mut next = self.m.clone();
         next.cancel_or_retry(&id_arg, now, cancel, &mut v);
         if settle(expect_from(v.q()), &out)? {
-            let want = if cancel { "cancelled" } else { "queued" };
+            // A retry returns the status the task is back in.
+            let want = match next.task_of(&id_arg).1 {
+                Some(i) if !cancel => next.tasks[i].status.name(),
+                _ => "cancelled",
+            };
             if out != Ok(SqlV::Text(want.into())) {
                 return Err(format!("expected {want:?}, got {out:?}"));
             }
