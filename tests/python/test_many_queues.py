@@ -96,14 +96,15 @@ def vm_steps(db, sql, *args):
     return out, steps[0]
 
 
-@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("batch", [None, 6, 8])
 def test_the_claim_does_not_step_over_the_delayed_tasks_above_the_ready_ones(db, batch):
     # Retries backing off at high priorities above ready work: the claim,
     # which holds the write lock, takes the ready head without reading each
     # delayed task (it looks at the priorities above one by one). Counted in
     # VM instructions, not timed: the same with 30 delayed tasks as with
-    # 3,000.
-    sql = ("SELECT task_claim_batch('w', 6, '{\"queue\": \"q\", \"now\": 10}')" if batch
+    # 3,000. A batch of 8 takes all 7 ready tasks of three priorities and
+    # looks for more below the third, past its delayed tasks.
+    sql = (f"SELECT task_claim_batch('w', {batch}, '{{\"queue\": \"q\", \"now\": 10}}')" if batch
            else "SELECT task_claim('w', '{\"queue\": \"q\", \"now\": 10}')")
     steps = []
     for delayed in (30, 3_000):
@@ -118,7 +119,7 @@ def test_the_claim_does_not_step_over_the_delayed_tasks_above_the_ready_ones(db,
                     enqueue(db, queue="q", priority=priority, run_at=1_000 + i, now=0)
         out, n = vm_steps(db, sql)
         got = [t["id"] for t in json.loads(out)] if batch else [json.loads(out)["id"]]
-        assert got == (ready[:6] if batch else ready[:1])
+        assert got == ready[:batch or 1]
         steps.append(n)
     assert steps[1] <= steps[0] + 5, steps
 

@@ -275,13 +275,12 @@ macro_rules! expired_sql {
 // branch only when the branch is taken, a recursive CTE row by row, and
 // the arms of a UNION ALL under a LIMIT only until the LIMIT is reached.
 
-/// The highest priority below `$p` among queue ?4's queued tasks that has
-/// a ready task, or NULL: the priorities, highest first, each looked at
-/// until one has a ready task.
-macro_rules! ready_priority_below {
+/// `pr(p)`: the priorities of queue ?4's queued tasks below `$p`, highest
+/// first, one seek each, and a NULL after the last.
+macro_rules! priorities_below {
     ($p:expr) => {
         concat!(
-            "(WITH RECURSIVE pr(p) AS (
+            "WITH RECURSIVE pr(p) AS (
            SELECT (SELECT priority FROM main.task_store
                     WHERE status = 'queued' AND queue = +?4 AND priority < ",
             $p,
@@ -291,7 +290,20 @@ macro_rules! ready_priority_below {
            SELECT (SELECT priority FROM main.task_store
                     WHERE status = 'queued' AND queue = +?4 AND priority < pr.p
                     ORDER BY priority DESC LIMIT 1)
-             FROM pr WHERE pr.p IS NOT NULL)
+             FROM pr WHERE pr.p IS NOT NULL)"
+        )
+    };
+}
+
+/// The highest priority below `$p` among queue ?4's queued tasks that has
+/// a ready task, or NULL: the priorities, highest first, each looked at
+/// until one has a ready task.
+macro_rules! ready_priority_below {
+    ($p:expr) => {
+        concat!(
+            "(",
+            priorities_below!($p),
+            "
          SELECT p FROM pr
           WHERE p IS NULL OR EXISTS (SELECT 1 FROM main.task_store
                                       WHERE status = 'queued' AND queue = +?4
@@ -354,17 +366,25 @@ macro_rules! top_ready_priority {
     };
 }
 
-/// The second highest priority of queue ?4 with a ready task (NULL: none).
-macro_rules! second_ready_priority {
-    () => {
-        ready_priority_below!(top_ready_priority!())
+/// The ready tasks of queue ?4 at the priorities below `$p`, in claim
+/// order: the priorities, highest first (one seek each, into a temporary
+/// table), each joined as the outer loop (CROSS JOIN keeps it outside) to
+/// its range of ready tasks, which ends at its first delayed task.
+macro_rules! ready_below {
+    ($p:expr) => {
+        concat!(
+            priorities_below!($p),
+            "
+         SELECT t.seq FROM pr CROSS JOIN main.task_store AS t
+          WHERE t.status = 'queued' AND t.queue = +?4 AND t.priority = pr.p AND t.run_at <= +?1"
+        )
     };
 }
 
-/// Up to ?5 ready tasks of queue ?4 in claim order: its two highest
-/// priorities with ready tasks, each read as a range, then the lower
-/// priorities' (read as one: a batch that empties the top two steps over
-/// the delayed tasks of the lower ones).
+/// Up to ?5 ready tasks of queue ?4 in claim order: its highest priority
+/// with ready tasks, read as a range, then the lower priorities' one by one
+/// (`ready_below!`: only a batch that empties the first runs it, and it pays
+/// for the temporary table then).
 macro_rules! head_batch_sql {
     () => {
         concat!(
@@ -372,13 +392,8 @@ macro_rules! head_batch_sql {
             ready_at!(top_ready_priority!()),
             " LIMIT +?5)
      UNION ALL SELECT seq FROM (",
-            ready_at!(second_ready_priority!()),
-            " LIMIT +?5)
-     UNION ALL SELECT seq FROM (SELECT seq FROM main.task_store
-      WHERE status = 'queued' AND queue = +?4 AND run_at <= +?1 AND priority < ",
-            second_ready_priority!(),
-            "
-      ORDER BY priority DESC, run_at LIMIT +?5)"
+            ready_below!(top_ready_priority!()),
+            " LIMIT +?5)"
         )
     };
 }
