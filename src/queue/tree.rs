@@ -182,13 +182,21 @@ pub fn retry(q: &Queue, id: &str, now: i64) -> Result<Status> {
         }
         complete_if_done(q, seq, now)?;
     }
-    let mut st = q.prepare(STATE_SQL)?;
-    st.bind_i64(1, cur.seq)?;
-    let status = if st.step()? { st.column_text(0) } else { None };
-    status
-        .as_deref()
-        .and_then(Status::parse)
+    state(q, cur.seq)?
+        .and_then(|(status, _)| status)
         .ok_or_else(|| Error::new(format!("internal: task {id} has no status after its retry")))
+}
+
+/// The status of the task `seq`, and whether all its children have
+/// finished; None if it is gone.
+fn state(q: &Queue, seq: i64) -> Result<Option<(Option<Status>, bool)>> {
+    let mut st = q.prepare(STATE_SQL)?;
+    st.bind_i64(1, seq)?;
+    if !st.step()? {
+        return Ok(None);
+    }
+    let status = st.column_text(0).as_deref().and_then(Status::parse);
+    Ok(Some((status, st.column_i64(2) >= st.column_i64(1))))
 }
 
 fn retry_one(q: &Queue, seq: i64, id: &str, now: i64) -> Result<bool> {
@@ -215,15 +223,7 @@ fn undone(q: &Queue, seq: i64, n: i64) -> Result<()> {
 /// A task back to waiting whose children had all finished after all (its
 /// failure came from elsewhere) completes now, with what follows.
 fn complete_if_done(q: &Queue, seq: i64, now: i64) -> Result<()> {
-    let mut st = q.prepare(STATE_SQL)?;
-    st.bind_i64(1, seq)?;
-    if !st.step()? {
-        return Ok(());
-    }
-    let waiting = st.column_text(0).as_deref() == Some(Status::Waiting.as_str());
-    let all_done = st.column_i64(2) >= st.column_i64(1);
-    drop(st);
-    if waiting && all_done {
+    if let Some((Some(Status::Waiting), true)) = state(q, seq)? {
         super::flow::complete_waiting(q, seq, now)?;
     }
     Ok(())
