@@ -275,21 +275,45 @@ macro_rules! expired_sql {
 // branch only when the branch is taken, a recursive CTE row by row, and
 // the arms of a UNION ALL under a LIMIT only until the LIMIT is reached.
 
+/// The condition of queue ?4's ready tasks at priority `$p` (a range of
+/// the ready index, which ends at the priority's first delayed task).
+macro_rules! ready_in {
+    ($p:expr) => {
+        concat!(
+            "status = 'queued' AND queue = +?4 AND priority = ",
+            $p,
+            " AND run_at <= +?1"
+        )
+    };
+}
+
+/// The highest priority below `$p` among queue ?4's queued tasks, or
+/// NULL: one seek.
+macro_rules! priority_below {
+    ($p:expr) => {
+        concat!(
+            "(SELECT priority FROM main.task_store
+                    WHERE status = 'queued' AND queue = +?4 AND priority < ",
+            $p,
+            "
+                    ORDER BY priority DESC LIMIT 1)"
+        )
+    };
+}
+
 /// `pr(p)`: the priorities of queue ?4's queued tasks below `$p`, highest
 /// first, one seek each, and a NULL after the last.
 macro_rules! priorities_below {
     ($p:expr) => {
         concat!(
             "WITH RECURSIVE pr(p) AS (
-           SELECT (SELECT priority FROM main.task_store
-                    WHERE status = 'queued' AND queue = +?4 AND priority < ",
-            $p,
+           SELECT ",
+            priority_below!($p),
             "
-                    ORDER BY priority DESC LIMIT 1)
            UNION ALL
-           SELECT (SELECT priority FROM main.task_store
-                    WHERE status = 'queued' AND queue = +?4 AND priority < pr.p
-                    ORDER BY priority DESC LIMIT 1)
+           SELECT ",
+            priority_below!("pr.p"),
+            "
              FROM pr WHERE pr.p IS NOT NULL)"
         )
     };
@@ -305,9 +329,9 @@ macro_rules! ready_priority_below {
             priorities_below!($p),
             "
          SELECT p FROM pr
-          WHERE p IS NULL OR EXISTS (SELECT 1 FROM main.task_store
-                                      WHERE status = 'queued' AND queue = +?4
-                                        AND priority = pr.p AND run_at <= +?1)
+          WHERE p IS NULL OR EXISTS (SELECT 1 FROM main.task_store WHERE ",
+            ready_in!("pr.p"),
+            ")
           LIMIT 1)"
         )
     };
@@ -333,9 +357,9 @@ macro_rules! ready_at {
     ($p:expr) => {
         concat!(
             "SELECT seq FROM main.task_store
-      WHERE status = 'queued' AND queue = +?4 AND priority = ",
-            $p,
-            " AND run_at <= +?1
+      WHERE ",
+            ready_in!($p),
+            "
       ORDER BY run_at"
         )
     };
@@ -375,8 +399,8 @@ macro_rules! ready_below {
         concat!(
             priorities_below!($p),
             "
-         SELECT t.seq FROM pr CROSS JOIN main.task_store AS t
-          WHERE t.status = 'queued' AND t.queue = +?4 AND t.priority = pr.p AND t.run_at <= +?1"
+         SELECT seq FROM pr CROSS JOIN main.task_store WHERE ",
+            ready_in!("pr.p")
         )
     };
 }

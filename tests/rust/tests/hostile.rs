@@ -3108,9 +3108,12 @@ impl Runner<'_> {
         next.cancel_or_retry(&id_arg, now, cancel, &mut v);
         if settle(expect_from(v.q()), &out)? {
             // A retry returns the status the task is back in.
-            let want = match next.task_of(&id_arg).1 {
-                Some(i) if !cancel => next.tasks[i].status.name(),
-                _ => "cancelled",
+            let want = if cancel {
+                "cancelled"
+            } else {
+                next.task_of(&id_arg)
+                    .1
+                    .map_or("queued", |i| next.tasks[i].status.name())
             };
             if out != Ok(SqlV::Text(want.into())) {
                 return Err(format!("expected {want:?}, got {out:?}"));
