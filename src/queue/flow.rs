@@ -73,7 +73,9 @@ impl Note for Finished {
     }
 }
 
-/// What `CHILD_DONE_SQL` notes of the parent, as it was before the update.
+/// What `CHILD_DONE_SQL` and `CHILD_COMPLETED_SQL` note of the parent: its
+/// status, row, children and flags, and its count of finished children after
+/// the update.
 struct ParentNote {
     status: Option<Status>,
     seq: i64,
@@ -232,23 +234,25 @@ const CANCEL_CHILDREN_SQL: &str = ended_by_another!(
     concat!("parent_id = +?1 AND ", unfinished!())
 );
 
-/// A parent ?1 told that a child failed or was cancelled: noted, as it was.
+/// A parent ?1 told that a child finished: noted, as it was.
 const CHILD_DONE_SQL: &str = "\
 UPDATE main.task_store
    SET children_done = children_done + 1,
        updated_at = task__note(?2, status, seq, children, children_done + 1, flags)
  WHERE id = +?1";
 
-/// A parent ?1 told that a child completed: noted only when that was the
-/// last child it waited for, the one case where more follows (no note
-/// means nothing to do: the parent waits for more, works, or is gone).
+/// A parent ?1 whose row this connection knows (?3) told that a child
+/// completed: noted only when that was the last child it waited for, the
+/// one case where more follows (no note means nothing to do: the parent
+/// waits for more, or works). A rowid seek, not the id index's: a parent's
+/// children complete one by one, each telling it.
 const CHILD_COMPLETED_SQL: &str = "\
 UPDATE main.task_store
    SET children_done = children_done + 1,
        updated_at = CASE WHEN status = 'waiting' AND children_done + 1 >= children
                          THEN task__note(?2, status, seq, children, children_done + 1, flags)
                          ELSE ?2 END
- WHERE id = +?1";
+ WHERE seq = ?3 AND id = +?1";
 
 const FAIL_PARENT_SQL: &str =
     ended_by_another!("'failed'", concat!("seq = +?1 AND ", unfinished!()));
@@ -366,15 +370,8 @@ fn to_parent(
     work: &mut VecDeque<Finished>,
 ) -> Result<()> {
     let done = status == Status::Completed;
-    let mut st = q.prepare(if done {
-        CHILD_COMPLETED_SQL
-    } else {
-        CHILD_DONE_SQL
-    })?;
-    st.bind_text(1, parent)?;
-    st.bind_i64(2, now)?;
     // The parent may be gone (deleted by hand): nothing to tell.
-    let Some(p) = q.notes().first::<ParentNote>(st)? else {
+    let Some(p) = tell_parent(q, parent, done, now)? else {
         return Ok(());
     };
     if p.status.is_none_or(Status::is_finished) {
@@ -394,6 +391,33 @@ fn to_parent(
         finish_many(q, COMPLETE_PARENT_SQL, Target::Seq(p.seq), now, None, work)?;
     }
     Ok(())
+}
+
+/// Counts a finished child in `parent`'s row and returns the note of it, if
+/// any: none when the parent is gone, or, for a completed child, when the
+/// parent waits for more. By the row this connection remembers of the
+/// parent, else by its id (its row then remembered).
+fn tell_parent(q: &Queue, parent: &str, completed: bool, now: i64) -> Result<Option<ParentNote>> {
+    if completed && let Some(seq) = q.parent_seq(parent) {
+        let mut st = q.prepare(CHILD_COMPLETED_SQL)?;
+        st.bind_text(1, parent)?;
+        st.bind_i64(2, now)?;
+        st.bind_i64(3, seq)?;
+        let note = q.notes().first::<ParentNote>(st)?;
+        if q.conn().changes() == 1 {
+            return Ok(note);
+        }
+        // Deleted, or its row is another task's now.
+        q.forget_parent(parent);
+    }
+    let mut st = q.prepare(CHILD_DONE_SQL)?;
+    st.bind_text(1, parent)?;
+    st.bind_i64(2, now)?;
+    let note = q.notes().first::<ParentNote>(st)?;
+    if let Some(p) = &note {
+        q.remember_parent(parent, p.seq);
+    }
+    Ok(note)
 }
 
 /// What follows from the completion of `id`, a child of `parent` with no

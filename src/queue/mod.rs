@@ -32,6 +32,15 @@
 //! | `refusal.rs` | why a write matched nothing |
 //! | `check.rs` | `task_check()` |
 
+/// The row of a task this connection claimed: ?5, the seq its claim noted,
+/// and ?1, its id. A rowid seek; the id is checked because the row is a
+/// hint (the task may have been deleted and its rowid reused since).
+macro_rules! mine {
+    () => {
+        "seq = ?5 AND id = +?1"
+    };
+}
+
 /// The condition, in SQL, for a task that no other task waits on or for,
 /// that holds no unique key and that does not count toward a queue's
 /// concurrency limit: no parent, no children, no dependents, no key, no
@@ -252,6 +261,7 @@ use crate::error::{Error, Result};
 use crate::ffi::{Conn, Stmt};
 use crate::storage;
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// The queue on one host connection: the connection, and what the queue
@@ -268,10 +278,14 @@ pub struct Queue {
     /// Whether the database was found not to be a libSQL replica's copy
     /// (see [`Queue::ensure_writable`]).
     primary: Cell<bool>,
-    /// Ids of tasks in workflows this connection claimed lately, and how
-    /// they are linked: their completion or failure skips the plain
-    /// statement.
-    linked: RefCell<Vec<(String, Link)>>,
+    /// The tasks this connection claimed lately, oldest first: id, row
+    /// (seq) and how they are linked. Their completion here finds the row by
+    /// its rowid, and one in a workflow skips the plain statement.
+    claimed: RefCell<VecDeque<(String, i64, Link)>>,
+    /// The rows (seq) of the parents this connection's completions told
+    /// lately, most recent last: their next child's completion tells them
+    /// by rowid.
+    parents: RefCell<Vec<(String, i64)>>,
     /// The file watch of this connection's waits, made by the first one
     /// (`wait.rs`).
     watch: RefCell<Option<crate::ffi::Watch>>,
@@ -309,10 +323,15 @@ pub(crate) enum Link {
     LimitedOnly,
     /// A child with no children, dependents or unique key of its own.
     Leaf { parent: String },
+    /// None of those: a plain task.
+    Plain,
 }
 
-/// How many claimed workflow tasks a connection remembers.
-const LINKED_MEMORY: usize = 256;
+/// How many claimed tasks a connection remembers.
+const CLAIMED_MEMORY: usize = 256;
+
+/// How many parents' rows a connection remembers.
+const PARENT_MEMORY: usize = 8;
 
 impl Queue {
     pub fn new(conn: Rc<Conn>) -> Rc<Queue> {
@@ -323,26 +342,54 @@ impl Queue {
             heads: RefCell::new(claim::Heads::default()),
             ready: Cell::new(false),
             primary: Cell::new(false),
-            linked: RefCell::new(Vec::new()),
+            claimed: RefCell::new(VecDeque::new()),
+            parents: RefCell::new(Vec::new()),
             watch: RefCell::new(None),
         })
     }
 
-    /// Remembers how the task `id`, just claimed, is linked.
-    fn remember_linked(&self, id: &str, link: Link) {
-        let mut linked = self.linked.borrow_mut();
-        if linked.len() >= LINKED_MEMORY {
-            linked.remove(0);
+    /// Remembers the task `id`, just claimed: its row and how it is linked.
+    fn remember_claimed(&self, id: &str, seq: i64, link: Link) {
+        let mut claimed = self.claimed.borrow_mut();
+        if claimed.len() >= CLAIMED_MEMORY {
+            claimed.pop_front();
         }
-        linked.push((id.to_string(), link));
+        claimed.push_back((id.to_string(), seq, link));
     }
 
-    /// How the task `id` was remembered as linked, if it was (and forgets
-    /// it).
-    fn take_linked(&self, id: &str) -> Option<Link> {
-        let mut linked = self.linked.borrow_mut();
-        let i = linked.iter().position(|(l, _)| l == id)?;
-        Some(linked.swap_remove(i).1)
+    /// The row of the task `id` and how it was linked, if this connection
+    /// claimed it lately (and forgets it). The row is a hint: the
+    /// statements that use it check the id as well.
+    fn take_claimed(&self, id: &str) -> Option<(i64, Link)> {
+        let mut claimed = self.claimed.borrow_mut();
+        let i = claimed.iter().rposition(|(c, _, _)| c == id)?;
+        claimed.remove(i).map(|(_, seq, link)| (seq, link))
+    }
+
+    /// The row of the parent `id`, if a completion here told it lately.
+    /// A hint: the statement that uses it checks the id as well.
+    fn parent_seq(&self, id: &str) -> Option<i64> {
+        let parents = self.parents.borrow();
+        parents
+            .iter()
+            .rev()
+            .find(|(p, _)| p == id)
+            .map(|&(_, seq)| seq)
+    }
+
+    /// Remembers the row of the parent `id`.
+    fn remember_parent(&self, id: &str, seq: i64) {
+        let mut parents = self.parents.borrow_mut();
+        parents.retain(|(p, _)| p != id);
+        if parents.len() >= PARENT_MEMORY {
+            parents.remove(0);
+        }
+        parents.push((id.to_string(), seq));
+    }
+
+    /// Forgets the row of the parent `id`.
+    fn forget_parent(&self, id: &str) {
+        self.parents.borrow_mut().retain(|(p, _)| p != id);
     }
 
     /// Makes the next every-queue claim scan every queue again: this

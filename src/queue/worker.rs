@@ -231,15 +231,27 @@ macro_rules! completed_event {
     };
 }
 
-const COMPLETE_SQL: &str = concat!(
-    "UPDATE main.task_store
+// A plain task completed in one statement, found by ?1 alone or, claimed
+// by this connection, by its row ?5 too (a rowid seek, not the id index's).
+macro_rules! complete_plain_sql {
+    ($row:expr) => {
+        concat!(
+            "UPDATE main.task_store
    SET status = 'completed', result = ?3, progress = 100, lease_until = NULL,
        completed_at = ?2, updated_at = ",
-    completed_event!("?2"),
-    "
- WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4) AND ",
-    plain_task!()
-);
+            completed_event!("?2"),
+            "
+ WHERE ",
+            $row,
+            " AND status = 'running' AND (?4 IS NULL OR attempts = +?4) AND ",
+            plain_task!()
+        )
+    };
+}
+
+const COMPLETE_SQL: &str = complete_plain_sql!("id = +?1");
+
+const COMPLETE_MINE_SQL: &str = complete_plain_sql!(mine!());
 
 // A task with no workflow links that counts toward its queue's limit
 // (flags 64; claimed from a limited queue by this connection): completed in
@@ -250,7 +262,9 @@ const COMPLETE_LIMITED_SQL: &str = concat!(
        completed_at = ?2, flags = flags & ~64, updated_at = ",
     completed_event!("?2"),
     "
- WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)
+ WHERE ",
+    mine!(),
+    " AND status = 'running' AND (?4 IS NULL OR attempts = +?4)
    AND parent_id IS NULL AND children = 0 AND dependents = 0 AND unique_key IS NULL"
 );
 
@@ -300,7 +314,9 @@ const COMPLETE_LEAF_SQL: &str = concat!(
     ") | 8, updated_at = ",
     completed_event!("?2"),
     "
- WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)
+ WHERE ",
+    mine!(),
+    " AND status = 'running' AND (?4 IS NULL OR attempts = +?4)
    AND parent_id IS NOT NULL AND children = 0 AND dependents = 0 AND unique_key IS NULL"
 );
 
@@ -314,36 +330,41 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
     }
     let attempt = check_attempt(w.attempt)?;
     let now = clock(w.now)?;
-    // A task this connection claimed as in a workflow skips the plain
-    // statement, which could not match it; one that only counts toward its
-    // queue's limit completes in one statement that also clears its flag.
-    let bind = |sql: &'static str| -> Result<crate::ffi::Stmt> {
+    let bind = |sql: &'static str, seq: Option<i64>| -> Result<crate::ffi::Stmt> {
         let mut st = q.prepare(sql)?;
         st.bind_text(1, &id)?;
         st.bind_i64(2, now)?;
         st.bind_opt_text(3, result)?;
         st.bind_opt_i64(4, attempt)?;
+        if let Some(seq) = seq {
+            st.bind_i64(5, seq)?;
+        }
         Ok(st)
     };
     // Runs a completion that notes nothing: whether it completed the task.
-    let completed = |sql: &'static str| -> Result<bool> {
-        bind(sql)?.finish()?;
+    let completed = |sql: &'static str, seq: Option<i64>| -> Result<bool> {
+        bind(sql, seq)?.finish()?;
         let done = q.conn().changes() == 1;
         if done {
             writeback::take(q.key(), &id);
         }
         Ok(done)
     };
-    let link = q.take_linked(&id);
-    if matches!(link, None | Some(Link::LimitedOnly)) {
-        let sql = if link.is_some() {
-            COMPLETE_LIMITED_SQL
-        } else {
-            COMPLETE_SQL
-        };
-        if completed(sql)? {
-            return Ok(Status::Completed);
-        }
+    // A task this connection claimed is found by its row; one claimed as in
+    // a workflow skips the plain statement, which could not match it; one
+    // that only counts toward its queue's limit completes in one statement
+    // that also clears its flag.
+    let mine = q.take_claimed(&id);
+    let plain = match &mine {
+        None => Some((COMPLETE_SQL, None)),
+        Some((seq, Link::Plain)) => Some((COMPLETE_MINE_SQL, Some(*seq))),
+        Some((seq, Link::LimitedOnly)) => Some((COMPLETE_LIMITED_SQL, Some(*seq))),
+        Some(_) => None,
+    };
+    if let Some((sql, seq)) = plain
+        && completed(sql, seq)?
+    {
+        return Ok(Status::Completed);
     }
     // In a workflow, or not to be completed (then nothing matches and the
     // refusal says why).
@@ -351,13 +372,13 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
         // A leaf child as its claim saw it: completed by a statement that
         // notes nothing (its parent is known), unless it has children,
         // dependents or a unique key by now.
-        if let Some(Link::Leaf { parent }) = &link
-            && completed(COMPLETE_LEAF_SQL)?
+        if let Some((seq, Link::Leaf { parent })) = &mine
+            && completed(COMPLETE_LEAF_SQL, Some(*seq))?
         {
             flow::leaf_completed(q, parent, &id, now)?;
             return Ok(Status::Completed);
         }
-        let st = bind(COMPLETE_LINKED_SQL)?;
+        let st = bind(COMPLETE_LINKED_SQL, None)?;
         let Some(t) = q.notes().first::<Finished>(st)? else {
             return Err(not_running(q, &id, attempt));
         };
@@ -476,7 +497,7 @@ pub fn fail(q: &Queue, id: &str, error: &str, f: &FailArgs) -> Result<Status> {
         }
         Ok(st)
     };
-    if q.take_linked(&id).is_none()
+    if matches!(q.take_claimed(&id), None | Some((_, Link::Plain)))
         && let Some(FailNote(status)) = q.notes().first::<FailNote>(bind(FAIL_SQL)?)?
     {
         writeback::take(q.key(), &id);

@@ -91,6 +91,24 @@ def one(db, sql, *args):
     return result[0][0]
 
 
+def vm_steps(db, sql, *args):
+    """The result of `sql` and how many hundreds of VM instructions it took on
+    `db`, the statements the extension runs inside it included (the progress
+    handler is the connection's)."""
+    steps = [0]
+
+    def count():
+        steps[0] += 1
+        return 0
+
+    db.setprogresshandler(count, 100)
+    try:
+        out = one(db, sql, *args)
+    finally:
+        db.setprogresshandler(None)
+    return out, steps[0]
+
+
 def snapshot(db):
     """Everything the queue stores, its event log included (or the schema,
     before task_init)."""

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from conftest import claim, connect, enqueue, one, rows
+from conftest import claim, connect, enqueue, one, rows, vm_steps
 
 QUEUES = 40
 
@@ -76,24 +76,6 @@ def test_a_queue_whose_top_priority_is_delayed_gives_its_ready_lower_priority(db
     assert claim(db, now=10)["id"] == other
     assert claim(db, now=10) is None
     assert claim(db, now=1_000)["priority"] == 9
-
-
-def vm_steps(db, sql, *args):
-    """The result of `sql` and how many hundreds of VM instructions it took on
-    `db`, the statements the extension runs inside it included (the progress
-    handler is the connection's)."""
-    steps = [0]
-
-    def count():
-        steps[0] += 1
-        return 0
-
-    db.setprogresshandler(count, 100)
-    try:
-        out = one(db, sql, *args)
-    finally:
-        db.setprogresshandler(None)
-    return out, steps[0]
 
 
 @pytest.mark.parametrize("batch", [None, 6, 8])

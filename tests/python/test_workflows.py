@@ -101,6 +101,26 @@ def test_a_child_claimed_as_a_leaf_completes_as_what_it_is_by_then(family, tmp_p
     assert one(db, "SELECT task_check()") == "ok"
 
 
+def test_a_child_s_completion_tells_its_parent_by_id_when_the_parent_s_row_moved(db):
+    # A connection remembers the row of a parent it told; the parent deleted
+    # by hand and its rowid given to another task, the next child's
+    # completion tells nobody (that task is not its parent).
+    enqueue(db, "parent", id=P, queue="parents", now=0)
+    for c in (C1, C2):
+        enqueue(db, "child", id=c, queue="kids", parent_id=P, now=0)
+    enqueue(db, "other", id=G, queue="others", now=0)
+    assert claim_id(db, "kids", 10) == C1
+    assert complete(db, C1, 20) == "completed"
+    assert task(db, P)["children_done"] == 1
+    seq = one(db, "SELECT seq FROM task_store WHERE id = ?", P)
+    db.execute("DELETE FROM task_store WHERE id = ?", (P,))
+    db.execute("UPDATE task_store SET seq = ? WHERE id = ?", (seq, G))
+    before = task(db, G)
+    assert claim_id(db, "kids", 30) == C2
+    assert complete(db, C2, 40) == "completed"
+    assert task(db, G) == before
+
+
 def test_a_parent_whose_children_finished_first_completes_with_its_own_work(db):
     enqueue(db, "parent", id=P, queue="parents", now=0)
     enqueue(db, "child", id=C1, queue="kids", parent_id=P, now=0)

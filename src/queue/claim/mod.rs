@@ -183,16 +183,14 @@ fn claim_at(
                 }
                 How::Expired | How::Queued => {
                     let link = match (n.linked, &n.task.parent_id) {
-                        (0, _) => None,
-                        (2, _) => Some(Link::LimitedOnly),
-                        (3, Some(parent)) => Some(Link::Leaf {
+                        (0, _) => Link::Plain,
+                        (2, _) => Link::LimitedOnly,
+                        (3, Some(parent)) => Link::Leaf {
                             parent: parent.clone(),
-                        }),
-                        _ => Some(Link::Workflow),
+                        },
+                        _ => Link::Workflow,
                     };
-                    if let Some(link) = link {
-                        q.remember_linked(&n.task.id, link);
-                    }
+                    q.remember_claimed(&n.task.id, n.seq, link);
                     claimed.push(n.task);
                 }
             })?;

@@ -55,7 +55,7 @@ macro_rules! claim_note {
             ", created_at,
                       ",
             $linked,
-            ")"
+            ", seq)"
         )
     };
 }
@@ -131,6 +131,9 @@ pub struct ClaimNote {
     /// concurrency limit (flags 64); 3: a leaf child, a parent and none of
     /// the others (its completion has one statement of its own).
     pub linked: i64,
+    /// The claimed task's row (rowid), for a completion that seeks it by
+    /// rowid rather than through the id index.
+    pub seq: i64,
 }
 
 impl Note for ClaimNote {
@@ -151,7 +154,8 @@ impl Note for ClaimNote {
             lease_until,
             created,
             linked,
-        ] = fields::<Self, 13>(values)?;
+            seq,
+        ] = fields::<Self, 14>(values)?;
         let how = match how_noted.int() {
             0 => How::Queued,
             1 => How::Expired,
@@ -174,6 +178,7 @@ impl Note for ClaimNote {
                 reclaimed: how == How::Expired,
             },
             linked: linked.int(),
+            seq: seq.int(),
         })
     }
 }
@@ -746,10 +751,10 @@ mod tests {
             .split(',')
             .filter(|a| !a.contains("WHEN") || a.contains("CASE"))
             .count();
-        assert_eq!(args, 1 + 13, "{call}");
-        let values = (0..13).map(Owned::Integer).collect();
+        assert_eq!(args, 1 + 14, "{call}");
+        let values = (0..14).map(Owned::Integer).collect();
         assert!(ClaimNote::read(values).is_ok());
-        assert!(ClaimNote::read(vec![Owned::Null; 12]).is_err());
+        assert!(ClaimNote::read(vec![Owned::Null; 13]).is_err());
     }
 
     #[test]
