@@ -32,12 +32,16 @@
 //! | `refusal.rs` | why a write matched nothing |
 //! | `check.rs` | `task_check()` |
 
-/// The row of a task this connection claimed: ?5, the seq its claim noted,
-/// and ?1, its id. A rowid seek; the id is checked because the row is a
-/// hint (the task may have been deleted and its rowid reused since).
+/// The row of a task this connection claimed: the seq its claim noted (the
+/// parameter `$seq`, ?5 unless given) and ?1, its id. A rowid seek; the id
+/// is checked because the row is a hint (the task may have been deleted and
+/// its rowid reused since).
 macro_rules! mine {
     () => {
-        "seq = ?5 AND id = +?1"
+        mine!("?5")
+    };
+    ($seq:literal) => {
+        concat!("seq = ", $seq, " AND id = +?1")
     };
 }
 

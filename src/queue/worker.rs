@@ -276,32 +276,44 @@ macro_rules! completes_to {
     };
 }
 
-const COMPLETE_LINKED_SQL: &str = concat!(
-    "UPDATE main.task_store
+// Any running task completed (to `waiting` if its children have not all
+// finished), noted for `flow::settle`; found by ?1, or by its row ?5 too.
+macro_rules! complete_linked_sql {
+    ($row:expr) => {
+        concat!(
+            "UPDATE main.task_store
    SET status = ",
-    completes_to!(),
-    ",
+            completes_to!(),
+            ",
        result = ?3, progress = 100, lease_until = NULL,
        completed_at = CASE WHEN children_done < children THEN NULL ELSE ?2 END,
        flags = CASE WHEN children_done < children THEN flags | 8
                     ELSE (",
-    flags_completed!(),
-    ") | 8 END,
+            flags_completed!(),
+            ") | 8 END,
        updated_at = ",
-    completed_event!(
-        concat!("task__note(?2, ", finished_note!(completes_to!()), ")"),
-        concat!(
-            "CASE WHEN children_done < children THEN ",
-            kind!(waiting),
-            " ELSE ",
-            kind!(completed),
-            " END"
-        ),
-        completes_to!()
-    ),
-    "
- WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)"
-);
+            completed_event!(
+                concat!("task__note(?2, ", finished_note!(completes_to!()), ")"),
+                concat!(
+                    "CASE WHEN children_done < children THEN ",
+                    kind!(waiting),
+                    " ELSE ",
+                    kind!(completed),
+                    " END"
+                ),
+                completes_to!()
+            ),
+            "
+ WHERE ",
+            $row,
+            " AND status = 'running' AND (?4 IS NULL OR attempts = +?4)"
+        )
+    };
+}
+
+const COMPLETE_LINKED_SQL: &str = complete_linked_sql!("id = +?1");
+
+const COMPLETE_LINKED_MINE_SQL: &str = complete_linked_sql!(mine!());
 
 // A child with no children, dependents or unique key: completed (its own
 // work and all), as COMPLETE_LINKED_SQL would, in a statement that notes
@@ -378,8 +390,19 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
             flow::leaf_completed(q, parent, &id, now)?;
             return Ok(Status::Completed);
         }
-        let st = bind(COMPLETE_LINKED_SQL, None)?;
-        let Some(t) = q.notes().first::<Finished>(st)? else {
+        // By its row if claimed here; by its id if not, or if the row missed.
+        let mut noted = None;
+        if let Some((seq, _)) = &mine {
+            noted = q
+                .notes()
+                .first::<Finished>(bind(COMPLETE_LINKED_MINE_SQL, Some(*seq))?)?;
+        }
+        if noted.is_none() {
+            noted = q
+                .notes()
+                .first::<Finished>(bind(COMPLETE_LINKED_SQL, None)?)?;
+        }
+        let Some(t) = noted else {
             return Err(not_running(q, &id, attempt));
         };
         writeback::take(q.key(), &id);
@@ -397,7 +420,7 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
 // the cap are the task's queue's (task_queue), else ?7 and ?8; read only
 // for a retry without a delay.
 macro_rules! fail_sql {
-    ($flags:expr, $note:expr, $where:expr) => {
+    ($row:expr, $flags:expr, $note:expr, $where:expr) => {
         concat!(
             "UPDATE main.task_store
    SET status = CASE WHEN ?5 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
@@ -424,7 +447,9 @@ macro_rules! fail_sql {
                 "?10"
             ),
             "
- WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",
+ WHERE ",
+            $row,
+            " AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",
             $where
         )
     };
@@ -436,23 +461,40 @@ macro_rules! fails_to {
     };
 }
 
-const FAIL_SQL: &str = fail_sql!("", fails_to!(), concat!(" AND ", plain_task!()));
+// A plain task's failure, found by ?1, or by its row ?11 too.
+macro_rules! fail_plain_sql {
+    ($row:expr) => {
+        fail_sql!($row, "", fails_to!(), concat!(" AND ", plain_task!()))
+    };
+}
+
+const FAIL_SQL: &str = fail_plain_sql!("id = +?1");
+const FAIL_MINE_SQL: &str = fail_plain_sql!(mine!("?11"));
+
 // A task in a workflow that fails for good gives up its flags 16, 32 and
 // 64; a child that goes back to its queue with progress stays in the
 // rollup; a task back in its queue no longer counts toward its limit (64).
-const FAIL_LINKED_SQL: &str = fail_sql!(
-    concat!(
-        "
+macro_rules! fail_linked_sql {
+    ($row:expr) => {
+        fail_sql!(
+            $row,
+            concat!(
+                "
        flags = CASE WHEN ?5 OR attempts >= max_attempts THEN ",
-        flags_ended!(),
-        "
+                flags_ended!(),
+                "
                     WHEN parent_id IS NOT NULL AND coalesce(?10, progress) > 0
                     THEN (flags | 16) & ~64
                     ELSE flags & ~64 END,"
-    ),
-    finished_note!(fails_to!()),
-    ""
-);
+            ),
+            finished_note!(fails_to!()),
+            ""
+        )
+    };
+}
+
+const FAIL_LINKED_SQL: &str = fail_linked_sql!("id = +?1");
+const FAIL_LINKED_MINE_SQL: &str = fail_linked_sql!(mine!("?11"));
 
 /// What FAIL_SQL notes: the status the task is left in.
 struct FailNote(Status);
@@ -480,7 +522,7 @@ pub fn fail(q: &Queue, id: &str, error: &str, f: &FailArgs) -> Result<Status> {
     let now = clock(f.worker.now)?;
     let delay = check_opt("delay", f.delay_ms, (0, MAX_TIME_MS - now))?;
     let jitter = jitter();
-    let bind = |sql: &'static str| -> Result<crate::ffi::Stmt> {
+    let bind = |sql: &'static str, seq: Option<i64>| -> Result<crate::ffi::Stmt> {
         let mut st = q.prepare(sql)?;
         st.bind_text(1, &id)?;
         st.bind_i64(2, now)?;
@@ -495,16 +537,37 @@ pub fn fail(q: &Queue, id: &str, error: &str, f: &FailArgs) -> Result<Status> {
             Some(h) if attempt.is_none_or(|a| a == h.attempt) => st.bind_f64(10, h.percent)?,
             _ => st.bind_null(10)?,
         }
+        if let Some(seq) = seq {
+            st.bind_i64(11, seq)?;
+        }
         Ok(st)
     };
-    if matches!(q.take_claimed(&id), None | Some((_, Link::Plain)))
-        && let Some(FailNote(status)) = q.notes().first::<FailNote>(bind(FAIL_SQL)?)?
-    {
-        writeback::take(q.key(), &id);
-        return Ok(status);
+    // As in `complete`: by its row if this connection claimed it, and the
+    // plain statement unless it was claimed as in a workflow.
+    let mine = q.take_claimed(&id);
+    let seq = mine.as_ref().map(|(seq, _)| *seq);
+    if matches!(mine, None | Some((_, Link::Plain))) {
+        let sql = if seq.is_some() {
+            FAIL_MINE_SQL
+        } else {
+            FAIL_SQL
+        };
+        if let Some(FailNote(status)) = q.notes().first::<FailNote>(bind(sql, seq)?)? {
+            writeback::take(q.key(), &id);
+            return Ok(status);
+        }
     }
     atomically(q, || {
-        let Some(t) = q.notes().first::<Finished>(bind(FAIL_LINKED_SQL)?)? else {
+        let mut noted = None;
+        if seq.is_some() {
+            noted = q
+                .notes()
+                .first::<Finished>(bind(FAIL_LINKED_MINE_SQL, seq)?)?;
+        }
+        if noted.is_none() {
+            noted = q.notes().first::<Finished>(bind(FAIL_LINKED_SQL, None)?)?;
+        }
+        let Some(t) = noted else {
             return Err(not_running(q, &id, attempt));
         };
         writeback::take(q.key(), &id);

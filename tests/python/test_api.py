@@ -1374,12 +1374,16 @@ def test_complete_refuses_a_task_that_is_not_running(db, queued, state):
     assert msg == f"task_complete: task {ID1} is {state}, not running"
 
 
-@pytest.mark.parametrize("kind", ["plain", "child"])
-def test_a_task_this_connection_claimed_is_completed_through_its_row(db, tmp_path, kind):
+@pytest.mark.parametrize("verb, result", [
+    ("SELECT task_complete(?)", "completed"),
+    ("SELECT task_fail(?, 'again')", "queued"),
+])
+@pytest.mark.parametrize("kind", ["plain", "child", "dependency"])
+def test_a_task_this_connection_claimed_is_found_through_its_row(db, tmp_path, kind, verb, result):
     # Its claim noted the task's rowid (and, for a child, the first completion
-    # the parent's): the completion here seeks those, not the id index. Shown
-    # with the index dropped (no claim reads it): completing such a task takes
-    # as many VM instructions beside 3,000 other running tasks as beside 30,
+    # the parent's): its completion or failure here seeks those, not the id
+    # index. Shown with the index dropped (no claim reads it): that takes as
+    # many VM instructions beside 3,000 other running tasks as beside 30,
     # while a task another connection claimed is found by its id, here by a
     # scan of the running tasks.
     other = connect(tmp_path / "task.db")
@@ -1387,29 +1391,33 @@ def test_a_task_this_connection_claimed_is_completed_through_its_row(db, tmp_pat
     try:
         for n in (30, 3_000):
             db.execute("DELETE FROM task_store")
+            db.execute("DELETE FROM task_deps")
             with db:
                 parent = enqueue(db, "parent", queue="parents", now=0) if kind == "child" else None
                 for _ in range(n + 2):
-                    enqueue(db, queue="q", parent_id=parent, now=0)
+                    t = enqueue(db, queue="q", parent_id=parent, now=0)
+                    if kind == "dependency":
+                        enqueue(db, "after", queue="after", depends_on=[t], now=0)
             if parent:
                 one(db, "SELECT task_complete(?)", claim(db, queue="q", now=10)["id"])
             db.execute("DROP INDEX task_store_id")
             mine = claim(db, queue="q", now=10)["id"]
             theirs = claim_batch(other, limit=n, queue="q", now=10)[0]["id"]
-            steps[n] = [vm_steps(db, "SELECT task_complete(?)", t) for t in (mine, theirs)]
+            steps[n] = [vm_steps(db, verb, t) for t in (mine, theirs)]
             db.execute("CREATE UNIQUE INDEX task_store_id ON task_store(id)")
     finally:
         other.close()
     (mine_30, theirs_30), (mine_3000, theirs_3000) = steps[30], steps[3_000]
-    assert mine_30[0] == mine_3000[0] == theirs_30[0] == theirs_3000[0] == "completed"
+    assert mine_30[0] == mine_3000[0] == theirs_30[0] == theirs_3000[0] == result
     assert mine_3000[1] <= mine_30[1] + 1, steps
     assert theirs_3000[1] > theirs_30[1] + 50, steps
 
 
-def test_a_completion_here_checks_the_id_of_the_row_its_claim_noted(db):
+@pytest.mark.parametrize("verb, second", [("task_complete", "NULL"), ("task_fail", "'x'")])
+def test_a_completion_here_checks_the_id_of_the_row_its_claim_noted(db, verb, second):
     # The rowid is a hint: the task deleted by hand and its rowid taken by a
-    # new task, the completion of the old id finds nothing and leaves the new
-    # task running.
+    # new task, the completion (or failure) of the old id finds nothing and
+    # leaves the new task running.
     enqueue(db, id=ID1, now=0)
     assert claim(db, now=10)["id"] == ID1
     seq = one(db, "SELECT seq FROM task_store WHERE id = ?", ID1)
@@ -1417,8 +1425,8 @@ def test_a_completion_here_checks_the_id_of_the_row_its_claim_noted(db):
     enqueue(db, id=ID2, now=20)
     assert one(db, "SELECT seq FROM task_store WHERE id = ?", ID2) == seq
     assert claim(db, now=30)["id"] == ID2
-    msg = fails(db, "SELECT task_complete(?)", ID1, match="not found")
-    assert msg == f"task_complete: task {ID1} not found"
+    msg = fails(db, f"SELECT {verb}(?, {second})", ID1, match="not found")
+    assert msg == f"{verb}: task {ID1} not found"
     assert task(db, ID2)["status"] == "running"
     assert one(db, "SELECT task_complete(?)", ID2) == "completed"
 
