@@ -370,6 +370,17 @@ impl Queue {
         claimed.remove(i).map(|(_, seq, link)| (seq, link))
     }
 
+    /// The row of the task `id`, if this connection claimed it lately (and
+    /// goes on remembering it). A hint, as in `take_claimed`.
+    fn claimed_seq(&self, id: &str) -> Option<i64> {
+        let claimed = self.claimed.borrow();
+        claimed
+            .iter()
+            .rev()
+            .find(|(c, _, _)| c == id)
+            .map(|&(_, seq, _)| seq)
+    }
+
     /// The row of the parent `id`, if a completion here told it lately.
     /// A hint: the statement that uses it checks the id as well.
     fn parent_seq(&self, id: &str) -> Option<i64> {

@@ -43,7 +43,7 @@ pub struct FailArgs {
 }
 
 macro_rules! progress_sql {
-    ($lease:expr, $flags:expr, $where:expr) => {
+    ($row:expr, $lease:expr, $flags:expr, $where:expr) => {
         concat!(
             "UPDATE main.task_store
    SET progress = coalesce(?3, progress),",
@@ -71,7 +71,9 @@ macro_rules! progress_sql {
                 "?3"
             ),
             "
- WHERE id = +?1 AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",
+ WHERE ",
+            $row,
+            " AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",
             $where
         )
     };
@@ -101,29 +103,56 @@ macro_rules! flags_kept {
 // is in the running index (ordered by lease_until), and the statement
 // writes no index at all. Measured in BENCHMARKS.md ("Leases that cost
 // less"): a write-through report went from 0.54 to 0.80 × the raw UPDATE.
-const PROGRESS_KEEP_SQL: &str = progress_sql!(
-    "",
-    "",
-    concat!(
-        flags_kept!(),
-        " AND ?5 IS NULL AND lease_until > ?2 + lease_ms - lease_ms / 4"
-    )
-);
+macro_rules! progress_keep_sql {
+    ($row:expr) => {
+        progress_sql!(
+            $row,
+            "",
+            "",
+            concat!(
+                flags_kept!(),
+                " AND ?5 IS NULL AND lease_until > ?2 + lease_ms - lease_ms / 4"
+            )
+        )
+    };
+}
 // A report that renews the lease, and leaves the flags as they are.
-const PROGRESS_SQL: &str = progress_sql!(renew!(), "", flags_kept!());
+macro_rules! progress_renew_sql {
+    ($row:expr) => {
+        progress_sql!($row, renew!(), "", flags_kept!())
+    };
+}
 // A child's first progress: from now on its parent's rollup reads it. A
 // rare write, so one statement does both: renew by the rule, or keep.
-const PROGRESS_CHILD_SQL: &str = progress_sql!(
-    "
+macro_rules! progress_child_sql {
+    ($row:expr) => {
+        progress_sql!(
+            $row,
+            "
        lease_ms = coalesce(?5, lease_ms),
        lease_until = CASE WHEN ?5 IS NULL AND lease_until > ?2 + lease_ms - lease_ms / 4
                           THEN lease_until ELSE ?2 + coalesce(?5, lease_ms) END,",
-    "
+            "
        flags = CASE WHEN parent_id IS NOT NULL AND ?3 > 0 THEN flags | 16 ELSE flags END,",
-    ""
-);
+            ""
+        )
+    };
+}
 
-/// What PROGRESS_SQL notes: the attempt and the lease length now in force,
+/// The three reports, tried in this order until one writes: by the task's
+/// id, and by its row ?6 too (a task this connection claimed).
+const PROGRESS_BY_ID: [&str; 3] = [
+    progress_keep_sql!("id = +?1"),
+    progress_renew_sql!("id = +?1"),
+    progress_child_sql!("id = +?1"),
+];
+const PROGRESS_MINE: [&str; 3] = [
+    progress_keep_sql!(mine!("?6")),
+    progress_renew_sql!(mine!("?6")),
+    progress_child_sql!(mine!("?6")),
+];
+
+/// What the reports note: the attempt and the lease length now in force,
 /// and the parent's rowid (0: none), for write-back.
 struct ProgressNote {
     attempts: i64,
@@ -174,8 +203,11 @@ pub fn progress(q: &Queue, id: &str, percent: Option<f64>, w: &WorkerArgs) -> Re
         (None, Some(h)) if attempt.is_none_or(|a| a == h.attempt) => Some(h.percent),
         (p, _) => p,
     };
-    let write = |sql: &'static str| -> Result<Option<ProgressNote>> {
+    let write = |sql: &'static str, seq: Option<i64>| -> Result<Option<ProgressNote>> {
         let mut st = q.prepare(sql)?;
+        if let Some(seq) = seq {
+            st.bind_i64(6, seq)?;
+        }
         st.bind_text(1, &id)?;
         st.bind_i64(2, now)?;
         match percent {
@@ -188,12 +220,28 @@ pub fn progress(q: &Queue, id: &str, percent: Option<f64>, w: &WorkerArgs) -> Re
         st.bind_opt_i64(5, lease)?;
         q.notes().first::<ProgressNote>(st)
     };
-    let mut written = write(PROGRESS_KEEP_SQL)?;
-    if written.is_none() {
-        written = write(PROGRESS_SQL)?;
+    // The keep, then the renewal, then (a positive report) a child's first;
+    // by the task's row if this connection claimed it, and by its id if it
+    // did not or if the row missed.
+    let reports = if percent.is_some_and(|p| p > 0.0) {
+        3
+    } else {
+        2
+    };
+    let run = |sqls: &[&'static str; 3], seq: Option<i64>| -> Result<Option<ProgressNote>> {
+        for sql in &sqls[..reports] {
+            if let Some(note) = write(sql, seq)? {
+                return Ok(Some(note));
+            }
+        }
+        Ok(None)
+    };
+    let mut written = None;
+    if let Some(seq) = q.claimed_seq(&id) {
+        written = run(&PROGRESS_MINE, Some(seq))?;
     }
-    if written.is_none() && percent.is_some_and(|p| p > 0.0) {
-        written = write(PROGRESS_CHILD_SQL)?;
+    if written.is_none() {
+        written = run(&PROGRESS_BY_ID, None)?;
     }
     if let Some(row) = written {
         writeback::take(q.key(), &id);
