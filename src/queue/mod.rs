@@ -265,7 +265,8 @@ use crate::error::{Error, Result};
 use crate::ffi::{Conn, Stmt};
 use crate::storage;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 
 /// The queue on one host connection: the connection, and what the queue
@@ -285,7 +286,7 @@ pub struct Queue {
     /// The tasks this connection claimed lately, oldest first: id, row
     /// (seq) and how they are linked. Their completion here finds the row by
     /// its rowid, and one in a workflow skips the plain statement.
-    claimed: RefCell<VecDeque<(String, i64, Link)>>,
+    claimed: RefCell<Claims>,
     /// The rows (seq) of the parents this connection's completions told
     /// lately, most recent last: their next child's completion tells them
     /// by rowid.
@@ -334,8 +335,65 @@ pub(crate) enum Link {
 /// How many claimed tasks a connection remembers.
 const CLAIMED_MEMORY: usize = 256;
 
+/// The tasks a connection claimed lately, by id: their row and link, and the
+/// order they are forgotten in. A map, so that a verb on a task that is not
+/// in it (claimed elsewhere) costs one lookup whatever it holds.
+#[derive(Default)]
+struct Claims {
+    by_id: HashMap<Rc<str>, (u64, i64, Link), BuildHasherDefault<IdHasher>>,
+    /// Ids in claim order with the number of their claim; one taken since,
+    /// or claimed again, is skipped when it comes to be forgotten.
+    order: VecDeque<(u64, Rc<str>)>,
+    claims: u64,
+}
+
+impl Claims {
+    fn remember(&mut self, id: &str, seq: i64, link: Link) {
+        if self.order.len() >= CLAIMED_MEMORY
+            && let Some((n, old)) = self.order.pop_front()
+            && self.by_id.get(&old).is_some_and(|e| e.0 == n)
+        {
+            self.by_id.remove(&old);
+        }
+        self.claims += 1;
+        let id: Rc<str> = Rc::from(id);
+        self.by_id.insert(Rc::clone(&id), (self.claims, seq, link));
+        self.order.push_back((self.claims, id));
+    }
+}
+
 /// How many parents' rows a connection remembers.
 const PARENT_MEMORY: usize = 8;
+
+/// A hash of task ids for [`Claims`], a few instructions a word (the
+/// standard one is made to resist chosen keys, and costs more than the
+/// lookup it serves saves; a map of 256 entries needs no such guard).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            self.add(u64::from_le_bytes(b));
+        }
+        for &b in words.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl IdHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
 
 impl Queue {
     pub fn new(conn: Rc<Conn>) -> Rc<Queue> {
@@ -346,7 +404,7 @@ impl Queue {
             heads: RefCell::new(claim::Heads::default()),
             ready: Cell::new(false),
             primary: Cell::new(false),
-            claimed: RefCell::new(VecDeque::new()),
+            claimed: RefCell::new(Claims::default()),
             parents: RefCell::new(Vec::new()),
             watch: RefCell::new(None),
         })
@@ -354,31 +412,21 @@ impl Queue {
 
     /// Remembers the task `id`, just claimed: its row and how it is linked.
     fn remember_claimed(&self, id: &str, seq: i64, link: Link) {
-        let mut claimed = self.claimed.borrow_mut();
-        if claimed.len() >= CLAIMED_MEMORY {
-            claimed.pop_front();
-        }
-        claimed.push_back((id.to_string(), seq, link));
+        self.claimed.borrow_mut().remember(id, seq, link);
     }
 
     /// The row of the task `id` and how it was linked, if this connection
     /// claimed it lately (and forgets it). The row is a hint: the
     /// statements that use it check the id as well.
     fn take_claimed(&self, id: &str) -> Option<(i64, Link)> {
-        let mut claimed = self.claimed.borrow_mut();
-        let i = claimed.iter().rposition(|(c, _, _)| c == id)?;
-        claimed.remove(i).map(|(_, seq, link)| (seq, link))
+        let (_, seq, link) = self.claimed.borrow_mut().by_id.remove(id)?;
+        Some((seq, link))
     }
 
     /// The row of the task `id`, if this connection claimed it lately (and
     /// goes on remembering it). A hint, as in `take_claimed`.
     fn claimed_seq(&self, id: &str) -> Option<i64> {
-        let claimed = self.claimed.borrow();
-        claimed
-            .iter()
-            .rev()
-            .find(|(c, _, _)| c == id)
-            .map(|&(_, seq, _)| seq)
+        self.claimed.borrow().by_id.get(id).map(|e| e.1)
     }
 
     /// The row of the parent `id`, if a completion here told it lately.
@@ -536,5 +584,39 @@ impl Drop for Queue {
         if self.conn.in_memory() {
             writeback::forget_db(self.conn.key());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CLAIMED_MEMORY, Claims, Link};
+
+    fn id(n: usize) -> String {
+        format!("0193a000-0000-7000-8000-{n:012x}")
+    }
+
+    #[test]
+    fn the_claims_memory_forgets_the_oldest_and_keeps_a_task_claimed_again() {
+        let mut m = Claims::default();
+        for n in 0..CLAIMED_MEMORY {
+            m.remember(&id(n), n as i64, Link::Plain);
+        }
+        // Task 5 claimed again (its lease expired): when its first claim's
+        // turn to be forgotten comes, the second stays.
+        m.remember(&id(5), 1_000, Link::Plain);
+        assert!(!m.by_id.contains_key(&*id(0)));
+        for n in 0..5 {
+            m.remember(&id(CLAIMED_MEMORY + n), 7, Link::Workflow);
+        }
+        assert!(!m.by_id.contains_key(&*id(4)));
+        assert_eq!(m.by_id.get(&*id(5)).map(|e| e.1), Some(1_000));
+        assert_eq!(m.by_id.get(&*id(6)).map(|e| e.1), Some(6));
+        // Taken ones leave the map at once; the order forgets them in turn.
+        assert!(m.by_id.remove(&*id(6)).is_some());
+        for n in 0..3 * CLAIMED_MEMORY {
+            m.remember(&id(10_000 + n), n as i64, Link::Plain);
+        }
+        assert_eq!(m.by_id.len(), CLAIMED_MEMORY);
+        assert_eq!(m.order.len(), CLAIMED_MEMORY);
     }
 }
