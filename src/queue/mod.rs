@@ -283,9 +283,9 @@ pub struct Queue {
     /// Whether the database was found not to be a libSQL replica's copy
     /// (see [`Queue::ensure_writable`]).
     primary: Cell<bool>,
-    /// The tasks this connection claimed lately, oldest first: id, row
-    /// (seq) and how they are linked. Their completion here finds the row by
-    /// its rowid, and one in a workflow skips the plain statement.
+    /// The tasks this connection claimed lately: their row (seq) and how
+    /// they are linked. Their verbs here find the row by its rowid, and one
+    /// in a workflow skips the plain statement.
     claimed: RefCell<Claims>,
     /// The rows (seq) of the parents this connection's completions told
     /// lately, most recent last: their next child's completion tells them
@@ -335,6 +335,9 @@ pub(crate) enum Link {
 /// How many claimed tasks a connection remembers.
 const CLAIMED_MEMORY: usize = 256;
 
+/// How many parents' rows a connection remembers.
+const PARENT_MEMORY: usize = 8;
+
 /// The tasks a connection claimed lately, by id: their row and link, and the
 /// order they are forgotten in. A map, so that a verb on a task that is not
 /// in it (claimed elsewhere) costs one lookup whatever it holds.
@@ -361,9 +364,6 @@ impl Claims {
         self.order.push_back((self.claims, id));
     }
 }
-
-/// How many parents' rows a connection remembers.
-const PARENT_MEMORY: usize = 8;
 
 /// A hash of task ids for [`Claims`], a few instructions a word (the
 /// standard one is made to resist chosen keys, and costs more than the

@@ -236,13 +236,7 @@ pub fn progress(q: &Queue, id: &str, percent: Option<f64>, w: &WorkerArgs) -> Re
         }
         Ok(None)
     };
-    let mut written = None;
-    if let Some(seq) = q.claimed_seq(&id) {
-        written = run(&PROGRESS_MINE, Some(seq))?;
-    }
-    if written.is_none() {
-        written = run(&PROGRESS_BY_ID, None)?;
-    }
+    let written = by_row_or_id(q.claimed_seq(&id), (&PROGRESS_MINE, &PROGRESS_BY_ID), run)?;
     if let Some(row) = written {
         writeback::take(q.key(), &id);
         if let (Some(ms), Some(p)) = (writeback, percent) {
@@ -438,18 +432,11 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
             flow::leaf_completed(q, parent, &id, now)?;
             return Ok(Status::Completed);
         }
-        // By its row if claimed here; by its id if not, or if the row missed.
-        let mut noted = None;
-        if let Some((seq, _)) = &mine {
-            noted = q
-                .notes()
-                .first::<Finished>(bind(COMPLETE_LINKED_MINE_SQL, Some(*seq))?)?;
-        }
-        if noted.is_none() {
-            noted = q
-                .notes()
-                .first::<Finished>(bind(COMPLETE_LINKED_SQL, None)?)?;
-        }
+        let noted = by_row_or_id(
+            mine.as_ref().map(|(seq, _)| *seq),
+            (COMPLETE_LINKED_MINE_SQL, COMPLETE_LINKED_SQL),
+            |sql, seq| q.notes().first::<Finished>(bind(sql, seq)?),
+        )?;
         let Some(t) = noted else {
             return Err(not_running(q, &id, attempt));
         };
@@ -606,15 +593,9 @@ pub fn fail(q: &Queue, id: &str, error: &str, f: &FailArgs) -> Result<Status> {
         }
     }
     atomically(q, || {
-        let mut noted = None;
-        if seq.is_some() {
-            noted = q
-                .notes()
-                .first::<Finished>(bind(FAIL_LINKED_MINE_SQL, seq)?)?;
-        }
-        if noted.is_none() {
-            noted = q.notes().first::<Finished>(bind(FAIL_LINKED_SQL, None)?)?;
-        }
+        let noted = by_row_or_id(seq, (FAIL_LINKED_MINE_SQL, FAIL_LINKED_SQL), |sql, seq| {
+            q.notes().first::<Finished>(bind(sql, seq)?)
+        })?;
         let Some(t) = noted else {
             return Err(not_running(q, &id, attempt));
         };
@@ -625,6 +606,23 @@ pub fn fail(q: &Queue, id: &str, error: &str, f: &FailArgs) -> Result<Status> {
         }
         Ok(status)
     })
+}
+
+/// Runs `run` with the statement(s) `by_row` and the row `seq`, when this
+/// connection knows the task's row, and with `by_id` and no row when it does
+/// not or when that found nothing: the row is only a hint (the task may have
+/// been deleted, and its id given to a task in another row).
+fn by_row_or_id<S, T>(
+    seq: Option<i64>,
+    (by_row, by_id): (S, S),
+    mut run: impl FnMut(S, Option<i64>) -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    if seq.is_some()
+        && let Some(found) = run(by_row, seq)?
+    {
+        return Ok(Some(found));
+    }
+    run(by_id, None)
 }
 
 /// A factor in [0.5, 1.0] from SQLite's PRNG.
