@@ -259,10 +259,11 @@ const DELETE_PLAIN_SQL: &str = concat!(
     plain_task!()
 );
 const DELETE_ONE_SQL: &str = "DELETE FROM main.task_store WHERE seq = +?1";
-const UNCOUNT_CHILD_SQL: &str = "\
-UPDATE main.task_store
-   SET children = max(children - 1, 0), children_done = max(children_done - 1, 0)
- WHERE id = +?1";
+// Its count of unfinished children goes with it.
+const DELETE_COUNT_SQL: &str = "DELETE FROM main.task_parent_store WHERE seq = ?1";
+// A finished child deleted: one child fewer (its unfinished ones stay).
+const UNCOUNT_CHILD_SQL: &str =
+    "UPDATE main.task_store SET children = max(children - 1, 0) WHERE id = +?1";
 const DEPS_OF_SQL: &str = "SELECT dep FROM main.task_deps WHERE task = +?1";
 const UNCOUNT_DEPENDENT_SQL: &str =
     "UPDATE main.task_store SET dependents = max(dependents - 1, 0) WHERE seq = +?1";
@@ -360,6 +361,10 @@ pub fn delete_counting(q: &Queue, seq: i64, with_events: bool) -> Result<(usize,
             st.finish()?;
             drop(st);
             let mut st = q.prepare(DELETE_ONE_SQL)?;
+            st.bind_i64(1, s)?;
+            st.finish()?;
+            drop(st);
+            let mut st = q.prepare(DELETE_COUNT_SQL)?;
             st.bind_i64(1, s)?;
             st.finish()?;
             drop(st);

@@ -26,17 +26,40 @@ SELECT c.id, c.parent_id FROM main.task_store AS c
    AND NOT EXISTS (SELECT 1 FROM main.task_store AS p WHERE p.id = c.parent_id)
  ORDER BY c.seq";
 
-// The counters the workflows keep on the rows, against the rows they count.
-const CHILDREN_SQL: &str = "\
-SELECT p.id, p.status, p.children, p.children_done, count(c.seq),
-       count(CASE WHEN c.status = 'completed' OR c.status = 'failed' OR c.status = 'cancelled'
-                  THEN 1 END)
+// The counters the workflows keep, against the rows they count: a
+// parent's children on its row, its unfinished ones in task_parent_store.
+// `unfinished!()` of the child `c`.
+macro_rules! unfinished_child {
+    () => {
+        "(c.status = 'queued' OR c.status = 'running' OR c.status = 'blocked' \
+          OR c.status = 'waiting')"
+    };
+}
+
+const CHILDREN_SQL: &str = concat!(
+    "SELECT p.id, p.status, p.children, ",
+    children_open!("p"),
+    ", count(c.seq), count(CASE WHEN ",
+    unfinished_child!(),
+    " THEN 1 END)
   FROM main.task_store AS p LEFT JOIN main.task_store AS c ON c.parent_id = p.id
  GROUP BY p.seq
-HAVING p.children <> count(c.seq) OR p.children_done <> count(CASE WHEN c.status = 'completed'
-           OR c.status = 'failed' OR c.status = 'cancelled' THEN 1 END)
-    OR (p.status = 'waiting' AND count(c.seq) > 0 AND p.children_done >= p.children)
- ORDER BY p.seq";
+HAVING p.children <> count(c.seq) OR (",
+    children_open!("p"),
+    ") <> count(CASE WHEN ",
+    unfinished_child!(),
+    " THEN 1 END)
+    OR (p.status = 'waiting' AND count(c.seq) > 0 AND (",
+    children_open!("p"),
+    ") = 0)
+ ORDER BY p.seq"
+);
+
+// Counts of unfinished children whose task is not there (deleted by hand).
+const STRAY_COUNTS_SQL: &str = "\
+SELECT o.id FROM main.task_parent_store AS o
+ WHERE NOT EXISTS (SELECT 1 FROM main.task_store AS p WHERE p.seq = o.seq AND p.id = o.id)
+ ORDER BY o.seq";
 
 const DEPENDENCIES_SQL: &str = "\
 SELECT t.id, t.status, t.waiting_for, t.dependents,
@@ -177,16 +200,24 @@ pub fn check(q: &Queue) -> Result<String> {
     while st.step()? {
         let who = format!("task {}", st.column_text(0).unwrap_or_default());
         let status = st.column_text(1).unwrap_or_default();
-        let (kept, kept_done) = (st.column_i64(2), st.column_i64(3));
-        let (has, has_done) = (st.column_i64(4), st.column_i64(5));
-        if kept != has || kept_done != has_done {
+        let (kept, kept_open) = (st.column_i64(2), st.column_i64(3));
+        let (has, has_open) = (st.column_i64(4), st.column_i64(5));
+        if kept != has || kept_open != has_open {
             report(format!(
-                "{who}: counts {kept} children ({kept_done} finished), has {has} ({has_done} \
-                 finished)"
+                "{who}: counts {kept} children ({kept_open} unfinished), has {has} ({has_open} \
+                 unfinished)"
             ));
         } else if status == Status::Waiting.as_str() {
             report(format!("{who}: waiting, but no child of it is unfinished"));
         }
+    }
+    drop(st);
+    let mut st = conn.prepare_once(STRAY_COUNTS_SQL)?;
+    while st.step()? {
+        report(format!(
+            "task {}: counted in task_parent_store, but does not exist",
+            st.column_text(0).unwrap_or_default()
+        ));
     }
     drop(st);
     let mut st = conn.prepare_once(DEPENDENCIES_SQL)?;

@@ -564,6 +564,13 @@ UPDATE main.task_store
    SET children = children + 1, updated_at = ?2,
        flags = CASE WHEN parent_id IS NOT NULL THEN flags | 16 ELSE flags END
  WHERE seq = +?1";
+// The parent ?1 (id ?2) has one more unfinished child: its count made with
+// its first child (a row left by a task deleted by hand, whose rowid it
+// took, starts over).
+const OPEN_CHILD_SQL: &str = "\
+INSERT INTO main.task_parent_store (seq, id, unfinished) VALUES (?1, ?2, 1)
+  ON CONFLICT (seq) DO UPDATE
+  SET unfinished = CASE WHEN id = excluded.id THEN unfinished + 1 ELSE 1 END, id = excluded.id";
 const ADD_DEPENDENT_SQL: &str =
     "UPDATE main.task_store SET dependents = dependents + 1 WHERE seq = +?1";
 const LINK_SQL: &str = "INSERT INTO main.task_deps (dep, task) VALUES (?1, ?2)";
@@ -655,10 +662,15 @@ fn enqueue_linked(
     if !fresh {
         return Ok(task);
     }
-    if let Some(p) = parent {
+    if let (Some(p), Some(pid)) = (parent, &r.parent) {
         let mut st = q.prepare(ADD_CHILD_SQL)?;
         st.bind_i64(1, p)?;
         st.bind_i64(2, r.now)?;
+        st.finish()?;
+        drop(st);
+        let mut st = q.prepare(OPEN_CHILD_SQL)?;
+        st.bind_i64(1, p)?;
+        st.bind_text(2, pid)?;
         st.finish()?;
     }
     for dep in dep_seqs {

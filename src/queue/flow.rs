@@ -4,8 +4,9 @@
 //! children (it completes when its own work is done and every child has
 //! completed), a dependent waits for its dependencies (it is `blocked`,
 //! in no claim index, until the last one completes), and both are kept as
-//! counters on the rows (`children`, `children_done`, `waiting_for`,
-//! `dependents`) so that no step has to count rows.
+//! counters (`children`, `waiting_for` and `dependents` on the rows, a
+//! parent's unfinished children in `task_parent_store`) so that no step has
+//! to count rows.
 //!
 //! When a linked task finishes, [`settle`] works through the consequences,
 //! one task at a time, until none is left:
@@ -73,29 +74,23 @@ impl Note for Finished {
     }
 }
 
-/// What `CHILD_DONE_SQL` and `CHILD_COMPLETED_SQL` note of the parent: its
-/// status, row, children and flags, and its count of finished children after
-/// the update.
+/// What a child's end tells of its parent: the parent's status, row and
+/// flags, and whether none of its children is unfinished now.
 struct ParentNote {
     status: Option<Status>,
     seq: i64,
-    children: i64,
-    children_done: i64,
     flags: i64,
+    all_finished: bool,
 }
 
-impl Note for ParentNote {
-    const WHAT: &'static str = "parent";
+/// That a count of unfinished children reached 0 (`task__note(0, 0)`).
+struct LastChild;
+
+impl Note for LastChild {
+    const WHAT: &'static str = "last child";
 
     fn read(values: Vec<Owned>) -> Result<Self> {
-        let [status, seq, children, children_done, flags] = fields::<Self, 5>(values)?;
-        Ok(ParentNote {
-            status: status.into_text().as_deref().and_then(Status::parse),
-            seq: seq.int(),
-            children: children.int(),
-            children_done: children_done.int(),
-            flags: flags.int(),
-        })
+        fields::<Self, 1>(values).map(|_| LastChild)
     }
 }
 
@@ -234,25 +229,21 @@ const CANCEL_CHILDREN_SQL: &str = ended_by_another!(
     concat!("parent_id = +?1 AND ", unfinished!())
 );
 
-/// A parent ?1 told that a child finished: noted, as it was.
-const CHILD_DONE_SQL: &str = "\
-UPDATE main.task_store
-   SET children_done = children_done + 1,
-       updated_at = task__note(?2, status, seq, children, children_done + 1, flags)
- WHERE id = +?1";
+/// The parent ?1 (id), whose row in task_parent_store is ?2, has one
+/// unfinished child fewer; noted when that was the last. A rowid seek in a
+/// row of three columns: a parent's children end one by one, each telling it
+/// (storage version 8 says why the count is not on the parent's own row).
+const CHILD_FINISHED_SQL: &str = "\
+UPDATE main.task_parent_store
+   SET unfinished = CASE WHEN unfinished > 1 THEN unfinished - 1 ELSE task__note(0, 0) END
+ WHERE seq = ?2 AND id = ?1";
 
-/// A parent ?1 whose row this connection knows (?3) told that a child
-/// completed: noted only when that was the last child it waited for, the
-/// one case where more follows (no note means nothing to do: the parent
-/// waits for more, or works). A rowid seek, not the id index's: a parent's
-/// children complete one by one, each telling it.
-const CHILD_COMPLETED_SQL: &str = "\
-UPDATE main.task_store
-   SET children_done = children_done + 1,
-       updated_at = CASE WHEN status = 'waiting' AND children_done + 1 >= children
-                         THEN task__note(?2, status, seq, children, children_done + 1, flags)
-                         ELSE ?2 END
- WHERE seq = ?3 AND id = +?1";
+/// The parent ?1 (id): its row.
+const PARENT_ROW_SQL: &str = "SELECT seq FROM main.task_store WHERE id = +?1";
+
+/// What a child's end needs to know of its parent: by its row ?1, the id
+/// ?2 checked.
+const PARENT_SQL: &str = "SELECT status, flags FROM main.task_store WHERE seq = ?1 AND id = +?2";
 
 const FAIL_PARENT_SQL: &str =
     ended_by_another!("'failed'", concat!("seq = +?1 AND ", unfinished!()));
@@ -275,7 +266,9 @@ const COMPLETE_PARENT_SQL: &str = concat!(
         "100"
     ),
     "
- WHERE seq = +?1 AND status = 'waiting' AND children_done >= children"
+ WHERE seq = +?1 AND status = 'waiting' AND (",
+    children_open!("task_store"),
+    ") = 0"
 );
 
 /// Runs `sql` (binding ?1 `target`, ?2 `now`, and ?3 `error` if given)
@@ -371,7 +364,7 @@ fn to_parent(
 ) -> Result<()> {
     let done = status == Status::Completed;
     // The parent may be gone (deleted by hand): nothing to tell.
-    let Some(p) = tell_parent(q, parent, done, now)? else {
+    let Some(p) = tell_parent(q, parent, done)? else {
         return Ok(());
     };
     if p.status.is_none_or(Status::is_finished) {
@@ -387,37 +380,65 @@ fn to_parent(
             Some(&why),
             work,
         )?;
-    } else if p.status == Some(Status::Waiting) && p.children_done >= p.children {
+    } else if p.status == Some(Status::Waiting) && p.all_finished {
         finish_many(q, COMPLETE_PARENT_SQL, Target::Seq(p.seq), now, None, work)?;
     }
     Ok(())
 }
 
-/// Counts a finished child in `parent`'s row and returns the note of it, if
-/// any: none when the parent is gone, or, for a completed child, when the
-/// parent waits for more. By the row this connection remembers of the
-/// parent, else by its id (its row then remembered).
-fn tell_parent(q: &Queue, parent: &str, completed: bool, now: i64) -> Result<Option<ParentNote>> {
-    if completed && let Some(seq) = q.parent_seq(parent) {
-        let mut st = q.prepare(CHILD_COMPLETED_SQL)?;
+/// Counts a finished child off `parent`'s unfinished ones and returns what
+/// follows from the parent: none when the parent is gone, or, for a
+/// completed child, when the parent has unfinished children still. By the
+/// parent's row this connection remembers, else by its id (its row then
+/// remembered).
+fn tell_parent(q: &Queue, parent: &str, completed: bool) -> Result<Option<ParentNote>> {
+    let mut known = q.parent_seq(parent);
+    loop {
+        let remembered = known.is_some();
+        let seq = match known.take() {
+            Some(seq) => seq,
+            None => {
+                let mut st = q.prepare(PARENT_ROW_SQL)?;
+                st.bind_text(1, parent)?;
+                if !st.step()? {
+                    // Deleted by hand: nothing to tell.
+                    return Ok(None);
+                }
+                st.column_i64(0)
+            }
+        };
+        let mut st = q.prepare(CHILD_FINISHED_SQL)?;
         st.bind_text(1, parent)?;
-        st.bind_i64(2, now)?;
-        st.bind_i64(3, seq)?;
-        let note = q.notes().first::<ParentNote>(st)?;
-        if q.conn().changes() == 1 {
-            return Ok(note);
+        st.bind_i64(2, seq)?;
+        let last = q.notes().first::<LastChild>(st)?.is_some();
+        if q.conn().changes() != 1 {
+            q.forget_parent(parent);
+            if remembered {
+                // Deleted, or its row is another task's now: by its id.
+                continue;
+            }
+            // A parent without its count (made by hand): nothing to count.
+            return Ok(None);
         }
-        // Deleted, or its row is another task's now.
-        q.forget_parent(parent);
+        if !remembered {
+            q.remember_parent(parent, seq);
+        }
+        if completed && !last {
+            return Ok(None);
+        }
+        let mut st = q.prepare(PARENT_SQL)?;
+        st.bind_i64(1, seq)?;
+        st.bind_text(2, parent)?;
+        if !st.step()? {
+            return Ok(None);
+        }
+        return Ok(Some(ParentNote {
+            status: st.column_text(0).as_deref().and_then(Status::parse),
+            seq,
+            flags: st.column_i64(1),
+            all_finished: last,
+        }));
     }
-    let mut st = q.prepare(CHILD_DONE_SQL)?;
-    st.bind_text(1, parent)?;
-    st.bind_i64(2, now)?;
-    let note = q.notes().first::<ParentNote>(st)?;
-    if let Some(p) = &note {
-        q.remember_parent(parent, p.seq);
-    }
-    Ok(note)
 }
 
 /// What follows from the completion of `id`, a child of `parent` with no

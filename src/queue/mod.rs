@@ -65,6 +65,25 @@ macro_rules! unfinished {
     };
 }
 
+/// How many children of the task row `$t` (a name or alias of
+/// `task_store`) have not finished: its row in `task_parent_store` (storage
+/// version 8), 0 for a task without children. An SQL expression.
+macro_rules! children_open {
+    ($t:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $t,
+            ".children > 0 THEN coalesce((SELECT o.unfinished \
+             FROM main.task_parent_store AS o WHERE o.seq = ",
+            $t,
+            ".seq AND o.id = ",
+            $t,
+            ".id), 0) ELSE 0 END"
+        )
+    };
+}
+pub(crate) use children_open;
+
 /// The event a write statement records for each row it changes (see
 /// `events.rs`): `task__event(<returns>, <level>, kind, id, status,
 /// attempt, worker, error, progress)` returns its first argument, so it

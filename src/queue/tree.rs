@@ -4,8 +4,8 @@
 //! The rollup of a task with children is the mean over its children of
 //! their progress, a finished child (completed, failed, cancelled)
 //! counting as 100 and a child that has children counting as its own
-//! rollup. It is computed when read: the parent row counts its children
-//! and its finished ones, and the `task_store_busy` index holds only the
+//! rollup. It is computed when read: the parent row counts its children,
+//! `task_parent_store` its unfinished ones, and the `task_store_busy` index holds only the
 //! unfinished children that have progress or children of their own, so a
 //! parent of 10,000 children is read through the few at work. Values that
 //! write-back holds in this process count instead of the stored ones.
@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
 // (the bit is cleared on the workflow path, and a stale one is harmless),
 // so the status is checked on the row.
 const BUSY_CHILDREN_SQL: &str = concat!(
-    "SELECT id, seq, progress, children, children_done FROM main.task_store
+    "SELECT id, seq, progress, children, children - (",
+    children_open!("task_store"),
+    ") FROM main.task_store
  WHERE parent_id = +?1 AND flags & 16 AND ",
     unfinished!()
 );
@@ -114,15 +116,19 @@ const ENDED_CHILDREN_SQL: &str = "\
 SELECT seq, id FROM main.task_store
  WHERE parent_id = +?1 AND (status = 'failed' OR status = 'cancelled')";
 
+// Children retried: unfinished again.
 const UNDONE_SQL: &str = "\
-UPDATE main.task_store SET children_done = max(children_done - ?2, 0) WHERE seq = +?1";
+UPDATE main.task_parent_store SET unfinished = unfinished + ?2 WHERE seq = ?1 AND id = ?3";
 
 const PARENT_OF_SQL: &str = "\
 SELECT p.seq, p.id, p.status FROM main.task_store AS c JOIN main.task_store AS p ON p.id = c.parent_id
  WHERE c.id = +?1";
 
-const STATE_SQL: &str =
-    "SELECT status, children, children_done FROM main.task_store WHERE seq = +?1";
+const STATE_SQL: &str = concat!(
+    "SELECT status, ",
+    children_open!("task_store"),
+    " FROM main.task_store WHERE seq = +?1"
+);
 
 /// `task_retry` of a task that is in a workflow (the fast path in
 /// `admin.rs` took the others): the task, and each failed or cancelled
@@ -157,8 +163,8 @@ pub fn retry(q: &Queue, id: &str, now: i64) -> Result<Status> {
             cur.status
         )));
     }
-    if let Some((pseq, _, _)) = parent {
-        undone(q, pseq, 1)?;
+    if let Some((pseq, pid, _)) = &parent {
+        undone(q, *pseq, pid, 1)?;
     }
     // Descendants, depth first.
     let mut work = vec![(cur.seq, id.to_string())];
@@ -178,7 +184,7 @@ pub fn retry(q: &Queue, id: &str, now: i64) -> Result<Status> {
             }
         }
         if n > 0 {
-            undone(q, seq, n)?;
+            undone(q, seq, &id, n)?;
         }
         complete_if_done(q, seq, now)?;
     }
@@ -196,7 +202,7 @@ fn state(q: &Queue, seq: i64) -> Result<Option<(Option<Status>, bool)>> {
         return Ok(None);
     }
     let status = st.column_text(0).as_deref().and_then(Status::parse);
-    Ok(Some((status, st.column_i64(2) >= st.column_i64(1))))
+    Ok(Some((status, st.column_i64(1) == 0)))
 }
 
 fn retry_one(q: &Queue, seq: i64, id: &str, now: i64) -> Result<bool> {
@@ -213,10 +219,12 @@ fn retry_one(q: &Queue, seq: i64, id: &str, now: i64) -> Result<bool> {
     Ok(changed)
 }
 
-fn undone(q: &Queue, seq: i64, n: i64) -> Result<()> {
+/// `n` children of the task `id` (row `seq`) are unfinished again.
+fn undone(q: &Queue, seq: i64, id: &str, n: i64) -> Result<()> {
     let mut st = q.prepare(UNDONE_SQL)?;
     st.bind_i64(1, seq)?;
     st.bind_i64(2, n)?;
+    st.bind_text(3, id)?;
     st.finish()
 }
 

@@ -314,7 +314,18 @@ const COMPLETE_LIMITED_SQL: &str = concat!(
 // and it waits for them (`flow.rs` completes it with the last one).
 macro_rules! completes_to {
     () => {
-        "CASE WHEN children_done < children THEN 'waiting' ELSE 'completed' END"
+        concat!(
+            "CASE WHEN ",
+            waits_for_children!(),
+            " THEN 'waiting' ELSE 'completed' END"
+        )
+    };
+}
+
+// Whether the task has unfinished children.
+macro_rules! waits_for_children {
+    () => {
+        concat!("(", children_open!("task_store"), ") > 0")
     };
 }
 
@@ -328,8 +339,12 @@ macro_rules! complete_linked_sql {
             completes_to!(),
             ",
        result = ?3, progress = 100, lease_until = NULL,
-       completed_at = CASE WHEN children_done < children THEN NULL ELSE ?2 END,
-       flags = CASE WHEN children_done < children THEN flags | 8
+       completed_at = CASE WHEN ",
+            waits_for_children!(),
+            " THEN NULL ELSE ?2 END,
+       flags = CASE WHEN ",
+            waits_for_children!(),
+            " THEN flags | 8
                     ELSE (",
             flags_completed!(),
             ") | 8 END,
@@ -337,7 +352,9 @@ macro_rules! complete_linked_sql {
             completed_event!(
                 concat!("task__note(?2, ", finished_note!(completes_to!()), ")"),
                 concat!(
-                    "CASE WHEN children_done < children THEN ",
+                    "CASE WHEN ",
+                    waits_for_children!(),
+                    " THEN ",
                     kind!(waiting),
                     " ELSE ",
                     kind!(completed),

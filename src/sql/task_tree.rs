@@ -8,7 +8,7 @@
 use super::args::{Arg, Name};
 use crate::error::{Error, Result};
 use crate::ffi::{self, ColumnResult, IndexInfo, Stmt, ValueRef};
-use crate::queue::{Queue, Status, ids::parse_id, tree, writeback};
+use crate::queue::{Queue, Status, children_open, ids::parse_id, tree, writeback};
 use std::ffi::CStr;
 use std::os::raw::c_int;
 use std::rc::Rc;
@@ -30,19 +30,25 @@ const ATTEMPTS: c_int = 12;
 // Depth first: the queue of the recursion is ordered deepest first, then by
 // rowid, so each task is followed by its subtree before its next sibling.
 // Deeper than 64 is not descended (a parent cycle made by hand).
-const TREE_SQL: &str = "\
+const TREE_SQL: &str = concat!(
+    "\
 WITH RECURSIVE tree(id, parent_id, depth, queue, type, status, progress, children,
                     children_done, worker, error, seq, attempts) AS (
-  SELECT id, parent_id, 0, queue, type, status, progress, children, children_done, worker,
+  SELECT id, parent_id, 0, queue, type, status, progress, children, children - (",
+    children_open!("task_store"),
+    "), worker,
          error, seq, attempts
     FROM main.task_store WHERE id = +?1
   UNION ALL
   SELECT c.id, c.parent_id, tree.depth + 1, c.queue, c.type, c.status, c.progress, c.children,
-         c.children_done, c.worker, c.error, c.seq, c.attempts
+         c.children - (",
+    children_open!("c"),
+    "), c.worker, c.error, c.seq, c.attempts
     FROM tree JOIN main.task_store AS c ON c.parent_id = tree.id
    WHERE tree.depth < 64
    ORDER BY 3 DESC, 12)
-SELECT * FROM tree";
+SELECT * FROM tree"
+);
 
 /// Registers the table on `conn`'s database.
 pub fn register(conn: &ffi::Conn, q: Rc<Queue>) -> Result<()> {

@@ -93,6 +93,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("007_queue_defaults.sql"),
         rebuilds: false,
     },
+    Migration {
+        sql: include_str!("008_parent_counts.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this build writes and expects.
@@ -289,6 +293,6 @@ mod tests {
                 assert!(stmt.contains(" main.task_"), "{stmt}");
             }
         }
-        assert_eq!(SCHEMA_VERSION, 7);
+        assert_eq!(SCHEMA_VERSION, 8);
     }
 }

@@ -379,7 +379,9 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
     one(db, "SELECT task_init()")
     ids = fill(db, "q", 3)
     claim(db, queue="q", now=10)
-    # Version 3 is version 7 without the additions of 4, 5, 6 and 7.
+    # Version 3 is version 8 without the additions of 4, 5, 6, 7 and 8.
+    db.execute("DROP TABLE task_parent_store")
+    db.execute("ALTER TABLE task_store RENAME COLUMN retired_children_done TO children_done")
     db.execute("DROP TABLE task_rate_store")
     db.execute("DROP VIEW task_events")
     db.execute("DROP TABLE task_event_store")
@@ -395,7 +397,7 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
     db.close()
     db = connect(path)
     try:
-        assert one(db, "SELECT task_init()") == 7
+        assert one(db, "SELECT task_init()") == 8
         assert rows(db, "SELECT * FROM task_store ORDER BY seq") == before
         assert rows(db, "SELECT name, queued, running FROM task_queues") == [("q", 2, 1)]
         assert one(db, "SELECT sql FROM sqlite_master WHERE name = 'task_store_unique'").endswith("flags & 96")

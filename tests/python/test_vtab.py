@@ -82,12 +82,18 @@ def test_select_star_shows_the_visible_columns(tree):
 
 def test_tasks_mirrors_the_storage(tree):
     # Every column reads as stored, but for a parent's progress (the rollup
-    # of its children's) and depends_on (read from task_deps).
-    stored = [c for c in COLUMNS if c not in ("progress", "depends_on")]
+    # of its children's), depends_on (read from task_deps) and children_done
+    # (its children less the unfinished ones task_parent_store counts).
+    stored = [c for c in COLUMNS if c not in ("progress", "depends_on", "children_done")]
     cols = ", ".join(stored)
     assert rows(tree, f"SELECT rowid, {cols} FROM tasks ORDER BY rowid") == rows(
         tree, f"SELECT seq, {cols} FROM task_store ORDER BY seq"
     )
+    assert rows(tree, "SELECT id, children_done FROM tasks ORDER BY rowid") == rows(tree, """
+        SELECT p.id, (SELECT count(*) FROM task_store AS c WHERE c.parent_id = p.id
+                         AND c.status IN ('completed', 'failed', 'cancelled'))
+          FROM task_store AS p ORDER BY p.seq""")
+    assert rows(tree, "SELECT id, children_done FROM tasks WHERE children_done > 0") == [(C1, 1)]  # its failed child
     assert rows(tree, "SELECT id, progress FROM tasks WHERE children = 0 ORDER BY rowid") == rows(
         tree, "SELECT id, progress FROM task_store WHERE children = 0 ORDER BY seq"
     )
@@ -201,7 +207,15 @@ def test_explain_query_plan_for_a_join(db):
 PARKED = "NOT (status = 'running' OR status = 'queued' OR status = 'completed')"
 # What the storage query reads: the columns, NULL for depends_on (read from
 # task_deps by the cursor), then the rowid and the flags.
-STORAGE_COLUMNS = ", ".join("NULL" if c == "depends_on" else c for c in COLUMNS) + ", seq, flags"
+# What the storage query reads for each column: depends_on is the cursor's,
+# children_done the parent's children less its unfinished ones.
+CHILDREN_DONE = (
+    "children - CASE WHEN children > 0 THEN coalesce((SELECT o.unfinished FROM main.task_parent_store AS o "
+    "WHERE o.seq = task_store.seq AND o.id = task_store.id), 0) ELSE 0 END"
+)
+STORAGE_COLUMNS = ", ".join(
+    {"depends_on": "NULL", "children_done": CHILDREN_DONE}.get(c, c) for c in COLUMNS
+) + ", seq, flags"
 
 
 @pytest.mark.parametrize(

@@ -385,20 +385,24 @@ def test_check_names_every_broken_workflow_counter_and_changes_nothing(db):
     db.execute("UPDATE task_store SET children = 5 WHERE id = ?", (P,))
     db.execute("UPDATE task_store SET status = 'waiting' WHERE id = ?", (C1,))
     db.execute("UPDATE task_store SET status = 'completed', completed_at = 1 WHERE id = ?", (ID2,))
-    db.execute("UPDATE task_store SET children_done = 1 WHERE id = ?", (C1,))
+    db.execute("UPDATE task_parent_store SET unfinished = 0 WHERE id = ?", (C1,))
     db.execute("UPDATE task_store SET waiting_for = 1 WHERE id = ?", (ID3,))
     db.execute("UPDATE task_store SET dependents = 3 WHERE id = ?", (G,))
     db.execute("INSERT INTO task_deps(dep, task) VALUES (999, (SELECT seq FROM task_store WHERE id = ?))", (G,))
+    db.execute("INSERT INTO task_parent_store(seq, id, unfinished) VALUES (999, ?, 1)", (UNKNOWN,))
     seq_g = one(db, "SELECT seq FROM task_store WHERE id = ?", G)
-    before = rows(db, "SELECT * FROM task_store ORDER BY seq") + rows(db, "SELECT * FROM task_deps")
+    before = (rows(db, "SELECT * FROM task_store ORDER BY seq") + rows(db, "SELECT * FROM task_deps")
+              + rows(db, "SELECT * FROM task_parent_store"))
     assert one(db, "SELECT task_check()").split("\n") == [
-        f"task {P}: counts 5 children (0 finished), has 1 (0 finished)",
+        f"task {P}: counts 5 children (1 unfinished), has 1 (1 unfinished)",
         f"task {C1}: waiting, but no child of it is unfinished",
+        f"task {UNKNOWN}: counted in task_parent_store, but does not exist",
         f"task {G}: counts 3 dependents, has 0",
         f"task {ID3}: blocked waiting for 1 dependencies, 2 have not completed",
         f"dependency of task rowid {seq_g} on task rowid 999: one of them does not exist",
     ]
-    assert rows(db, "SELECT * FROM task_store ORDER BY seq") + rows(db, "SELECT * FROM task_deps") == before
+    assert (rows(db, "SELECT * FROM task_store ORDER BY seq") + rows(db, "SELECT * FROM task_deps")
+            + rows(db, "SELECT * FROM task_parent_store")) == before
     for t in (C2, C3):
         db.execute("UPDATE task_store SET status = 'completed', completed_at = 1 WHERE id = ?", (t,))
     assert f"task {ID3}: blocked, but every dependency of it has completed" in one(db, "SELECT task_check()")

@@ -75,14 +75,27 @@ pub fn file_db(dir: &std::path::Path) -> Connection {
 /// migration.
 pub fn downgraded(dir: &std::path::Path, downgrade: &str) -> (Connection, String) {
     let db = file_db(dir);
-    db.execute_batch(&format!("{downgrade}{UNDO_V7}{}", v4_queues_view()))
-        .expect("downgrade");
+    db.execute_batch(&format!(
+        "{downgrade}{UNDO_V8}{UNDO_V7}{}",
+        v4_queues_view()
+    ))
+    .expect("downgrade");
     let before = task_rows(&db);
     drop(db);
     let db = Connection::open(dir.join("queue.db")).expect("reopen");
     load(&db);
     (db, before)
 }
+
+/// SQL that undoes what migration 008 did: the counts of finished children
+/// back on the parents' rows.
+const UNDO_V8: &str = "
+    ALTER TABLE task_store RENAME COLUMN retired_children_done TO children_done;
+    UPDATE task_store SET children_done = children - coalesce(
+        (SELECT o.unfinished FROM task_parent_store AS o WHERE o.seq = task_store.seq), 0)
+     WHERE children > 0;
+    DROP TABLE task_parent_store;
+";
 
 /// SQL that undoes what migration 007 added; `downgraded` runs it after
 /// the test's own SQL, which sets the version, and then makes the queues

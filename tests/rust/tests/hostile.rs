@@ -35,7 +35,7 @@
 //!
 //! Where the reference leaves a choice open, the model takes the reading
 //! said where it is used: a parent's `updated_at` moves when a child is
-//! added or finishes (not when one is retried or deleted), a blocked
+//! added (not when one finishes, is retried or deleted), a blocked
 //! dependent's when one of its dependencies completes; a task cancelled
 //! because its dependency ended names that dependency, not the first task of
 //! the chain; a retry goes down through the failed and cancelled children
@@ -1992,8 +1992,9 @@ impl Model {
     /// | completed | released if it was their last dependency | (none) | completed if waiting and it was the last child |
     /// | failed, cancelled | cancelled | cancelled | failed, unless `continue` (then as completed) |
     ///
-    /// A parent's `updated_at` moves whenever a child finishes, and a
-    /// blocked dependent's whenever a dependency completes (as the
+    /// A parent's `updated_at` does not move when a child finishes (its
+    /// count of unfinished children is not on its row), a blocked
+    /// dependent's does whenever a dependency completes (as the
     /// implementation does it; the reference does not say). A task reached
     /// twice in one cascade (a child of a failed parent that also depends on
     /// a failed task) keeps the error of the first way; the order is the
@@ -2036,7 +2037,6 @@ impl Model {
             let Some(p) = self.tasks[i].parent.clone().and_then(|p| self.idx(&p)) else {
                 continue;
             };
-            self.tasks[p].updated_at = now;
             if self.tasks[p].status.finished() {
                 continue;
             }

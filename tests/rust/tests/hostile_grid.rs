@@ -76,10 +76,12 @@ fn snapshot(db: &Connection) -> String {
            quote(status) || quote(priority) || quote(progress) || quote(attempts) ||
            quote(worker) || quote(lease_until) || quote(run_at) || quote(updated_at) ||
            quote(result) || quote(error) || quote(details) || quote(parent_id) ||
-           quote(unique_key) || quote(children) || quote(children_done) ||
-           quote(waiting_for) || quote(dependents) || quote(flags) AS r
+           quote(unique_key) || quote(children) || quote(waiting_for) ||
+           quote(dependents) || quote(flags) AS r
            FROM task_store ORDER BY seq))
-         || (SELECT ifnull(group_concat(dep || '>' || task, ' '), '') FROM task_deps)",
+         || (SELECT ifnull(group_concat(dep || '>' || task, ' '), '') FROM task_deps)
+         || (SELECT ifnull(group_concat(seq || ':' || id || ':' || unfinished, ' '), '')
+               FROM task_parent_store)",
     )
 }
 

@@ -208,7 +208,7 @@ fn a_version_6_storage_is_migrated_to_7_keeping_every_row_and_setting() {
         "#,
     );
     assert!(err(&db, "SELECT task_claim('w')").contains("schema version 6"));
-    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 7);
+    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 8);
     assert_eq!(sqlite_task_tests::task_rows(&db), before);
     let q = call(&db, "SELECT task_queue('q')", []).unwrap_or_default();
     for kept in [

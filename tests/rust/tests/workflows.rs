@@ -176,3 +176,69 @@ fn workflow_bad_inputs_are_errors_that_change_nothing() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[test]
+fn a_version_7_storage_is_migrated_to_8_keeping_every_row_and_count_of_children() {
+    let dir = TempDir::new("v7");
+    const C3: &str = "0193f000-0000-7000-8000-000000000004";
+    let enqueue = |c: &str| {
+        format!(
+            r#"SELECT task_enqueue('c', NULL, '{{"id": "{c}", "queue": "c", "parent_id": "{P}", "now": 2}}');"#
+        )
+    };
+    // A waiting parent: one child completed, one running, one queued.
+    let (db, before) = sqlite_task_tests::downgraded(
+        &dir.0,
+        &format!(
+            r#"
+            SELECT task_enqueue('p', NULL, '{{"id": "{P}", "queue": "p", "now": 0}}');
+            SELECT task_claim('w', '{{"queue": "p", "now": 1}}');
+            {}{}{}
+            SELECT task_complete('{P}', NULL, '{{"now": 3}}');
+            SELECT task_claim('w', '{{"queue": "c", "now": 4}}');
+            SELECT task_complete('{C1}', NULL, '{{"now": 5}}');
+            SELECT task_claim('w', '{{"queue": "c", "now": 6}}');
+            UPDATE task_meta SET value = 7 WHERE key = 'schema_version';
+            "#,
+            enqueue(C1),
+            enqueue(C2),
+            enqueue(C3)
+        ),
+    );
+    assert_eq!(
+        one::<i64>(
+            &db,
+            "SELECT children_done FROM task_store WHERE children > 0"
+        ),
+        1,
+        "version 7 counts finished children on the parent's row"
+    );
+    assert!(err(&db, "SELECT task_claim('w')").contains("schema version 7"));
+    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 8);
+    assert_eq!(sqlite_task_tests::task_rows(&db), before);
+    // The count moved: the parent's row no longer has it under its name.
+    assert_eq!(
+        call(
+            &db,
+            "SELECT id || ':' || unfinished FROM task_parent_store",
+            []
+        ),
+        format!("{P}:2")
+    );
+    assert!(err(&db, "SELECT children_done FROM task_store").contains("no such column"));
+    assert_eq!(
+        one::<i64>(&db, "SELECT sum(retired_children_done) FROM task_store"),
+        0
+    );
+    let row = "SELECT status || ' ' || children || ' ' || children_done || ' ' || round(progress, 1) \
+               FROM tasks WHERE id = ?1";
+    assert_eq!(call(&db, row, [P]), "waiting 3 1 33.3");
+    assert_eq!(one::<String>(&db, "SELECT task_check()"), "ok");
+    // The migrated count goes on: the last two children complete the parent.
+    call(&db, "SELECT task_complete(?1, NULL, '{\"now\": 7}')", [C2]);
+    assert_eq!(call(&db, row, [P]), "waiting 3 2 66.7");
+    assert_eq!(claimed(&db, "c", 8), C3);
+    call(&db, "SELECT task_complete(?1, NULL, '{\"now\": 9}')", [C3]);
+    assert_eq!(call(&db, row, [P]), "completed 3 3 100.0");
+    assert_eq!(one::<String>(&db, "SELECT task_check()"), "ok");
+}
