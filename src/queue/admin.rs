@@ -264,6 +264,11 @@ const DELETE_COUNT_SQL: &str = "DELETE FROM main.task_parent_store WHERE seq = ?
 // A finished child deleted: one child fewer (its unfinished ones stay).
 const UNCOUNT_CHILD_SQL: &str =
     "UPDATE main.task_store SET children = max(children - 1, 0) WHERE id = +?1";
+// A parent left without children has no count (and, in no workflow now, may
+// go by a statement that does not know of counts).
+const DROP_EMPTY_COUNT_SQL: &str = "\
+DELETE FROM main.task_parent_store
+ WHERE id = ?1 AND seq = (SELECT seq FROM main.task_store WHERE id = +?1 AND children = 0)";
 const DEPS_OF_SQL: &str = "SELECT dep FROM main.task_deps WHERE task = +?1";
 const UNCOUNT_DEPENDENT_SQL: &str =
     "UPDATE main.task_store SET dependents = max(dependents - 1, 0) WHERE seq = +?1";
@@ -335,6 +340,10 @@ pub fn delete_counting(q: &Queue, seq: i64, with_events: bool) -> Result<(usize,
         // parents go with them).
         if let Some((_, Some(parent), _)) = doomed.first() {
             let mut st = q.prepare(UNCOUNT_CHILD_SQL)?;
+            st.bind_text(1, parent)?;
+            st.finish()?;
+            drop(st);
+            let mut st = q.prepare(DROP_EMPTY_COUNT_SQL)?;
             st.bind_text(1, parent)?;
             st.finish()?;
         }

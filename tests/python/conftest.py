@@ -110,12 +110,13 @@ def vm_steps(db, sql, *args):
 
 
 def snapshot(db):
-    """Everything the queue stores, its event log included (or the schema,
-    before task_init)."""
+    """Everything the queue stores: tasks, dependencies, parents' counts and
+    the event log (or the schema, before task_init)."""
     if one(db, "SELECT count(*) FROM sqlite_master WHERE name = 'task_store'"):
         tasks = rows(db, "SELECT * FROM task_store ORDER BY seq")
-        if one(db, "SELECT count(*) FROM sqlite_master WHERE name = 'task_event_store'"):
-            tasks.append(("events", rows(db, "SELECT * FROM task_event_store ORDER BY seq")))
+        for table, key in (("task_deps", "dep, task"), ("task_parent_store", "seq"), ("task_event_store", "seq")):
+            if one(db, "SELECT count(*) FROM sqlite_master WHERE name = ?", table):
+                tasks.append((table, rows(db, f"SELECT * FROM {table} ORDER BY {key}")))
         return tasks
     return rows(db, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
 

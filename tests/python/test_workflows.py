@@ -121,6 +121,58 @@ def test_a_child_s_completion_tells_its_parent_by_id_when_the_parent_s_row_moved
     assert task(db, G) == before
 
 
+def test_a_child_s_end_counts_down_its_parent_s_unfinished_children_and_leaves_the_parent_s_row(db):
+    # Storage version 8: the count is a row of task_parent_store, so a child
+    # that is not the last changes nothing on its parent's own row.
+    enqueue(db, "parent", id=P, queue="parents", wait_for_children=True, on_child_failure="continue", now=0)
+    for c in (C1, C2, C3):
+        enqueue(db, "child", id=c, queue="kids", parent_id=P, now=1)
+    count = "SELECT unfinished FROM task_parent_store WHERE id = ?"
+    assert one(db, count, P) == 3
+    parent_row = rows(db, "SELECT * FROM task_store WHERE id = ?", P)
+    assert complete(db, claim_id(db, "kids", 2), 3) == "completed"
+    assert one(db, "SELECT task_fail(?, 'disk', ?)", claim_id(db, "kids", 4), opts(retry=False, now=5)) == "failed"
+    assert rows(db, "SELECT * FROM task_store WHERE id = ?", P) == parent_row
+    assert one(db, count, P) == 1
+    assert (task(db, P)["children_done"], task(db, P)["updated_at"]) == (2, 1)
+    assert complete(db, claim_id(db, "kids", 6), 7) == "completed"
+    assert one(db, count, P) == 0
+    assert (status(db, P), task(db, P)["updated_at"]) == ("completed", 7)
+    assert one(db, "SELECT task_check()") == "ok"
+
+
+def test_a_count_left_by_a_parent_deleted_by_hand_does_not_count_for_the_task_that_takes_its_row(db):
+    # A parent and its child deleted from task_store by hand leave their
+    # count behind; the next task to take that rowid starts its own count.
+    enqueue(db, "parent", id=P, queue="parents", wait_for_children=True, now=0)
+    for c in (C1, C2):
+        enqueue(db, "child", id=c, queue="kids", parent_id=P, now=0)
+    seq = one(db, "SELECT seq FROM task_store WHERE id = ?", P)
+    db.execute("DELETE FROM task_store")
+    assert one(db, "SELECT task_check()") == f"task {P}: counted in task_parent_store, but does not exist"
+    enqueue(db, "parent", id=G, queue="parents", wait_for_children=True, now=1)
+    assert one(db, "SELECT seq FROM task_store WHERE id = ?", G) == seq
+    enqueue(db, "child", id=C3, queue="kids", parent_id=G, now=1)
+    assert rows(db, "SELECT seq, id, unfinished FROM task_parent_store") == [(seq, G, 1)]
+    assert complete(db, claim_id(db, "kids", 2), 3) == "completed"
+    assert status(db, G) == "completed"
+    assert one(db, "SELECT task_check()") == "ok"
+
+
+def test_a_parent_whose_children_were_deleted_goes_without_leaving_its_count(db):
+    # Deleting its last child leaves a parent with no children, and its
+    # count goes with them: the parent is then deleted as a plain task.
+    enqueue(db, "parent", id=P, queue="parents", now=0)
+    enqueue(db, "child", id=C1, queue="kids", parent_id=P, now=0)
+    assert complete(db, claim_id(db, "kids", 1), 2) == "completed"
+    assert complete(db, claim_id(db, "parents", 3), 4) == "completed"
+    db.execute("DELETE FROM tasks WHERE id = ?", (C1,))
+    assert (task(db, P)["children"], rows(db, "SELECT * FROM task_parent_store")) == (0, [])
+    db.execute("DELETE FROM tasks WHERE id = ?", (P,))
+    assert one(db, "SELECT count(*) FROM task_store") == 0
+    assert one(db, "SELECT task_check()") == "ok"
+
+
 def test_a_parent_whose_children_finished_first_completes_with_its_own_work(db):
     enqueue(db, "parent", id=P, queue="parents", now=0)
     enqueue(db, "child", id=C1, queue="kids", parent_id=P, now=0)

@@ -473,14 +473,17 @@ class Run:
         integrity = "\n".join(r[0] for r in db.execute("PRAGMA integrity_check").fetchall())
         task_check = db.execute("SELECT task_check()").fetchall()[0][0]
         cols = ("id", "type", "status", "attempts", "max_attempts", "worker", "error", "details",
-                "queue", "parent_id", "unique_key", "children", "children_done", "flags",
-                "completed_at", "progress")
+                "queue", "parent_id", "unique_key", "children", "flags", "completed_at",
+                "progress")
         tasks = [dict(zip(cols, row)) for row in
                  db.execute(f"SELECT {', '.join(cols)} FROM task_store ORDER BY seq")]
-        # Dependencies as the tasks table shows them.
+        # Dependencies and finished children as the tasks table shows them
+        # (a parent's unfinished children are counted in task_parent_store).
         deps = dict(db.execute("SELECT id, depends_on FROM tasks WHERE depends_on IS NOT NULL"))
+        done = dict(db.execute("SELECT id, children_done FROM tasks WHERE children > 0"))
         for t in tasks:
             t["depends_on"] = deps.get(t["id"])
+            t["children_done"] = done.get(t["id"], 0)
         events = db.execute("SELECT seq, task_id, kind, status, attempt, worker, at"
                             " FROM task_events ORDER BY seq").fetchall()
         db.close()

@@ -258,6 +258,7 @@ fn rows(db: &Connection, sql: &str) -> Vec<Vec<SqlV>> {
 fn snapshot(db: &Connection) -> Vec<Vec<SqlV>> {
     let mut all = rows(db, "SELECT * FROM task_store ORDER BY seq");
     all.extend(rows(db, "SELECT * FROM task_deps ORDER BY dep, task"));
+    all.extend(rows(db, "SELECT * FROM task_parent_store ORDER BY seq"));
     all.extend(rows(db, "SELECT * FROM task_meta ORDER BY key"));
     all
 }
