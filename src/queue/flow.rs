@@ -411,18 +411,17 @@ fn tell_parent(q: &Queue, parent: &str, completed: bool) -> Result<Option<Parent
         st.bind_text(1, parent)?;
         st.bind_i64(2, seq)?;
         let last = q.notes().first::<LastChild>(st)?.is_some();
-        if q.conn().changes() != 1 {
-            q.forget_parent(parent);
-            if remembered {
-                // Deleted, or its row is another task's now: by its id.
-                continue;
+        if q.conn().changes() == 1 {
+            if !remembered {
+                q.remember_parent(parent, seq);
             }
-            // A parent without its count (made by hand): nothing to count.
-            return Ok(None);
+        } else if remembered {
+            // Deleted, or its row is another task's now: by its id.
+            q.forget_parent(parent);
+            continue;
         }
-        if !remembered {
-            q.remember_parent(parent, seq);
-        }
+        // (No count at all: a parent made by hand. A failed child still
+        // fails it.)
         if completed && !last {
             return Ok(None);
         }

@@ -173,6 +173,14 @@ def test_a_parent_whose_children_were_deleted_goes_without_leaving_its_count(db)
     assert one(db, "SELECT task_check()") == "ok"
 
 
+def test_a_failed_child_fails_its_parent_even_when_the_parent_s_count_was_deleted_by_hand(db):
+    enqueue(db, "parent", id=P, queue="parents", now=0)
+    enqueue(db, "child", id=C1, queue="kids", parent_id=P, now=0)
+    db.execute("DELETE FROM task_parent_store")
+    assert one(db, "SELECT task_fail(?, 'disk', ?)", claim_id(db, "kids", 1), opts(retry=False, now=2)) == "failed"
+    assert (status(db, P), task(db, P)["error"]) == ("failed", f"child task {C1} failed")
+
+
 def test_a_parent_whose_children_finished_first_completes_with_its_own_work(db):
     enqueue(db, "parent", id=P, queue="parents", now=0)
     enqueue(db, "child", id=C1, queue="kids", parent_id=P, now=0)
