@@ -74,12 +74,20 @@ pub fn file_db(dir: &std::path::Path) -> Connection {
 /// task row as one string (id, status, details, flags), to compare after the
 /// migration.
 pub fn downgraded(dir: &std::path::Path, downgrade: &str) -> (Connection, String) {
+    downgraded_to(dir, 6, downgrade)
+}
+
+/// [`downgraded`] to the shape of storage `version` (6 or 7): the undo of
+/// each migration after it runs after `downgrade`, which sets the version.
+pub fn downgraded_to(dir: &std::path::Path, version: i64, downgrade: &str) -> (Connection, String) {
     let db = file_db(dir);
-    db.execute_batch(&format!(
-        "{downgrade}{UNDO_V8}{UNDO_V7}{}",
-        v4_queues_view()
-    ))
-    .expect("downgrade");
+    let undo = if version >= 7 {
+        UNDO_V8.to_string()
+    } else {
+        format!("{UNDO_V8}{UNDO_V7}{}", v4_queues_view())
+    };
+    db.execute_batch(&format!("{downgrade}{undo}"))
+        .expect("downgrade");
     let before = task_rows(&db);
     drop(db);
     let db = Connection::open(dir.join("queue.db")).expect("reopen");

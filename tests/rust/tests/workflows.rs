@@ -187,8 +187,9 @@ fn a_version_7_storage_is_migrated_to_8_keeping_every_row_and_count_of_children(
         )
     };
     // A waiting parent: one child completed, one running, one queued.
-    let (db, before) = sqlite_task_tests::downgraded(
+    let (db, before) = sqlite_task_tests::downgraded_to(
         &dir.0,
+        7,
         &format!(
             r#"
             SELECT task_enqueue('p', NULL, '{{"id": "{P}", "queue": "p", "now": 0}}');
