@@ -28,26 +28,18 @@ SELECT c.id, c.parent_id FROM main.task_store AS c
 
 // The counters the workflows keep, against the rows they count: a
 // parent's children on its row, its unfinished ones in task_parent_store.
-// `unfinished!()` of the child `c`.
-macro_rules! unfinished_child {
-    () => {
-        "(c.status = 'queued' OR c.status = 'running' OR c.status = 'blocked' \
-          OR c.status = 'waiting')"
-    };
-}
-
 const CHILDREN_SQL: &str = concat!(
     "SELECT p.id, p.status, p.children, ",
     children_open!("p"),
     ", count(c.seq), count(CASE WHEN ",
-    unfinished_child!(),
+    unfinished!("c."),
     " THEN 1 END)
   FROM main.task_store AS p LEFT JOIN main.task_store AS c ON c.parent_id = p.id
  GROUP BY p.seq
 HAVING p.children <> count(c.seq) OR (",
     children_open!("p"),
     ") <> count(CASE WHEN ",
-    unfinished_child!(),
+    unfinished!("c."),
     " THEN 1 END)
     OR (p.status = 'waiting' AND count(c.seq) > 0 AND (",
     children_open!("p"),

@@ -58,10 +58,24 @@ macro_rules! plain_task {
 }
 
 /// The condition, in SQL, for a task that has not finished: every status
-/// but completed, failed and cancelled.
+/// but completed, failed and cancelled; `unfinished!("c.")` for the row of
+/// the alias `c`.
 macro_rules! unfinished {
     () => {
-        "(status = 'queued' OR status = 'running' OR status = 'blocked' OR status = 'waiting')"
+        unfinished!("")
+    };
+    ($t:literal) => {
+        concat!(
+            "(",
+            $t,
+            "status = 'queued' OR ",
+            $t,
+            "status = 'running' OR ",
+            $t,
+            "status = 'blocked' OR ",
+            $t,
+            "status = 'waiting')"
+        )
     };
 }
 
