@@ -548,7 +548,7 @@ fn holder(q: &Queue, queue: &str, key: &str) -> Result<Option<(i64, String, Stri
 const LOOKUP_SQL: &str = "SELECT seq, status FROM main.task_store WHERE id = +?1";
 
 /// A task's rowid and status, if it exists.
-fn lookup(q: &Queue, id: &str) -> Result<Option<(i64, String)>> {
+pub(super) fn lookup(q: &Queue, id: &str) -> Result<Option<(i64, String)>> {
     let mut st = q.prepare(LOOKUP_SQL)?;
     st.bind_text(1, id)?;
     Ok(if st.step()? {

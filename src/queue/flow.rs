@@ -238,9 +238,6 @@ UPDATE main.task_parent_store
    SET unfinished = CASE WHEN unfinished > 1 THEN unfinished - 1 ELSE task__note(0, 0) END
  WHERE seq = ?2 AND id = ?1";
 
-/// The parent ?1 (id): its row.
-const PARENT_ROW_SQL: &str = "SELECT seq FROM main.task_store WHERE id = +?1";
-
 /// What a child's end needs to know of its parent: by its row ?1, the id
 /// ?2 checked.
 const PARENT_SQL: &str = "SELECT status, flags FROM main.task_store WHERE seq = ?1 AND id = +?2";
@@ -392,52 +389,55 @@ fn to_parent(
 /// parent's row this connection remembers, else by its id (its row then
 /// remembered).
 fn tell_parent(q: &Queue, parent: &str, completed: bool) -> Result<Option<ParentNote>> {
-    let mut known = q.parent_seq(parent);
-    loop {
-        let remembered = known.is_some();
-        let seq = match known.take() {
-            Some(seq) => seq,
-            None => {
-                let mut st = q.prepare(PARENT_ROW_SQL)?;
-                st.bind_text(1, parent)?;
-                if !st.step()? {
-                    // Deleted by hand: nothing to tell.
-                    return Ok(None);
-                }
-                st.column_i64(0)
-            }
-        };
-        let mut st = q.prepare(CHILD_FINISHED_SQL)?;
-        st.bind_text(1, parent)?;
-        st.bind_i64(2, seq)?;
-        let last = q.notes().first::<LastChild>(st)?.is_some();
-        if q.conn().changes() == 1 {
-            if !remembered {
+    let mut counted = None;
+    if let Some(seq) = q.parent_seq(parent) {
+        match count_down(q, parent, seq)? {
+            Some(last) => counted = Some((seq, last)),
+            // Deleted, or its row is another task's now: by its id.
+            None => q.forget_parent(parent),
+        }
+    }
+    let (seq, last) = match counted {
+        Some(c) => c,
+        None => {
+            // Deleted by hand: nothing to tell.
+            let Some((seq, _)) = super::enqueue::lookup(q, parent)? else {
+                return Ok(None);
+            };
+            let last = count_down(q, parent, seq)?;
+            if last.is_some() {
                 q.remember_parent(parent, seq);
             }
-        } else if remembered {
-            // Deleted, or its row is another task's now: by its id.
-            q.forget_parent(parent);
-            continue;
+            // No count at all (a parent made by hand): a failed child still
+            // fails it.
+            (seq, last.unwrap_or(false))
         }
-        // (No count at all: a parent made by hand. A failed child still
-        // fails it.)
-        if completed && !last {
-            return Ok(None);
-        }
-        let mut st = q.prepare(PARENT_SQL)?;
-        st.bind_i64(1, seq)?;
-        st.bind_text(2, parent)?;
-        if !st.step()? {
-            return Ok(None);
-        }
-        return Ok(Some(ParentNote {
-            status: st.column_text(0).as_deref().and_then(Status::parse),
-            seq,
-            flags: st.column_i64(1),
-            all_finished: last,
-        }));
+    };
+    if completed && !last {
+        return Ok(None);
     }
+    let mut st = q.prepare(PARENT_SQL)?;
+    st.bind_i64(1, seq)?;
+    st.bind_text(2, parent)?;
+    if !st.step()? {
+        return Ok(None);
+    }
+    Ok(Some(ParentNote {
+        status: st.column_text(0).as_deref().and_then(Status::parse),
+        seq,
+        flags: st.column_i64(1),
+        all_finished: last,
+    }))
+}
+
+/// One unfinished child fewer in the count of `parent` (rowid `seq`):
+/// whether that was the last, or None when no count has that row and id.
+fn count_down(q: &Queue, parent: &str, seq: i64) -> Result<Option<bool>> {
+    let mut st = q.prepare(CHILD_FINISHED_SQL)?;
+    st.bind_text(1, parent)?;
+    st.bind_i64(2, seq)?;
+    let last = q.notes().first::<LastChild>(st)?.is_some();
+    Ok((q.conn().changes() == 1).then_some(last))
 }
 
 /// What follows from the completion of `id`, a child of `parent` with no
