@@ -511,4 +511,17 @@ mod tests {
         assert_eq!(FILTERS[4].0, Col::ParentId);
         assert_eq!(1 << 4, BY_PARENT);
     }
+
+    #[test]
+    fn children_done_reads_the_count_the_queue_keeps() {
+        // tasks_query.rs writes children_open! out (build.rs reads it too).
+        assert_eq!(
+            COLUMNS[Col::ChildrenDone as usize].2,
+            concat!(
+                "children - (",
+                crate::queue::children_open!("task_store"),
+                ")"
+            )
+        );
+    }
 }

@@ -210,8 +210,8 @@ PARKED = "NOT (status = 'running' OR status = 'queued' OR status = 'completed')"
 # What the storage query reads for each column: depends_on is the cursor's,
 # children_done the parent's children less its unfinished ones.
 CHILDREN_DONE = (
-    "children - CASE WHEN children > 0 THEN coalesce((SELECT o.unfinished FROM main.task_parent_store AS o "
-    "WHERE o.seq = task_store.seq AND o.id = task_store.id), 0) ELSE 0 END"
+    "children - (CASE WHEN task_store.children > 0 THEN coalesce((SELECT o.unfinished FROM main.task_parent_store AS o "
+    "WHERE o.seq = task_store.seq AND o.id = task_store.id), 0) ELSE 0 END)"
 )
 STORAGE_COLUMNS = ", ".join(
     {"depends_on": "NULL", "children_done": CHILDREN_DONE}.get(c, c) for c in COLUMNS
