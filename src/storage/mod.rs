@@ -97,6 +97,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("008_parent_counts.sql"),
         rebuilds: false,
     },
+    Migration {
+        sql: include_str!("009_queue_counts.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this build writes and expects.
@@ -293,6 +297,6 @@ mod tests {
                 assert!(stmt.contains(" main.task_"), "{stmt}");
             }
         }
-        assert_eq!(SCHEMA_VERSION, 8);
+        assert_eq!(SCHEMA_VERSION, 9);
     }
 }

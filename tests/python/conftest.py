@@ -75,7 +75,7 @@ def raw_db(tmp_path):
 def db(tmp_path):
     """The extension loaded and the storage created."""
     db = connect(tmp_path / "task.db")
-    assert one(db, "SELECT task_init()") == 8
+    assert one(db, "SELECT task_init()") == 9
     yield db
     db.close()
 

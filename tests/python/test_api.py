@@ -92,7 +92,7 @@ def test_debug_reports_version_host_schema_and_build(db, raw_db):
     sqlite_version = one(db, "SELECT sqlite_version()")
     assert lines[0] == "sqlite-task " + one(db, "SELECT task_version()")
     assert lines[1] == f"sqlite {sqlite_version} (floor 3.35.4)"
-    assert lines[2] == "schema 8 (this build: 8)"
+    assert lines[2] == "schema 9 (this build: 9)"
     assert lines[3] in ("build release", "build debug")
     assert len(lines) == 4
     raw = one(raw_db, "SELECT task_debug()").split("\n")
@@ -100,7 +100,7 @@ def test_debug_reports_version_host_schema_and_build(db, raw_db):
 
 
 def test_init_creates_the_storage_and_is_idempotent(raw_db):
-    assert one(raw_db, "SELECT task_init()") == 8
+    assert one(raw_db, "SELECT task_init()") == 9
     names = [r[0] for r in rows(raw_db, "SELECT name FROM sqlite_master ORDER BY name")]
     assert names == [
         "sqlite_autoindex_task_meta_1",
@@ -127,10 +127,10 @@ def test_init_creates_the_storage_and_is_idempotent(raw_db):
         "task_store_running",
         "task_store_unique",
     ]
-    assert rows(raw_db, "SELECT key, value FROM task_meta") == [("schema_version", 8)]
+    assert rows(raw_db, "SELECT key, value FROM task_meta") == [("schema_version", 9)]
     enqueue(raw_db, "job", id=ID1)
     before = snapshot(raw_db)
-    assert one(raw_db, "SELECT task_init()") == 8
+    assert one(raw_db, "SELECT task_init()") == 9
     assert snapshot(raw_db) == before
 
 
@@ -163,7 +163,7 @@ def test_the_storage_checks_status(db):
 
 def test_init_inside_a_transaction_rolls_back_with_it(raw_db):
     raw_db.execute("BEGIN")
-    assert one(raw_db, "SELECT task_init()") == 8
+    assert one(raw_db, "SELECT task_init()") == 9
     raw_db.execute("ROLLBACK")
     assert one(raw_db, "SELECT count(*) FROM sqlite_master") == 0
 
@@ -218,10 +218,10 @@ def test_a_version_1_storage_is_migrated_by_task_init(tmp_path):
     plain.close()
     db = connect(path)
     # Until task_init() runs, every verb says what to do.
-    older = "the task storage is at schema version 1, this extension needs 8; run SELECT task_init() to migrate it"
+    older = "the task storage is at schema version 1, this extension needs 9; run SELECT task_init() to migrate it"
     assert fails(db, "SELECT task_claim('w2', ?)", opts(now=5000), match=older) == "task_claim: " + older
-    assert one(db, "SELECT task_init()") == 8
-    assert rows(db, "SELECT value FROM task_meta WHERE key = 'schema_version'") == [(8,)]
+    assert one(db, "SELECT task_init()") == 9
+    assert rows(db, "SELECT value FROM task_meta WHERE key = 'schema_version'") == [(9,)]
     assert rows(db, f"SELECT {cols} FROM task_store ORDER BY seq") == before
     partial = [r[0] for r in rows(db, "SELECT name FROM pragma_index_list('task_store') WHERE partial ORDER BY name")]
     assert partial == [
@@ -236,7 +236,7 @@ def test_a_version_1_storage_is_migrated_by_task_init(tmp_path):
     assert claim(db, "w2", now=5000)["id"] == ID1
     assert one(db, "SELECT task_complete(?, NULL, ?)", ID1, opts(now=6000)) == "completed"
     assert one(db, "SELECT count(*) FROM tasks WHERE status = 'completed'") == 2
-    assert one(db, "SELECT task_init()") == 8
+    assert one(db, "SELECT task_init()") == 9
 
 
 # The storage as schema version 2 created it (frozen), with a family made
@@ -272,9 +272,9 @@ def test_a_version_2_storage_is_rebuilt_by_task_init_keeping_rows_triggers_and_v
     before = rows(plain, f"SELECT {cols} FROM task_store ORDER BY seq")
     plain.close()
     db = connect(path)
-    older = "the task storage is at schema version 2, this extension needs 8; run SELECT task_init() to migrate it"
+    older = "the task storage is at schema version 2, this extension needs 9; run SELECT task_init() to migrate it"
     assert fails(db, "SELECT task_claim('w2', ?)", opts(now=5000), match=older) == "task_claim: " + older
-    assert one(db, "SELECT task_init()") == 8
+    assert one(db, "SELECT task_init()") == 9
     # Every row, rowid and id kept; the new columns at their defaults, but
     # for the children the version 2 family already had.
     assert rows(db, f"SELECT {cols} FROM task_store ORDER BY seq") == before
@@ -296,12 +296,12 @@ def test_a_version_2_storage_is_rebuilt_by_task_init_keeping_rows_triggers_and_v
     assert rows(db, "SELECT * FROM audit") == [(ID1, "running")]
     assert one(db, "SELECT count(*) FROM open_tasks") == 3
     assert one(db, "SELECT task_check()") == "ok"
-    assert one(db, "SELECT task_init()") == 8
+    assert one(db, "SELECT task_init()") == 9
 
 
 def test_a_storage_from_a_newer_release_is_refused(db, tmp_path):
-    db.execute("UPDATE task_meta SET value = 9 WHERE key = 'schema_version'")
-    newer = "the task storage is at schema version 9, newer than this extension (version 8); load a newer sqlite-task"
+    db.execute("UPDATE task_meta SET value = 10 WHERE key = 'schema_version'")
+    newer = "the task storage is at schema version 10, newer than this extension (version 9); load a newer sqlite-task"
     other = connect(tmp_path / "task.db")
     try:
         msg = fails(other, "SELECT task_init()", match=newer)
@@ -1057,7 +1057,7 @@ def test_claim_batch_takes_tasks_in_claim_order_up_to_the_limit(db, limit, queue
 def test_a_batch_claims_what_as_many_single_claims_would(db, tmp_path):
     twin = connect(tmp_path / "twin.db")
     try:
-        assert one(twin, "SELECT task_init()") == 8
+        assert one(twin, "SELECT task_init()") == 9
         for conn in (db, twin):
             for i, (name, priority, run_at) in enumerate(ORDER_TASKS):
                 enqueue(conn, name, queue="q", priority=priority, run_at=run_at, id=f"0193a000-0000-7000-8000-{i:012d}", now=0)

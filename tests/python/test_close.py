@@ -13,7 +13,7 @@ from conftest import EXT, claim, connect, enqueue, one, opts, rows
 
 def use_everything(db):
     """Calls every function and reads and writes the tasks table."""
-    assert one(db, "SELECT task_init()") == 8
+    assert one(db, "SELECT task_init()") == 9
     one(db, "SELECT task_version()")
     one(db, "SELECT task_debug()")
     a = enqueue(db, "a", '{"n": 1}', now=0)

@@ -59,7 +59,7 @@ ROLES = {"deferred": deferred_worker}
 def test_four_processes_claiming_in_deferred_transactions_meet_no_busy_error(tmp_path):
     path = tmp_path / "q.db"
     db = open_db(path, EXT)
-    assert one(db, "SELECT task_init()") == 8
+    assert one(db, "SELECT task_init()") == 9
     db.execute("CREATE TABLE log (seq INTEGER PRIMARY KEY, kind TEXT, task TEXT, worker TEXT)")
     # Two queues, so a claim from every queue plans (reads) before its UPDATE.
     db.execute("BEGIN IMMEDIATE")
@@ -80,7 +80,7 @@ def test_four_processes_claiming_in_deferred_transactions_meet_no_busy_error(tmp
 def test_a_verb_in_a_deferred_transaction_holds_the_write_lock_until_commit(tmp_path):
     path = tmp_path / "q.db"
     a, b = open_db(path, EXT), open_db(path, EXT)
-    assert one(a, "SELECT task_init()") == 8
+    assert one(a, "SELECT task_init()") == 9
     b.setbusytimeout(0)
     for verb in ("SELECT task_claim('w1')", "SELECT task_enqueue('job')"):
         a.execute("BEGIN")

@@ -277,7 +277,7 @@ def test_deleted_tasks_leave_the_view_and_with_the_index_the_log(db):
     db.execute("DELETE FROM tasks WHERE id = ?", (ID1,))
     assert story(db, ID1) == []
     assert one(db, "SELECT count(*) FROM task_event_store WHERE task_id = ?", ID1) == 3
-    assert one(db, "SELECT task_init(?)", opts(index_events=True)) == 8
+    assert one(db, "SELECT task_init(?)", opts(index_events=True)) == 9
     plan = rows(db, "EXPLAIN QUERY PLAN SELECT * FROM task_events WHERE task_id = ?", ID2)
     assert any("task_event_store_task" in r[-1] for r in plan), plan
     db.execute("DELETE FROM tasks WHERE id = ?", (ID2,))

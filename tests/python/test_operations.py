@@ -795,13 +795,13 @@ def test_index_completed_is_added_and_dropped_by_task_init(db):
     def has_index():
         return one(db, "SELECT count(*) FROM sqlite_master WHERE name = 'task_store_done'")
     assert has_index() == 0
-    assert one(db, "SELECT task_init('{\"index_completed\": true}')") == 8
+    assert one(db, "SELECT task_init('{\"index_completed\": true}')") == 9
     assert has_index() == 1 and stats(db, now=0)["index_completed"] is True
-    assert one(db, "SELECT task_init()") == 8
+    assert one(db, "SELECT task_init()") == 9
     assert has_index() == 1, "task_init() without the option leaves the index as it is"
-    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 8
+    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 9
     assert has_index() == 0 and stats(db, now=0)["index_completed"] is False
-    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 8
+    assert one(db, "SELECT task_init('{\"index_completed\": false}')") == 9
 
 
 def test_completion_figures_with_the_index(db):

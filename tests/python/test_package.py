@@ -100,7 +100,7 @@ print(json.dumps(out))
 
 WORKS = {
     "version": None,  # filled in: "v" + the wheel's version
-    "init": 8,
+    "init": 9,
     "claimed": [True, {"path": "a.png"}, 1],
     "progress": "running",
     "complete": "completed",

@@ -274,6 +274,28 @@ def test_a_queue_can_be_paused_before_it_has_tasks(db):
     assert rows(db, "SELECT name, paused, queued FROM task_queues") == [("later", 1, 2)]
 
 
+def test_task_queues_counts_blocked_and_waiting_tasks_and_lists_their_queues(db):
+    # "deps" has only a blocked task and "parents" only a waiting one: both
+    # are listed, with the counts that tell them from an empty queue.
+    root = enqueue(db, "root", queue="a", now=0)
+    enqueue(db, "dep", queue="deps", depends_on=[root], now=0)
+    enqueue(db, "dep", queue="deps", depends_on=[root], now=0)
+    parent = enqueue(db, "p", queue="parents", wait_for_children=True, now=0)
+    child = enqueue(db, "c", queue="a", parent_id=parent, now=0)
+    counts = "SELECT name, queued, running, blocked, waiting FROM task_queues ORDER BY name"
+    assert rows(db, counts) == [("a", 2, 0, 0, 0), ("deps", 0, 0, 2, 0), ("parents", 0, 0, 0, 1)]
+    assert claim(db, queue="a", now=1)["id"] == root
+    one(db, "SELECT task_complete(?, NULL, ?)", root, opts(now=2))
+    assert rows(db, counts) == [("a", 1, 0, 0, 0), ("deps", 2, 0, 0, 0), ("parents", 0, 0, 0, 1)]
+    assert claim(db, queue="a", now=3)["id"] == child
+    one(db, "SELECT task_complete(?, NULL, ?)", child, opts(now=4))
+    assert rows(db, counts) == [("deps", 2, 0, 0, 0)]
+    # Failed and cancelled tasks are not counted, and do not list a queue.
+    enqueue(db, "x", queue="gone", now=5)
+    one(db, "SELECT task_cancel(id) FROM tasks WHERE queue = 'gone'")
+    assert rows(db, "SELECT name FROM task_queues WHERE name = 'gone'") == []
+
+
 def test_a_pause_holds_for_a_connection_that_just_found_work(db, tmp_path):
     fill(db, "p", 5)
     worker = connect(tmp_path / "task.db")
@@ -379,7 +401,7 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
     one(db, "SELECT task_init()")
     ids = fill(db, "q", 3)
     claim(db, queue="q", now=10)
-    # Version 3 is version 8 without the additions of 4, 5, 6, 7 and 8.
+    # Version 3 is version 9 without the additions of 4, 5, 6, 7, 8 and 9.
     db.execute("DROP TABLE task_parent_store")
     db.execute("ALTER TABLE task_store RENAME COLUMN retired_children_done TO children_done")
     db.execute("DROP TABLE task_rate_store")
@@ -397,7 +419,7 @@ def test_a_version_3_storage_is_migrated_to_4_keeping_every_row(tmp_path):
     db.close()
     db = connect(path)
     try:
-        assert one(db, "SELECT task_init()") == 8
+        assert one(db, "SELECT task_init()") == 9
         assert rows(db, "SELECT * FROM task_store ORDER BY seq") == before
         assert rows(db, "SELECT name, queued, running FROM task_queues") == [("q", 2, 1)]
         assert one(db, "SELECT sql FROM sqlite_master WHERE name = 'task_store_unique'").endswith("flags & 96")

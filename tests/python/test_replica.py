@@ -34,7 +34,7 @@ def replica(request, tmp_path):
     file beside it) marks one; a new connection opens it."""
     path = tmp_path / "data"
     db = connect(path)
-    assert one(db, "SELECT task_init()") == 8
+    assert one(db, "SELECT task_init()") == 9
     one(db, "SELECT task_enqueue('job')")
     db.close()
     marker = tmp_path / "client_wal_index" if request.param == "server" \

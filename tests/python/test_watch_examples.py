@@ -269,7 +269,7 @@ def test_a_new_file_is_created_and_initialized(tmp_path, watch):
     db.execute("PRAGMA busy_timeout = 10000")
     db.enable_load_extension(True)
     db.load_extension(EXT)
-    assert one(db, "SELECT task_init()") == 8
+    assert one(db, "SELECT task_init()") == 9
     task_id = enqueue(db)
     assert w.events(1)[0]["task_id"] == task_id
     db.close()

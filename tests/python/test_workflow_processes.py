@@ -278,7 +278,7 @@ def main(argv, roles=ROLES):
 
 def setup_db(path, log_schema=LOG_SCHEMA):
     db = open_db(path, EXT)
-    assert one(db, "SELECT task_init()") == 8
+    assert one(db, "SELECT task_init()") == 9
     db.execute(log_schema)
     return db
 

@@ -77,14 +77,15 @@ pub fn downgraded(dir: &std::path::Path, downgrade: &str) -> (Connection, String
     downgraded_to(dir, 6, downgrade)
 }
 
-/// [`downgraded`] to the shape of storage `version` (6 or 7): the undo of
-/// each migration after it runs after `downgrade`, which sets the version.
+/// [`downgraded`] to the shape of storage `version` (6, 7 or 8): the undo
+/// of each migration after it runs after `downgrade`, which sets the version.
 pub fn downgraded_to(dir: &std::path::Path, version: i64, downgrade: &str) -> (Connection, String) {
     let db = file_db(dir);
-    let undo = if version >= 7 {
-        UNDO_V8.to_string()
-    } else {
-        format!("{UNDO_V8}{UNDO_V7}{}", v4_queues_view())
+    let undo_v9 = format!("DROP VIEW task_queues;\n{}", v7_queues_view());
+    let undo = match version {
+        8.. => undo_v9,
+        7 => format!("{undo_v9}{UNDO_V8}"),
+        _ => format!("{undo_v9}{UNDO_V8}{UNDO_V7}{}", v4_queues_view()),
     };
     db.execute_batch(&format!("{downgrade}{undo}"))
         .expect("downgrade");
@@ -121,10 +122,20 @@ const UNDO_V7: &str = "
 
 /// The queues view as migration 004 made it: the end of that file.
 fn v4_queues_view() -> &'static str {
-    let ddl = include_str!("../../src/storage/004_queues.sql");
+    queues_view(include_str!("../../src/storage/004_queues.sql"))
+}
+
+/// The queues view as migration 007 made it (and 009 replaced): the end of
+/// that file.
+fn v7_queues_view() -> &'static str {
+    queues_view(include_str!("../../src/storage/007_queue_defaults.sql"))
+}
+
+/// The queues view a migration's SQL makes: from its CREATE VIEW to the end.
+fn queues_view(ddl: &'static str) -> &'static str {
     let at = ddl
         .find("CREATE VIEW main.task_queues")
-        .expect("004_queues.sql makes the queues view");
+        .expect("the migration makes the queues view");
     &ddl[at..]
 }
 

@@ -18,7 +18,7 @@ SELECT 'version', task_version();
 SELECT 'debug starts with the version', task_debug() LIKE 'sqlite-task v0.1.0' || char(10) || '%';
 SELECT 'debug names this host and the floor',
        instr(task_debug(), char(10) || 'sqlite ' || sqlite_version() || ' (floor 3.35.4)' || char(10)) > 0;
-SELECT 'debug names the schema', instr(task_debug(), char(10) || 'schema 8 (this build: 8)') > 0;
+SELECT 'debug names the schema', instr(task_debug(), char(10) || 'schema 9 (this build: 9)') > 0;
 -- The API: name, arities, and the flags that matter. The verbs (and
 -- task_check) are neither innocuous nor direct-only, so triggers can call
 -- them; task_init and the internal task__note are direct-only.

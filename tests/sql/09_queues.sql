@@ -89,3 +89,10 @@ SELECT 'view', name, rate_limit, rate_interval, lease, max_attempts FROM task_qu
 SELECT task_queue('api', '{"rate": {"limit": 2}}');
 SELECT task_queue('api', '{"lease": 0}');
 SELECT 'check', task_check();
+
+.print == blocked and waiting tasks are counted, and list their queues
+SELECT 'enqueue', task_enqueue('dep', NULL, '{"queue": "deps", "depends_on": ["0193d000-0000-7000-8000-000000000002"], "now": 1800}') IS NOT NULL;
+SELECT 'enqueue', task_enqueue('p', NULL, '{"id": "0193d000-0000-7000-8000-000000000009", "queue": "parents", "wait_for_children": true, "now": 1800}');
+SELECT 'enqueue', task_enqueue('c', NULL, '{"queue": "kids", "parent_id": "0193d000-0000-7000-8000-000000000009", "now": 1800}') IS NOT NULL;
+SELECT 'view', name, queued, running, blocked, waiting FROM task_queues WHERE name IN ('deps', 'kids', 'parents') ORDER BY name;
+SELECT 'check', task_check();

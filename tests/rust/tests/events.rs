@@ -129,7 +129,7 @@ fn a_version_5_storage_is_migrated_to_6_keeping_every_row() {
         UPDATE task_meta SET value = 5 WHERE key = 'schema_version';
         "#,
     );
-    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 8);
+    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 9);
     assert_eq!(task_rows(&db), before);
     let q = call(&db, "SELECT task_queue('q')");
     assert!(q.contains(r#""concurrency":2"#), "{q}");

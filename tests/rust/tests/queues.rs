@@ -208,7 +208,7 @@ fn a_version_6_storage_is_migrated_to_7_keeping_every_row_and_setting() {
         "#,
     );
     assert!(err(&db, "SELECT task_claim('w')").contains("schema version 6"));
-    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 8);
+    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 9);
     assert_eq!(sqlite_task_tests::task_rows(&db), before);
     let q = call(&db, "SELECT task_queue('q')", []).unwrap_or_default();
     for kept in [
@@ -239,5 +239,65 @@ fn a_version_6_storage_is_migrated_to_7_keeping_every_row_and_setting() {
         ),
         None
     );
+    assert_eq!(one::<String>(&db, "SELECT task_check()"), "ok");
+}
+
+#[test]
+fn a_version_8_storage_is_migrated_to_9_whose_task_queues_counts_blocked_and_waiting_tasks() {
+    let dir = TempDir::new("v8");
+    const ROOT: &str = "0193f000-0000-7000-8000-000000000001";
+    const PARENT: &str = "0193f000-0000-7000-8000-000000000002";
+    // Queue "deps" has only a blocked task, "parents" only a waiting one.
+    let (db, before) = sqlite_task_tests::downgraded_to(
+        &dir.0,
+        8,
+        &format!(
+            r#"
+            SELECT task_enqueue('root', NULL, '{{"id": "{ROOT}", "queue": "a", "now": 0}}');
+            SELECT task_enqueue('dep', NULL, '{{"queue": "deps", "depends_on": ["{ROOT}"], "now": 0}}');
+            SELECT task_enqueue('p', NULL,
+                '{{"id": "{PARENT}", "queue": "parents", "wait_for_children": true, "now": 0}}');
+            SELECT task_enqueue('c', NULL, '{{"queue": "a", "parent_id": "{PARENT}", "now": 0}}');
+            UPDATE task_meta SET value = 8 WHERE key = 'schema_version';
+            "#
+        ),
+    );
+    let queues = "SELECT group_concat(name || ':' || queued || running, ' ') FROM task_queues";
+    assert_eq!(call(&db, queues, []).as_deref(), Some("a:20"));
+    assert!(err(&db, "SELECT blocked FROM task_queues").contains("no such column"));
+    assert!(err(&db, "SELECT task_claim('w')").contains("schema version 8"));
+    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 9);
+    assert_eq!(sqlite_task_tests::task_rows(&db), before);
+    let counts = "SELECT group_concat(name || ':' || queued || running || blocked || waiting, ' ') \
+                  FROM (SELECT * FROM task_queues ORDER BY name)";
+    assert_eq!(
+        call(&db, counts, []).as_deref(),
+        Some("a:2000 deps:0010 parents:0001")
+    );
+    // The counts follow the tasks: the root's completion releases its
+    // dependent, the child's completes the parent.
+    call(&db, "SELECT task_claim('w', '{\"now\": 1}')", []);
+    call(
+        &db,
+        "SELECT task_complete(?1, NULL, '{\"now\": 2}')",
+        [ROOT],
+    );
+    assert_eq!(
+        call(&db, counts, []).as_deref(),
+        Some("a:1000 deps:1000 parents:0001")
+    );
+    let child =
+        call(&db, "SELECT id FROM tasks WHERE parent_id = ?1", [PARENT]).unwrap_or_default();
+    call(
+        &db,
+        "SELECT task_claim('w', '{\"queue\": \"a\", \"now\": 3}')",
+        [],
+    );
+    call(
+        &db,
+        "SELECT task_complete(?1, NULL, '{\"now\": 4}')",
+        [child.as_str()],
+    );
+    assert_eq!(call(&db, counts, []).as_deref(), Some("deps:1000"));
     assert_eq!(one::<String>(&db, "SELECT task_check()"), "ok");
 }

@@ -215,7 +215,7 @@ fn a_version_7_storage_is_migrated_to_8_keeping_every_row_and_count_of_children(
         "version 7 counts finished children on the parent's row"
     );
     assert!(err(&db, "SELECT task_claim('w')").contains("schema version 7"));
-    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 8);
+    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 9);
     assert_eq!(sqlite_task_tests::task_rows(&db), before);
     // The count moved: the parent's row no longer has it under its name.
     assert_eq!(

@@ -18,7 +18,7 @@ fn one<T: rusqlite::types::FromSql>(db: &Connection, sql: &str) -> T {
 #[test]
 fn a_registered_connection_runs_a_task_from_enqueue_to_completed() {
     let db = registered();
-    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 8);
+    assert_eq!(one::<i64>(&db, "SELECT task_init()"), 9);
     let id: String = one(
         &db,
         r#"SELECT task_enqueue('resize', '{"w": 64}', '{"now": 1000}')"#,
