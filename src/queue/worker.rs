@@ -53,7 +53,7 @@ macro_rules! progress_sql {
        updated_at = ",
             event!(
                 "task__note(?2, attempts, coalesce(?5, lease_ms),
-                               CASE WHEN parent_id IS NULL THEN 0 ELSE
+                               CASE WHEN parent_id IS NULL OR ?7 IS NULL THEN 0 ELSE
                                  (SELECT p.seq FROM main.task_store AS p
                                    WHERE p.id = task_store.parent_id) END)",
                 "queue",
@@ -153,7 +153,8 @@ const PROGRESS_MINE: [&str; 3] = [
 ];
 
 /// What the reports note: the attempt and the lease length now in force,
-/// and the parent's rowid (0: none), for write-back.
+/// and, for a report with write-back (?7 not NULL), the parent's rowid (0:
+/// none, or no write-back).
 struct ProgressNote {
     attempts: i64,
     lease_ms: i64,
@@ -218,6 +219,9 @@ pub fn progress(q: &Queue, id: &str, percent: Option<f64>, w: &WorkerArgs) -> Re
         }
         st.bind_opt_i64(4, attempt)?;
         st.bind_opt_i64(5, lease)?;
+        // Only write-back keeps the parent's row (for its rollup): a report
+        // without it does not look the parent up.
+        st.bind_opt_i64(7, writeback.map(|_| 1))?;
         q.notes().first::<ProgressNote>(st)
     };
     // The keep, then the renewal, then (a positive report) a child's first;
