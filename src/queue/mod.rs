@@ -108,20 +108,16 @@ pub(crate) use children_open;
 /// for the row's values *after* the write (an UPDATE's SET sees the old
 /// row, so a changed status is spelled as the statement's CASE).
 macro_rules! event {
-    ($returns:expr, $queue:expr, $kind:expr, $status:expr, $attempt:expr, $worker:expr,
-     $error:expr, $progress:expr) => {
-        event!(
-            $returns, $queue, $kind, "id", $status, $attempt, $worker, $error, $progress
-        )
-    };
-    ($returns:expr, $queue:expr, $kind:expr, $id:expr, $status:expr, $attempt:expr,
+    // With the queue's events setting given as SQL (NULL: none), for a
+    // statement that has read it already.
+    (level = $level:expr; $returns:expr, $kind:expr, $id:expr, $status:expr, $attempt:expr,
      $worker:expr, $error:expr, $progress:expr) => {
         concat!(
             "task__event(",
             $returns,
-            ", (SELECT ev.events FROM main.task_queue_store AS ev WHERE ev.name = ",
-            $queue,
-            "), ",
+            ", ",
+            $level,
+            ", ",
             $kind,
             ", ",
             $id,
@@ -136,6 +132,23 @@ macro_rules! event {
             ", ",
             $progress,
             ")"
+        )
+    };
+    ($returns:expr, $queue:expr, $kind:expr, $status:expr, $attempt:expr, $worker:expr,
+     $error:expr, $progress:expr) => {
+        event!(
+            $returns, $queue, $kind, "id", $status, $attempt, $worker, $error, $progress
+        )
+    };
+    ($returns:expr, $queue:expr, $kind:expr, $id:expr, $status:expr, $attempt:expr,
+     $worker:expr, $error:expr, $progress:expr) => {
+        event!(
+            level = concat!(
+                "(SELECT ev.events FROM main.task_queue_store AS ev WHERE ev.name = ",
+                $queue,
+                ")"
+            );
+            $returns, $kind, $id, $status, $attempt, $worker, $error, $progress
         )
     };
 }

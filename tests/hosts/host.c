@@ -20,6 +20,21 @@ static int print_row(void *unused, int n, char **values, char **names) {
   return 0;
 }
 
+/* The one value of a one-row query as text: 0 when it is `want`. */
+static int expect(sqlite3 *db, const char *sql, const char *want) {
+  sqlite3_stmt *st = NULL;
+  int bad = 1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    const char *got = (const char *)sqlite3_column_text(st, 0);
+    bad = got == NULL || strcmp(got, want) != 0;
+    printf("expect: %s -> %s (want %s)\n", sql, got ? got : "NULL", want);
+  } else {
+    printf("error: %s -> %s\n", sql, sqlite3_errmsg(db));
+  }
+  sqlite3_finalize(st);
+  return bad;
+}
+
 /* Runs one statement (printing its rows); returns 0 on success. */
 static int run(sqlite3 *db, const char *sql) {
   char *err = NULL;
@@ -61,6 +76,8 @@ int main(int argc, char **argv) {
         "SELECT task_claim('w', '{\"now\":2, \"queue\":[\"other\",\"default\"]}') IS NOT NULL AS claimed",
         "SELECT task_progress('00000000-0000-7000-8000-000000000001', 50, '{\"now\":3}') AS progress",
         "SELECT task_complete('00000000-0000-7000-8000-000000000001', '{\"ok\":true}', '{\"now\":4}') AS complete",
+    };
+    const char *table[] = {
         "INSERT INTO tasks(type, priority) VALUES ('z', 3)",
         "UPDATE tasks SET priority = 4 WHERE type = 'z'",
         "SELECT count(*) AS n FROM tasks WHERE status IN ('queued', 'running')",
@@ -69,6 +86,20 @@ int main(int argc, char **argv) {
         "SELECT task_check() AS check_result",
     };
     for (size_t i = 0; i < sizeof smoke / sizeof *smoke; i++) failed |= run(db, smoke[i]);
+    /* Each claim, progress report and completion wrote its one event: the
+     * statements that note and log a row in a subquery evaluate it once on
+     * every host. */
+    failed |= expect(db,
+                     "SELECT group_concat(kind, ' ') FROM (SELECT kind FROM task_events "
+                     "WHERE kind IN ('claimed', 'progress', 'completed') ORDER BY seq)",
+                     "claimed claimed progress completed");
+    /* A claim takes its queue's default lease, read in the same subquery. */
+    failed |= run(db, "SELECT task_queue('default', '{\"lease\": 1000}') IS NOT NULL AS set_lease");
+    failed |= run(db, "SELECT task_enqueue('l', NULL, '{\"id\":\"00000000-0000-7000-8000-000000000002\",\"now\":10}') AS id");
+    failed |= run(db, "SELECT task_claim('w', '{\"now\":11}') IS NOT NULL AS claimed");
+    failed |= expect(db, "SELECT lease_until FROM tasks WHERE id = '00000000-0000-7000-8000-000000000002'",
+                     "1011");
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++) failed |= run(db, table[i]);
   } else {
     /* A refused load must leave the connection usable and register nothing. */
     failed |= run(db, "SELECT 1 AS alive");

@@ -62,9 +62,27 @@ macro_rules! claim_note {
 
 /// The lease a claim gives: ?3 as the claim gave it, else the claimed
 /// task's queue's default, else the built-in one (`DEFAULT_LEASE_MS`).
+/// Read from `queue_settings!`, in the subquery that sets the lease and
+/// writes the note and the event.
 macro_rules! lease {
     () => {
-        queue_default!("?3"; "lease_ms", "task_store.queue", "300000")
+        "coalesce(?3, max(lv_lease), 300000)"
+    };
+}
+
+/// The claimed task's queue's settings a claim reads: its default lease
+/// and its events level, as `lv_lease` and `lv_events` (names no column of
+/// task_store has, so the task's own columns stay in scope). The claim's
+/// lease, its note and its event are one row-value subquery over it, an
+/// aggregate (`max`) that gives a row whether the queue has settings or
+/// not: one seek in task_queue_store per claimed row, where a subquery per
+/// use made four (the lease three times, the level once; measured with
+/// callgrind on the plain cycle: 5.4k instructions of a claim's 82.9k for
+/// the three leases).
+macro_rules! queue_settings {
+    () => {
+        "(SELECT s.lease_ms AS lv_lease, s.events AS lv_events
+             FROM main.task_queue_store AS s WHERE s.name = task_store.queue)"
     };
 }
 
@@ -200,14 +218,6 @@ macro_rules! claim_sql {
                       ELSE error END,
   completed_at = CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN ?1 ELSE NULL END,
-  lease_until  = CASE WHEN status = 'running' AND attempts >= max_attempts
-                      THEN NULL ELSE ?1 + ",
-            lease!(),
-            " END,
-  lease_ms     = CASE WHEN status = 'running' AND attempts >= max_attempts
-                      THEN lease_ms ELSE ",
-            lease!(),
-            " END,
   worker       = CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN worker ELSE ?2 END,
   started_at   = CASE WHEN status = 'running' AND attempts >= max_attempts
@@ -216,10 +226,19 @@ macro_rules! claim_sql {
                       THEN progress ELSE 0 END,
   attempts     = CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN attempts ELSE attempts + 1 END,
-  updated_at   = ",
+  (lease_until, lease_ms, updated_at) = (SELECT
+       CASE WHEN status = 'running' AND attempts >= max_attempts
+            THEN NULL ELSE ?1 + ",
+            lease!(),
+            " END,
+       CASE WHEN status = 'running' AND attempts >= max_attempts
+            THEN lease_ms ELSE ",
+            lease!(),
+            " END,
+       ",
             event!(
+                level = "max(lv_events)";
                 $note,
-                "queue",
                 concat!(
                     "CASE WHEN status = 'queued' THEN ",
                     kind!(claimed),
@@ -229,6 +248,7 @@ macro_rules! claim_sql {
                     kind!(reclaimed),
                     " END"
                 ),
+                "id",
                 "CASE WHEN status = 'running' AND attempts >= max_attempts
                       THEN 'failed' ELSE 'running' END",
                 "CASE WHEN status = 'running' AND attempts >= max_attempts
@@ -241,6 +261,9 @@ macro_rules! claim_sql {
                 "NULL"
             ),
             "
+     FROM ",
+            queue_settings!(),
+            ")
 WHERE ",
             $where
         )
@@ -765,6 +788,27 @@ mod tests {
             "{}",
             lease!()
         );
+    }
+
+    #[test]
+    fn every_claim_update_reads_its_queue_s_settings_once_per_row() {
+        // The lease (three uses) and the events level come from one
+        // row-value subquery: its SET names task_queue_store once.
+        for sql in [
+            CLAIM_ONE_SQL,
+            CLAIM_ONE_ANY_EXPIRED_SQL,
+            CLAIM_SOLE_SQL,
+            CLAIM_BATCH_SQL,
+            CLAIM_BATCH_ANY_EXPIRED_SQL,
+            CLAIM_GATED_ONE_SQL,
+            CLAIM_GATED_SOLE_SQL,
+            CLAIM_GATED_BATCH_SQL,
+        ] {
+            let set = &sql[..sql.find("\nWHERE ").unwrap_or(sql.len())];
+            assert_eq!(set.matches("task_queue_store").count(), 1, "{set}");
+            assert!(set.contains("(lease_until, lease_ms, updated_at) = (SELECT"));
+            assert_eq!(set.matches(lease!()).count(), 3, "{set}");
+        }
     }
 
     #[test]
