@@ -473,29 +473,33 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
 // Retry or fail for good. The backoff is exponential in the attempt number
 // (base · 2^(attempt-1), capped) times a jitter factor in [0.5, 1] drawn in
 // Rust, so workers that fail together do not retry together. The base and
-// the cap are the task's queue's (task_queue), else ?7 and ?8; read only
-// for a retry without a delay.
+// the cap are the task's queue's (task_queue), else ?7 and ?8. They and the
+// queue's events level are read from its settings row once, by the
+// row-value subquery that sets run_at and updated_at (an aggregate: a row
+// whether the queue has settings or not; see `queue_settings!` in
+// claim/sql.rs), where a subquery per setting made three seeks.
 macro_rules! fail_sql {
     ($row:expr, $flags:expr, $note:expr, $where:expr) => {
         concat!(
             "UPDATE main.task_store
    SET status = CASE WHEN ?5 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-       run_at = CASE WHEN ?5 OR attempts >= max_attempts THEN run_at
-                     ELSE ?2 + coalesce(?6, CAST(min(",
-            queue_default!("backoff_ms", "task_store.queue", "?7"),
-            " * (1 << min(attempts - 1, 40)), ",
-            queue_default!("backoff_max_ms", "task_store.queue", "?8"),
-            ") * ?9 AS INTEGER)) END,
        completed_at = CASE WHEN ?5 OR attempts >= max_attempts THEN ?2 ELSE NULL END,
        worker = CASE WHEN ?5 OR attempts >= max_attempts THEN worker ELSE NULL END,
        error = ?3, lease_until = NULL, progress = coalesce(?10, progress),",
             $flags,
             "
-       updated_at = ",
+       (run_at, updated_at) = (SELECT
+            CASE WHEN ?5 OR attempts >= max_attempts THEN run_at
+                 ELSE ?2 + coalesce(?6, CAST(min(coalesce(max(lv_backoff), ?7)
+                                                 * (1 << min(attempts - 1, 40)),
+                                                 coalesce(max(lv_backoff_max), ?8))
+                                             * ?9 AS INTEGER)) END,
+            ",
             event!(
+                level = "max(lv_events)";
                 concat!("task__note(?2, ", $note, ")"),
-                "queue",
                 kind!(failed),
+                "id",
                 fails_to!(),
                 "attempts",
                 "worker",
@@ -503,6 +507,9 @@ macro_rules! fail_sql {
                 "?10"
             ),
             "
+          FROM (SELECT s.backoff_ms AS lv_backoff, s.backoff_max_ms AS lv_backoff_max,
+                       s.events AS lv_events
+                  FROM main.task_queue_store AS s WHERE s.name = task_store.queue))
  WHERE ",
             $row,
             " AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",

@@ -99,6 +99,14 @@ int main(int argc, char **argv) {
     failed |= run(db, "SELECT task_claim('w', '{\"now\":11}') IS NOT NULL AS claimed");
     failed |= expect(db, "SELECT lease_until FROM tasks WHERE id = '00000000-0000-7000-8000-000000000002'",
                      "1011");
+    /* A retry backs off by its queue's backoff (500 ms, times a jitter in
+     * [0.5, 1]), read in the same subquery as the failure's event. */
+    failed |= run(db, "SELECT task_queue('default', '{\"backoff\": 500}') IS NOT NULL AS set_backoff");
+    failed |= run(db, "SELECT task_fail('00000000-0000-7000-8000-000000000002', 'boom', '{\"now\":12}') AS failed");
+    failed |= expect(db,
+                     "SELECT status || ' ' || (run_at BETWEEN 262 AND 512) FROM tasks "
+                     "WHERE id = '00000000-0000-7000-8000-000000000002'",
+                     "queued 1");
     for (size_t i = 0; i < sizeof table / sizeof *table; i++) failed |= run(db, table[i]);
   } else {
     /* A refused load must leave the connection usable and register nothing. */
