@@ -474,10 +474,9 @@ pub fn complete(q: &Queue, id: &str, result: Option<&str>, w: &WorkerArgs) -> Re
 // (base · 2^(attempt-1), capped) times a jitter factor in [0.5, 1] drawn in
 // Rust, so workers that fail together do not retry together. The base and
 // the cap are the task's queue's (task_queue), else ?7 and ?8. They and the
-// queue's events level are read from its settings row once, by the
-// row-value subquery that sets run_at and updated_at (an aggregate: a row
-// whether the queue has settings or not; see `queue_settings!` in
-// claim/sql.rs), where a subquery per setting made three seeks.
+// queue's events level are read from its settings row once
+// (`queue_settings!`), by the row-value subquery that sets run_at and
+// updated_at, where a subquery per setting made three seeks.
 macro_rules! fail_sql {
     ($row:expr, $flags:expr, $note:expr, $where:expr) => {
         concat!(
@@ -507,9 +506,12 @@ macro_rules! fail_sql {
                 "?10"
             ),
             "
-          FROM (SELECT s.backoff_ms AS lv_backoff, s.backoff_max_ms AS lv_backoff_max,
-                       s.events AS lv_events
-                  FROM main.task_queue_store AS s WHERE s.name = task_store.queue))
+          FROM ",
+            queue_settings!(
+                "s.backoff_ms AS lv_backoff, s.backoff_max_ms AS lv_backoff_max,
+                       s.events AS lv_events"
+            ),
+            ")
  WHERE ",
             $row,
             " AND status = 'running' AND (?4 IS NULL OR attempts = +?4)",

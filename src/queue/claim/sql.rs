@@ -62,27 +62,11 @@ macro_rules! claim_note {
 
 /// The lease a claim gives: ?3 as the claim gave it, else the claimed
 /// task's queue's default, else the built-in one (`DEFAULT_LEASE_MS`).
-/// Read from `queue_settings!`, in the subquery that sets the lease and
-/// writes the note and the event.
+/// Read from the queue's settings (`lv_lease`) in the subquery that sets
+/// the lease and writes the note and the event.
 macro_rules! lease {
     () => {
         "coalesce(?3, max(lv_lease), 300000)"
-    };
-}
-
-/// The claimed task's queue's settings a claim reads: its default lease
-/// and its events level, as `lv_lease` and `lv_events` (names no column of
-/// task_store has, so the task's own columns stay in scope). The claim's
-/// lease, its note and its event are one row-value subquery over it, an
-/// aggregate (`max`) that gives a row whether the queue has settings or
-/// not: one seek in task_queue_store per claimed row, where a subquery per
-/// use made four (the lease three times, the level once; measured with
-/// callgrind on the plain cycle: 5.4k instructions of a claim's 82.9k for
-/// the three leases).
-macro_rules! queue_settings {
-    () => {
-        "(SELECT s.lease_ms AS lv_lease, s.events AS lv_events
-             FROM main.task_queue_store AS s WHERE s.name = task_store.queue)"
     };
 }
 
@@ -262,7 +246,7 @@ macro_rules! claim_sql {
             ),
             "
      FROM ",
-            queue_settings!(),
+            queue_settings!("s.lease_ms AS lv_lease, s.events AS lv_events"),
             ")
 WHERE ",
             $where
