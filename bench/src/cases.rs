@@ -89,6 +89,27 @@ impl Row {
 
 type Job<'a> = (String, Box<dyn Fn() -> Res<M> + 'a>);
 
+/// The cell of a workflow row that runs the plain cycle (as `cycle_normal` does), each run
+/// beside the row's own, so the row's ratio to the plain cycle pairs runs measured one after the
+/// other instead of two rows minutes apart.
+pub const PLAIN: &str = "plain cycle";
+
+/// `job`, sqlite-task's run of a workflow row, and the plain cycle run beside it.
+fn beside_plain<'a>(
+    env: &'a Env,
+    plan: &'a Plan,
+    job: Box<dyn Fn() -> Res<M> + 'a>,
+) -> Vec<Job<'a>> {
+    let n = plan.cycle;
+    vec![
+        (s("sqlite-task"), job),
+        (
+            s(PLAIN),
+            Box::new(move || cycle(env, Sys::Ext, Sync::Normal, n, n, plan.cap_own, false)),
+        ),
+    ]
+}
+
 pub(crate) struct Clock {
     pub(crate) t0: Instant,
     cap: Duration,
@@ -545,7 +566,11 @@ impl<'a> Bench<'a> {
         let systems = &self.plan.systems;
         let jobs: Vec<Job<'_>> = jobs
             .into_iter()
-            .filter(|(s, _)| systems.is_empty() || systems.contains(s))
+            .filter(|(s, _)| {
+                systems.is_empty()
+                    || systems.contains(s)
+                    || (s == PLAIN && systems.iter().any(|x| x == "sqlite-task"))
+            })
             .collect();
         let load = load_average();
         eprintln!("── {title} [{}] (load average {load:.2})", sync.name());
@@ -762,10 +787,11 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
                 cycles,
                 jobs,
             );
-            let jobs: Vec<Job> = vec![(
-                s("sqlite-task"),
+            let jobs = beside_plain(
+                env,
+                plan,
                 Box::new(move || limited_cycle(env, waiting, cycles, plan.cap_own)),
-            )];
+            );
             b.row(
                 "limited_cycle",
                 "cycle on a queue with a concurrency limit",
@@ -779,9 +805,24 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
             // and 10,000 queues (claiming from every queue), and a claim by name among 10,000.
             for (key, title, queues, named) in [
                 ("queues_1", "cycle, every-queue claim, 1 queue", 1, false),
-                ("queues_100", "cycle, every-queue claim, 100 queues", 100, false),
-                ("queues_10k", "cycle, every-queue claim, 10,000 queues", 10_000, false),
-                ("queues_10k_named", "cycle, claim by name among 10,000 queues", 10_000, true),
+                (
+                    "queues_100",
+                    "cycle, every-queue claim, 100 queues",
+                    100,
+                    false,
+                ),
+                (
+                    "queues_10k",
+                    "cycle, every-queue claim, 10,000 queues",
+                    10_000,
+                    false,
+                ),
+                (
+                    "queues_10k_named",
+                    "cycle, claim by name among 10,000 queues",
+                    10_000,
+                    true,
+                ),
             ] {
                 let n = plan.scale_cycles;
                 let jobs: Vec<Job> = vec![(
@@ -803,10 +844,11 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
                 waiting,
                 jobs,
             );
-            let jobs: Vec<Job> = vec![(
-                s("sqlite-task"),
+            let jobs = beside_plain(
+                env,
+                plan,
                 Box::new(move || workflows::dag_drain(env, k, plan.cap_own)),
-            )];
+            );
             b.row(
                 "dag_drain",
                 &format!(
@@ -820,10 +862,11 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
                 jobs,
             );
             let children = plan.child_cycle;
-            let jobs: Vec<Job> = vec![(
-                s("sqlite-task"),
+            let jobs = beside_plain(
+                env,
+                plan,
                 Box::new(move || workflows::child_cycle(env, children, plan.cap_own)),
-            )];
+            );
             b.row(
                 "child_cycle",
                 &format!("cycle: {} children of one waiting parent", short(children)),
