@@ -94,6 +94,12 @@ type Job<'a> = (String, Box<dyn Fn() -> Res<M> + 'a>);
 /// other instead of two rows minutes apart.
 pub const PLAIN: &str = "plain cycle";
 
+/// The same for the unique-key enqueue: the plain single enqueue (as `enqueue_single_normal`).
+pub const PLAIN_ENQUEUE: &str = "plain enqueue";
+
+/// The cells that run the plain work beside a workflow row's own.
+pub const BESIDE: [&str; 2] = [PLAIN, PLAIN_ENQUEUE];
+
 /// `job`, sqlite-task's run of a workflow row, and the plain cycle run beside it.
 fn beside_plain<'a>(
     env: &'a Env,
@@ -569,7 +575,7 @@ impl<'a> Bench<'a> {
             .filter(|(s, _)| {
                 systems.is_empty()
                     || systems.contains(s)
-                    || (s == PLAIN && systems.iter().any(|x| x == "sqlite-task"))
+                    || (BESIDE.contains(&s.as_str()) && systems.iter().any(|x| x == "sqlite-task"))
             })
             .collect();
         let load = load_average();
@@ -675,10 +681,16 @@ pub fn run_all(plan: &Plan, env: &Env) -> Res<Vec<Row>> {
     }
 
     let n = plan.single;
-    let jobs: Vec<Job> = vec![(
-        s("sqlite-task"),
-        Box::new(move || workflows::unique_enqueue(env, n, plan.cap_own)),
-    )];
+    let jobs: Vec<Job> = vec![
+        (
+            s("sqlite-task"),
+            Box::new(move || workflows::unique_enqueue(env, n, plan.cap_own)),
+        ),
+        (
+            s(PLAIN_ENQUEUE),
+            Box::new(move || enqueue_single(env, Sys::Ext, Sync::Normal, n, plan.cap_own)),
+        ),
+    ];
     b.row(
         "unique_enqueue",
         "enqueue with a new unique_key, one per transaction",

@@ -2,9 +2,10 @@
 //!
 //! Every case runs on a fresh WAL database per system and per run, the runs of the systems
 //! interleaved; the table shows the median. Ratios are sqlite-task's rate divided by the other's
-//! (above 1: sqlite-task is faster). The workflow rows that are rated against the plain cycle
-//! (children, diamonds, a limited queue) run the plain cycle beside their own, run by run, and
-//! take the median of the paired runs' ratios. `BENCH_QUICK=1` shrinks every case to a smoke run.
+//! (above 1: sqlite-task is faster). The workflow rows that are rated against the plain work
+//! (children, diamonds and a limited queue against the cycle, the unique-key enqueue against the
+//! single enqueue) run that plain work beside their own, run by run, and take the median of the
+//! paired runs' ratios. `BENCH_QUICK=1` shrinks every case to a smoke run.
 //!
 //! `bench worker <system> <db> <cap_ms>` is the worker process of the multi-process case.
 

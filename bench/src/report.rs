@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{Map, Value, json};
 
-use crate::cases::{PLAIN, Row, Unit, short};
+use crate::cases::{BESIDE, PLAIN, PLAIN_ENQUEUE, Row, Unit, short};
 use crate::queue::Res;
 use crate::{Env, Plan};
 
@@ -152,17 +152,19 @@ fn table(rows: &[Row]) -> String {
         "†  against the figures of the row this one extends (the row above it of the same kind)"
     );
     for row in rows {
-        if let (Some(x), Some(p)) = (
-            paired_ratio(row, PLAIN),
-            row.get(PLAIN).and_then(|c| c.median()),
-        ) {
-            let _ = writeln!(
-                t,
-                "‡  {}: {x:.2} × the plain cycle run beside it (median of the paired runs' \
-                 ratios; the plain cycle's median {}/s)",
-                row.title,
-                group(p)
-            );
+        for plain in BESIDE {
+            if let (Some(x), Some(p)) = (
+                paired_ratio(row, plain),
+                row.get(plain).and_then(|c| c.median()),
+            ) {
+                let _ = writeln!(
+                    t,
+                    "‡  {}: {x:.2} × the {plain} run beside it (median of the paired runs' \
+                     ratios; the {plain}'s median {}/s)",
+                    row.title,
+                    group(p)
+                );
+            }
         }
     }
     let loads: Vec<f64> = rows.iter().map(|r| r.load).collect();
@@ -337,7 +339,9 @@ fn headline(rows: &[Row], plan: &Plan) -> Vec<(&'static str, Option<f64>, &'stat
         ("dag_drain_vs_cycle", vs_plain(rows, "dag_drain"), "≥ 0.8"),
         (
             "unique_enqueue_vs_enqueue",
-            key_ratio(rows, ("unique_enqueue", US), ("enqueue_single_normal", US)),
+            find(rows, "unique_enqueue")
+                .and_then(|row| paired_ratio(row, PLAIN_ENQUEUE))
+                .or_else(|| key_ratio(rows, ("unique_enqueue", US), ("enqueue_single_normal", US))),
             "≥ 0.8",
         ),
         (
@@ -567,7 +571,7 @@ pub fn write(plan: &Plan, env: &Env, rows: &[Row]) -> Res<()> {
                 .collect();
             let paired: Map<String, Value> = OTHERS
                 .iter()
-                .chain(&[PLAIN])
+                .chain(&BESIDE)
                 .filter_map(|o| paired_ratio(row, o).map(|x| (o.to_string(), json!(x))))
                 .collect();
             json!({
