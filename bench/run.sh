@@ -8,8 +8,9 @@
 #   chart     matplotlib in a venv under bench/target
 #
 # A full run writes bench/results.json, bench/results-detail.json, bench/results.txt,
-# bench/chart.png, then bench/fairness.{json,txt} (bench/fairness.py) and bench/wake.{json,txt}
-# (bench/wake.py); a quick run writes the same files under bench/target/quick instead.
+# bench/chart.png, then bench/fairness.{json,txt} (bench/fairness.py), bench/wake.{json,txt}
+# (bench/wake.py) and bench/pages.{json,txt} (bench/pages.py); a quick run writes the same files
+# under bench/target/quick instead.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -84,4 +85,8 @@ else
 fi
 TASK_EXT=$ROOT/dist/task0 "$T/venv/bin/python" bench/wake.py "${WAKE_ARGS[@]}" \
   --out "$OUT/wake.json" | tee "$OUT/wake.txt"
+
+step "WAL pages by b-tree (bench/pages.py)"
+TASK_EXT=$ROOT/dist/task0 "$T/venv/bin/python" bench/pages.py --out "$OUT/pages.json" \
+  | tee "$OUT/pages.txt"
 echo "bench: wrote ${OUT#"$ROOT"/}/results.json and ${OUT#"$ROOT"/}/chart.png" >&2

@@ -2,7 +2,9 @@
 //! versioned migrations (the numbered `.sql` files beside this one,
 //! included at build time and applied in order by `task_init()`).
 //!
-//! Layout decisions (measured in `make bench`):
+//! Layout decisions (measured in `make bench`; the b-trees each kind of
+//! transaction writes are counted by `bench/pages.py` and held by
+//! `tests/python/test_pages.py`):
 //! - `seq INTEGER PRIMARY KEY` is the rowid. It gives FIFO order for free and
 //!   keeps every secondary index entry small (an index entry carries the
 //!   rowid, not the 36-byte UUID).
